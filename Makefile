@@ -1,0 +1,133 @@
+# SPDX-License-Identifier: GPL-2.0-only
+#
+# mtty-mig top-level Makefile.
+#
+#   make              build the module, the uAPI header, userspace and selftests
+#   make check        install deps, build, run host tests and the kselftests in a VM
+#   make demo         boot the VM and migrate devices, printing what happened
+#   make bench        run the migration benchmark in the VM
+#   make vm-shell     interactive shell in the test VM
+#   make lint         checkpatch --strict on the module and uapi
+#   make C=2          also run sparse on every module source
+#
+# KVER/KDIR default to the newest installed Debian 6.12 ABI (scripts/kver.sh).
+# KSRC=/path/to/linux takes the kselftest harness and checkpatch from a kernel
+# tree instead of /usr/src/linux-source-6.12.tar.xz.
+
+TOP		:= $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
+BUILD		?= $(TOP)/build
+KVER		?= $(shell $(TOP)/scripts/kver.sh 2>/dev/null)
+KDIR		?= /usr/src/linux-headers-$(KVER)
+KSRC_TARBALL	?= /usr/src/linux-source-6.12.tar.xz
+KSRC		?=
+VM_TIMEOUT	?= 1500
+V		?= 0
+
+UAPI_DIR	:= $(BUILD)/uapi
+KSFT_DIR	:= $(BUILD)/ksft
+CP_DIR		:= $(BUILD)/checkpatch
+KSFT_INSTALL	:= $(BUILD)/kselftest
+MODULE		:= $(TOP)/kmod-mtty-mig/mtty_mig.ko
+
+export TOP BUILD KVER KDIR UAPI_DIR KSFT_DIR
+
+.PHONY: all deps module uapi ksft user selftests check check-host check-vm \
+	demo bench vm-shell lint sparse clean install modules_install help
+
+all: module uapi user selftests
+
+help:
+	@sed -n '3,17p' $(TOP)/Makefile | sed 's/^# \{0,1\}//'
+
+deps:
+	@$(TOP)/scripts/install-deps.sh
+
+kver-check:
+	@test -n "$(KVER)" || { echo "no Debian 6.12 kernel headers+image: run 'make deps'" >&2; exit 1; }
+.PHONY: kver-check
+
+# --- module -----------------------------------------------------------------
+module: kver-check
+	$(MAKE) -C $(KDIR) M=$(TOP) modules
+
+sparse: kver-check
+	$(MAKE) -C $(KDIR) M=$(TOP) C=2 modules
+
+modules_install: kver-check
+	$(MAKE) -C $(KDIR) M=$(TOP) modules_install
+
+# --- generated headers and kernel helper files (never committed) -------------
+# bookworm's linux-libc-dev is 6.1 and lacks PRE_COPY: sanitize the 6.12
+# vfio.h from the installed headers package, exactly as headers_install does.
+uapi: $(UAPI_DIR)/linux/vfio.h
+
+$(UAPI_DIR)/linux/vfio.h: | kver-check
+	@mkdir -p $(dir $@)
+	cd $(KDIR) && sh scripts/headers_install.sh \
+		$(KDIR)/../linux-headers-$(patsubst %-amd64,%,$(KVER))-common/include/uapi/linux/vfio.h $@.tmp
+	@mv $@.tmp $@
+
+ksft: $(KSFT_DIR)/kselftest_harness.h $(CP_DIR)/checkpatch.pl
+
+ifneq ($(KSRC),)
+$(KSFT_DIR)/kselftest_harness.h:
+	@mkdir -p $(KSFT_DIR)
+	rsync -a $(KSRC)/tools/testing/selftests/kselftest* $(KSRC)/tools/testing/selftests/lib.mk \
+		$(KSRC)/tools/testing/selftests/run_kselftest.sh $(KSFT_DIR)/
+$(CP_DIR)/checkpatch.pl:
+	@mkdir -p $(CP_DIR)
+	cp $(KSRC)/scripts/checkpatch.pl $(KSRC)/scripts/spelling.txt \
+		$(KSRC)/scripts/const_structs.checkpatch $(CP_DIR)/
+else
+$(KSFT_DIR)/kselftest_harness.h:
+	@mkdir -p $(KSFT_DIR)
+	tar -xJf $(KSRC_TARBALL) -C $(KSFT_DIR) --strip-components=4 --wildcards \
+		'linux-source-6.12/tools/testing/selftests/kselftest*' \
+		linux-source-6.12/tools/testing/selftests/lib.mk \
+		linux-source-6.12/tools/testing/selftests/run_kselftest.sh
+	@touch $@
+$(CP_DIR)/checkpatch.pl:
+	@mkdir -p $(CP_DIR)
+	tar -xJf $(KSRC_TARBALL) -C $(CP_DIR) --strip-components=2 \
+		linux-source-6.12/scripts/checkpatch.pl linux-source-6.12/scripts/spelling.txt \
+		linux-source-6.12/scripts/const_structs.checkpatch
+	@touch $@
+endif
+
+# --- userspace and selftests ----------------------------------------------------
+user: uapi ksft
+	@if [ -f $(TOP)/user/Makefile ]; then $(MAKE) -C $(TOP)/user; fi
+
+selftests: uapi ksft user
+	$(MAKE) -C $(TOP)/selftests install-tree
+
+# --- checks -------------------------------------------------------------------
+LINT_FILES = $(wildcard $(TOP)/kmod-mtty-mig/*.c $(TOP)/kmod-mtty-mig/*.h $(TOP)/uapi/linux/*.h)
+
+lint: $(CP_DIR)/checkpatch.pl
+	perl $(CP_DIR)/checkpatch.pl --no-tree --strict --terse --show-types \
+		--ignore SPDX_LICENSE_TAG,FILE_PATH_CHANGES -f $(LINT_FILES)
+
+check: deps
+	@$(MAKE) --no-print-directory all
+	@$(TOP)/scripts/check.sh
+
+check-host: all
+	@$(TOP)/scripts/check.sh --host-only
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@$(TOP)/scripts/vm-run.sh --mode demo --timeout $(VM_TIMEOUT)
+
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@$(TOP)/scripts/vm-run.sh --mode bench --timeout $(VM_TIMEOUT)
+
+vm-shell: all
+	@$(TOP)/scripts/vm-run.sh --mode shell
+
+clean:
+	-$(MAKE) -C $(KDIR) M=$(TOP) clean 2>/dev/null
+	-$(MAKE) -C $(TOP)/user clean
+	-$(MAKE) -C $(TOP)/selftests clean
+	rm -rf $(BUILD)

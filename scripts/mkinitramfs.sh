@@ -1,0 +1,94 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-only
+#
+# Build the test VM's initramfs: busybox-static, the VFIO modules of the
+# Debian kernel we boot (with their modules.dep, so libkmod resolves them by
+# name), the project module at /opt/mtty-mig/mtty_mig.ko (deliberately outside
+# modules.dep: the selftests load it by path, as a developer would), the
+# installed kselftests, the vfio-mig tool and every shared library they need.
+#
+# usage: mkinitramfs.sh OUT.cpio.gz
+set -euo pipefail
+
+out=$1
+: "${TOP:?}" "${BUILD:?}" "${KVER:?}"
+root=$(mktemp -d "$BUILD/initramfs.XXXXXX")
+trap 'rm -rf "$root"' EXIT
+
+mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,lib,lib64,proc,sys,dev,tmp,run,root,etc,opt/mtty-mig}
+
+# busybox and its applets (not busybox itself: a self-link loops)
+cp /bin/busybox "$root/bin/busybox"
+for a in $(/bin/busybox --list-full); do
+	[ "$a" = bin/busybox ] && continue
+	[ -e "$root/$a" ] || ln -s /bin/busybox "$root/$a"
+done
+
+# Real binaries where busybox falls short: coreutils timeout (the kselftest
+# runner needs --foreground), iproute2 ip (network namespaces), kmod.
+copy_bin() {
+	local src=$1 dst=$2
+	rm -f "$root/$dst"
+	cp -L "$src" "$root/$dst"
+	copy_libs "$src"
+}
+copy_libs() {
+	local lib
+	for lib in $(ldd "$1" 2>/dev/null | grep -o '/[^ ]*' | sort -u); do
+		[ -e "$root$lib" ] && continue
+		mkdir -p "$root$(dirname "$lib")"
+		cp -L "$lib" "$root$lib"
+	done
+}
+copy_bin /usr/bin/timeout usr/bin/timeout
+copy_bin /usr/bin/stdbuf usr/bin/stdbuf 2>/dev/null || true
+[ -e /usr/libexec/coreutils/libstdbuf.so ] && { mkdir -p "$root/usr/libexec/coreutils"; cp /usr/libexec/coreutils/libstdbuf.so "$root/usr/libexec/coreutils/"; }
+copy_bin /bin/ip sbin/ip
+copy_bin /bin/kmod bin/kmod
+
+# Kernel modules: the VFIO stack (+ veth for the two-host test) with deps.
+moddir=/lib/modules/$KVER
+want="vfio vfio_iommu_type1 mdev veth"
+mods=
+resolve() {
+	local m path dep
+	for m in "$@"; do
+		path=$(modinfo -k "$KVER" -n "$m" 2>/dev/null) || { echo "mkinitramfs: no module $m in $KVER" >&2; exit 1; }
+		case " $mods " in *" $path "*) continue ;; esac
+		mods="$mods $path"
+		for dep in $(modinfo -k "$KVER" -F depends "$m" | tr ',' ' '); do
+			resolve "$dep"
+		done
+	done
+}
+resolve $want
+for p in $mods; do
+	rel=${p#/lib/modules/$KVER/}
+	mkdir -p "$root/lib/modules/$KVER/$(dirname "$rel")"
+	cp "$p" "$root/lib/modules/$KVER/$rel"
+done
+cp "$moddir"/modules.{order,builtin,builtin.modinfo} "$root/lib/modules/$KVER/" 2>/dev/null || true
+depmod -b "$root" "$KVER"
+
+# The project: module, tool, selftests
+cp "${MODULE_KO:-$TOP/kmod-mtty-mig/mtty_mig.ko}" "$root/opt/mtty-mig/mtty_mig.ko"
+for b in "$BUILD"/user/vfio-mig; do
+	[ -x "$b" ] && copy_bin "$b" "usr/bin/$(basename "$b")"
+done
+if [ -d "$BUILD/kselftest" ]; then
+	cp -a "$BUILD/kselftest" "$root/opt/kselftest"
+	for f in $(find "$root/opt/kselftest" -type f -perm -u+x); do
+		file_is_elf=$(head -c4 "$f" | od -An -c | tr -d ' ')
+		[ "$file_is_elf" = 177ELF ] && copy_libs "$f"
+	done
+fi
+cp -a "$TOP/scripts/guest" "$root/opt/mtty-mig/guest"
+cp "$TOP/scripts/guest/init" "$root/init"
+chmod +x "$root/init"
+
+echo "root:x:0:0:root:/root:/bin/sh" > "$root/etc/passwd"
+echo "root:x:0:" > "$root/etc/group"
+printf '127.0.0.1 localhost\n::1 localhost\n' > "$root/etc/hosts"
+
+(cd "$root" && find . -print0 | cpio --null -o -H newc --quiet) | gzip -1 > "$out.tmp"
+mv "$out.tmp" "$out"

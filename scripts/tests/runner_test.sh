@@ -1,0 +1,83 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-only
+#
+# Tests of the test runner itself: the TAP counter, the splat detector and
+# check.sh's verdict must turn every kind of failure into a failed run.
+# Prints TAP; exit 1 if any case failed.
+set -uo pipefail
+TOP=$(cd "$(dirname "$0")/../.." && pwd)
+S=$TOP/scripts
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+n=0 bad=0
+ok() { n=$((n + 1)); echo "ok $n $1"; }
+notok() { n=$((n + 1)); bad=$((bad + 1)); echo "not ok $n $1"; }
+# expect NAME WANT_RC WANT_LINE FILE: tap-summary's exit code and last line
+expect() {
+	local out rc
+	out=$("$S/tap-summary.sh" --quiet "$4" | tail -n1)
+	rc=${PIPESTATUS[0]}
+	"$S/tap-summary.sh" --quiet "$4" >/dev/null; rc=$?
+	if [ "$rc" = "$2" ] && [ "$out" = "$3" ]; then ok "$1"
+	else echo "# $1: got rc=$rc '$out', want rc=$2 '$3'"; notok "$1"; fi
+}
+prog() { # NAME NR PLAN RESULT-LINES... : one program in runner format
+	local name=$1 nr=$2 plan=$3; shift 3
+	echo "# selftests: c: $name"; echo "# TAP version 13"; echo "# 1..$plan"
+	for l in "$@"; do echo "# $l"; done
+}
+
+echo "TAP version 13"
+echo "1..13"
+
+{ echo "1..1"; prog p 1 3 "ok 1 a" "ok 2 b" "ok 3 c"; echo "ok 1 selftests: c: p"; } >"$tmp/pass"
+expect tap_all_pass_counts_cases 0 "3 passed, 0 failed, 0 skipped" "$tmp/pass"
+
+{ echo "1..1"; prog p 1 3 "ok 1 a" "not ok 2 b" "ok 3 c"; echo "not ok 1 selftests: c: p # exit=1"; } >"$tmp/fail"
+expect tap_failing_case_fails_run 1 "2 passed, 1 failed, 0 skipped" "$tmp/fail"
+
+{ echo "1..1"; prog p 1 4 "ok 1 a"; echo "not ok 1 selftests: c: p # exit=134"; } >"$tmp/crash"
+expect tap_crash_counts_unrun_cases 1 "1 passed, 3 failed, 0 skipped" "$tmp/crash"
+
+{ echo "1..1"; prog p 1 2 "ok 1 a" "ok 2 b # SKIP no device"; echo "ok 1 selftests: c: p"; } >"$tmp/skip"
+expect tap_skip_is_not_a_pass 0 "1 passed, 0 failed, 1 skipped" "$tmp/skip"
+
+{ echo "1..2"; prog p 1 1 "ok 1 a"; echo "ok 1 selftests: c: p"; } >"$tmp/missing"
+expect tap_program_never_reported_fails 1 "1 passed, 1 failed, 0 skipped" "$tmp/missing"
+
+{ echo "1..1"; prog p 1 2 "ok 1 a" "ok 2 b"; } >"$tmp/unterminated"
+expect tap_unterminated_output_fails 1 "2 passed, 1 failed, 0 skipped" "$tmp/unterminated"
+
+{ echo "1..1"; prog p 1 1 "ok 1 a"; echo "not ok 1 selftests: c: p # TIMEOUT 45 seconds"; } >"$tmp/timeout"
+expect tap_program_timeout_fails 1 "1 passed, 1 failed, 0 skipped" "$tmp/timeout"
+
+: >"$tmp/empty"
+expect tap_no_tests_is_a_failure 1 "0 passed, 0 failed, 0 skipped" "$tmp/empty"
+
+printf '[    1.0] ok\n[    2.0] WARNING: CPU: 0 PID: 1 at drivers/x.c:1 f+0x1/0x2\n' >"$tmp/warn"
+if ! "$S/splat-check.sh" "$tmp/warn" >/dev/null; then ok splat_warn_detected; else notok splat_warn_detected; fi
+printf '[    3.0] BUG: KFENCE: out-of-bounds read in f+0x1/0x2\n' >"$tmp/kfence"
+if ! "$S/splat-check.sh" "$tmp/kfence" >/dev/null; then ok splat_kfence_detected; else notok splat_kfence_detected; fi
+printf '[    1.0] mtty_mig: loaded\n[    2.0] mtty_mig 1234: resume: bad record checksum\n' >"$tmp/clean"
+if "$S/splat-check.sh" "$tmp/clean" >/dev/null; then ok splat_clean_log_passes; else notok splat_clean_log_passes; fi
+
+# check.sh end to end with a fake VM: a guest splat (vm-run exit 4) and a
+# failing kselftest must both make `make check` fail.
+mkdir -p "$tmp/b/vm/check"
+cat >"$tmp/fakevm" <<'EOS'
+#!/bin/sh
+cat "$FAKE_RESULT" >"$BUILD/vm/check/result.txt"
+exit "$FAKE_RC"
+EOS
+chmod +x "$tmp/fakevm"
+{ cat "$tmp/pass"; echo "MTTY-VM-DONE rc=0"; } >"$tmp/pass.res"
+{ cat "$tmp/fail"; echo "MTTY-VM-DONE rc=0"; } >"$tmp/fail.res"
+run_check() { # RESULT RC -> exit of check.sh (host tests disabled by an empty tree)
+	BUILD=$tmp/b TOP=$tmp/b VM_RUN=$tmp/fakevm FAKE_RESULT=$1 FAKE_RC=$2 \
+		"$S/check.sh" >"$tmp/check.out" 2>&1
+}
+mkdir -p "$tmp/b/scripts"; ln -sf "$S/tap-summary.sh" "$tmp/b/scripts/tap-summary.sh"
+if run_check "$tmp/pass.res" 4; then notok check_fails_on_guest_splat; else ok check_fails_on_guest_splat; fi
+if run_check "$tmp/fail.res" 0; then notok check_fails_on_failing_kselftest; else ok check_fails_on_failing_kselftest; fi
+[ $bad -eq 0 ]

@@ -1,0 +1,84 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-only
+#
+# Boot Debian's 6.12 kernel under QEMU TCG with the project's initramfs and
+# run one job in it. Needs no terminal and no stdin (except --mode shell), and
+# a host-side timeout bounds every boot: a hung guest is a failed run.
+#
+# usage: vm-run.sh --mode check|demo|bench|shell [--tests coll:prog,...]
+#                  [--timeout SECONDS] [--out DIR]
+# Results: DIR/result.txt (what the guest job printed, ending with
+# "MTTY-VM-DONE rc=N"), DIR/dmesg.txt, DIR/console.txt. Exit status: 0 if the
+# guest finished its job and reported rc=0 with no kernel splat.
+set -euo pipefail
+
+TOP=${TOP:-$(cd "$(dirname "$0")/.." && pwd)}
+BUILD=${BUILD:-$TOP/build}
+KVER=${KVER:-$("$TOP/scripts/kver.sh")}
+export TOP BUILD KVER
+
+mode=shell tests= timeout=900 out= quiet=0
+while [ $# -gt 0 ]; do
+	case $1 in
+	--mode) mode=$2; shift ;;
+	--tests) tests=$2; shift ;;
+	--timeout) timeout=$2; shift ;;
+	--out) out=$2; shift ;;
+	--quiet) quiet=1 ;;
+	-h|--help) sed -n '4,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	*) echo "vm-run: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+	esac
+	shift
+done
+case $mode in check|demo|bench|shell) ;; *) echo "vm-run: bad mode '$mode'" >&2; exit 2 ;; esac
+out=${out:-$BUILD/vm/$mode}
+mkdir -p "$out"
+rm -f "$out"/{result,dmesg,console}.txt
+
+vmlinuz=/boot/vmlinuz-$KVER
+[ -r "$vmlinuz" ] || { echo "vm-run: $vmlinuz missing (make deps)" >&2; exit 1; }
+[ -f "${MODULE_KO:-$TOP/kmod-mtty-mig/mtty_mig.ko}" ] || { echo "vm-run: module not built (make)" >&2; exit 1; }
+
+cpio=$BUILD/vm/initramfs.cpio.gz
+"$TOP/scripts/mkinitramfs.sh" "$cpio"
+
+append="console=ttyS0 panic=-1 oops=panic panic_on_warn=1 slub_debug=FZPU"
+append="$append kfence.sample_interval=10 loglevel=4 mttymode=$mode"
+[ -n "$tests" ] && append="$append mttytests=$tests"
+
+qemu=(qemu-system-x86_64 -machine q35,accel=tcg -cpu max -smp 2 -m "${VM_MEM:-3G}"
+	-no-reboot -nodefaults -kernel "$vmlinuz" -initrd "$cpio" -append "$append"
+	-device virtio-serial-pci
+	-chardev "file,id=res,path=$out/result.txt" -device virtserialport,chardev=res,name=result
+	-chardev "file,id=dm,path=$out/dmesg.txt" -device virtserialport,chardev=dm,name=dmesg)
+
+if [ "$mode" = shell ]; then
+	exec "${qemu[@]}" -nographic -serial mon:stdio
+fi
+
+[ "$quiet" = 1 ] || echo "vm-run: booting $KVER under TCG (mode $mode, timeout ${timeout}s)" >&2
+set +e
+timeout -k 10 "$timeout" "${qemu[@]}" -display none -monitor none \
+	-serial "file:$out/console.txt" </dev/null
+qrc=$?
+set -e
+if [ $qrc -eq 124 ] || [ $qrc -eq 137 ]; then
+	echo "vm-run: guest did not finish within ${timeout}s (killed)" >&2
+fi
+
+# A kernel splat fails the run whatever the job printed.
+splat=0
+if ! "$TOP/scripts/splat-check.sh" "$out/console.txt" "$out/dmesg.txt" >"$out/splats.txt"; then
+	splat=1
+	echo "vm-run: kernel splat in the guest:" >&2
+	sed 's/^/  /' "$out/splats.txt" >&2
+fi
+
+done_line=$(grep -a '^MTTY-VM-DONE rc=' "$out/result.txt" 2>/dev/null | tail -n1 || true)
+if [ -z "$done_line" ]; then
+	echo "vm-run: the guest never finished its job (crash, panic or timeout; see $out/console.txt)" >&2
+	exit 3
+fi
+grc=${done_line#MTTY-VM-DONE rc=}
+[ $splat -eq 0 ] || exit 4
+exit "$grc"

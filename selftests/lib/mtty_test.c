@@ -1,0 +1,433 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Helpers shared by the mtty-mig kselftests (see mtty_test.h).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <libkmod.h>
+
+#include "mtty_test.h"
+
+const char *mt_module_path(void)
+{
+	const char *p = getenv("MTTY_MIG_KO");
+
+	return p && *p ? p : "/opt/mtty-mig/mtty_mig.ko";
+}
+
+bool mt_module_loaded(void)
+{
+	return access("/sys/module/mtty_mig", F_OK) == 0;
+}
+
+static void mt_kmod_quiet(void *data, int priority, const char *file, int line,
+			  const char *fn, const char *format, va_list args)
+{
+	(void)data, (void)priority, (void)file, (void)line, (void)fn;
+	(void)format, (void)args;
+}
+
+/*
+ * An uninstalled module opened by path is not in modules.dep, so libkmod
+ * would not load what it depends on: read modinfo "depends" and probe each
+ * dependency by name first (that also pulls vfio's softdep vfio_iommu_type1).
+ */
+int mt_module_load(void)
+{
+	struct kmod_list *info = NULL, *l;
+	struct kmod_module *mod = NULL;
+	struct kmod_ctx *ctx;
+	int ret;
+
+	if (mt_module_loaded())
+		return 0;
+	ctx = kmod_new(NULL, NULL);
+	if (!ctx)
+		return -ENOMEM;
+	kmod_set_log_fn(ctx, mt_kmod_quiet, NULL);
+	ret = kmod_module_new_from_path(ctx, mt_module_path(), &mod);
+	if (ret < 0)
+		goto out;
+	ret = kmod_module_get_info(mod, &info);
+	if (ret < 0)
+		goto out;
+	kmod_list_foreach(l, info) {
+		char deps[256], *tok, *save = NULL;
+
+		if (strcmp(kmod_module_info_get_key(l), "depends"))
+			continue;
+		snprintf(deps, sizeof(deps), "%s", kmod_module_info_get_value(l));
+		for (tok = strtok_r(deps, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+			struct kmod_list *found = NULL, *f;
+
+			ret = kmod_module_new_from_lookup(ctx, tok, &found);
+			if (ret < 0)
+				goto out;
+			if (!found) {
+				ret = -ENOENT;
+				goto out;
+			}
+			kmod_list_foreach(f, found) {
+				struct kmod_module *dep = kmod_module_get_module(f);
+
+				ret = kmod_module_probe_insert_module(dep, KMOD_PROBE_IGNORE_COMMAND,
+								      NULL, NULL, NULL, NULL);
+				kmod_module_unref(dep);
+				if (ret < 0 && ret != -EEXIST)
+					break;
+				ret = 0;
+			}
+			kmod_module_unref_list(found);
+			if (ret < 0)
+				goto out;
+		}
+	}
+	ret = kmod_module_insert_module(mod, 0, NULL);
+	if (ret == -EEXIST)
+		ret = 0;
+out:
+	kmod_module_info_free_list(info);
+	if (mod)
+		kmod_module_unref(mod);
+	kmod_unref(ctx);
+	return ret;
+}
+
+int mt_module_unload(void)
+{
+	struct kmod_module *mod = NULL;
+	struct kmod_ctx *ctx;
+	int ret;
+
+	ctx = kmod_new(NULL, NULL);
+	if (!ctx)
+		return -ENOMEM;
+	kmod_set_log_fn(ctx, mt_kmod_quiet, NULL);
+	ret = kmod_module_new_from_name(ctx, "mtty_mig", &mod);
+	if (!ret)
+		ret = kmod_module_remove_module(mod, 0);
+	if (mod)
+		kmod_module_unref(mod);
+	kmod_unref(ctx);
+	return ret;
+}
+
+int mt_sysfs_write(const char *path, const char *val)
+{
+	size_t len = strlen(val);
+	ssize_t n;
+	int fd, ret = 0;
+
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = write(fd, val, len);
+	if (n < 0)
+		ret = -errno;
+	else if ((size_t)n != len)
+		ret = -EIO;
+	if (close(fd) && !ret)
+		ret = -errno;
+	return ret;
+}
+
+int mt_sysfs_read(const char *path, char *buf, size_t len)
+{
+	ssize_t n;
+	int fd, ret = 0;
+
+	if (!len)
+		return -EINVAL;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, len - 1);
+	if (n < 0) {
+		ret = -errno;
+		n = 0;
+	}
+	buf[n] = '\0';
+	while (n > 0 && buf[n - 1] == '\n')
+		buf[--n] = '\0';
+	close(fd);
+	return ret;
+}
+
+static void mt_dev_attr_path(char *path, size_t len, const char *uuid, const char *attr)
+{
+	snprintf(path, len, MT_DEVICES "/%s/%s", uuid, attr);
+}
+
+int mt_dev_attr_write(const char *uuid, const char *attr, const char *val)
+{
+	char path[PATH_MAX];
+
+	mt_dev_attr_path(path, sizeof(path), uuid, attr);
+	return mt_sysfs_write(path, val);
+}
+
+int mt_dev_attr_read(const char *uuid, const char *attr, char *buf, size_t len)
+{
+	char path[PATH_MAX];
+
+	mt_dev_attr_path(path, sizeof(path), uuid, attr);
+	return mt_sysfs_read(path, buf, len);
+}
+
+int mt_dev_attr_read_u64(const char *uuid, const char *attr, uint64_t *val)
+{
+	char buf[64], *end;
+	int ret;
+
+	ret = mt_dev_attr_read(uuid, attr, buf, sizeof(buf));
+	if (ret)
+		return ret;
+	errno = 0;
+	*val = strtoull(buf, &end, 0);
+	if (errno || end == buf)
+		return -EINVAL;
+	return 0;
+}
+
+void mt_uuid_random(char uuid[MT_UUID_LEN])
+{
+	unsigned char b[16];
+	size_t got = 0;
+
+	while (got < sizeof(b)) {
+		ssize_t n = getrandom(b + got, sizeof(b) - got, 0);
+
+		if (n > 0)
+			got += n;
+		else if (errno != EINTR)
+			abort(); /* getrandom cannot fail on 6.12 for 16 bytes */
+	}
+	b[6] = (b[6] & 0x0f) | 0x40; /* version 4 */
+	b[8] = (b[8] & 0x3f) | 0x80; /* RFC 4122 variant */
+	snprintf(uuid, MT_UUID_LEN,
+		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+		 b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11],
+		 b[12], b[13], b[14], b[15]);
+}
+
+int mt_mdev_create_uuid(const char *type, const char *uuid)
+{
+	char path[PATH_MAX];
+
+	snprintf(path, sizeof(path), MT_TYPES "/%s/create", type);
+	return mt_sysfs_write(path, uuid);
+}
+
+int mt_mdev_create(const char *type, char uuid[MT_UUID_LEN])
+{
+	mt_uuid_random(uuid);
+	return mt_mdev_create_uuid(type, uuid);
+}
+
+int mt_mdev_remove(const char *uuid)
+{
+	return mt_dev_attr_write(uuid, "remove", "1");
+}
+
+bool mt_mdev_exists(const char *uuid)
+{
+	char path[PATH_MAX];
+
+	snprintf(path, sizeof(path), MT_DEVICES "/%s", uuid);
+	return access(path, F_OK) == 0;
+}
+
+int mt_vfio_open(struct mt_vfio *v, const char *uuid)
+{
+	struct vfio_group_status status = { .argsz = sizeof(status) };
+	char link[PATH_MAX], target[PATH_MAX], path[PATH_MAX];
+	ssize_t n;
+	int ret;
+
+	v->container = v->group = v->device = -1;
+	snprintf(link, sizeof(link), MT_DEVICES "/%s/iommu_group", uuid);
+	n = readlink(link, target, sizeof(target) - 1);
+	if (n < 0)
+		return -errno;
+	target[n] = '\0';
+	snprintf(path, sizeof(path), "/dev/vfio/%s", basename(target));
+
+	v->container = open("/dev/vfio/vfio", O_RDWR | O_CLOEXEC);
+	if (v->container < 0)
+		goto err;
+	if (ioctl(v->container, VFIO_GET_API_VERSION) != VFIO_API_VERSION) {
+		errno = EPROTO;
+		goto err;
+	}
+	if (ioctl(v->container, VFIO_CHECK_EXTENSION, VFIO_TYPE1v2_IOMMU) <= 0) {
+		errno = EOPNOTSUPP;
+		goto err;
+	}
+	v->group = open(path, O_RDWR | O_CLOEXEC);
+	if (v->group < 0)
+		goto err;
+	if (ioctl(v->group, VFIO_GROUP_GET_STATUS, &status))
+		goto err;
+	if (!(status.flags & VFIO_GROUP_FLAGS_VIABLE)) {
+		errno = EBUSY;
+		goto err;
+	}
+	if (ioctl(v->group, VFIO_GROUP_SET_CONTAINER, &v->container))
+		goto err;
+	if (ioctl(v->container, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU))
+		goto err;
+	v->device = ioctl(v->group, VFIO_GROUP_GET_DEVICE_FD, uuid);
+	if (v->device < 0)
+		goto err;
+	return 0;
+err:
+	ret = -errno;
+	mt_vfio_close(v);
+	return ret;
+}
+
+void mt_vfio_close(struct mt_vfio *v)
+{
+	if (v->device >= 0)
+		close(v->device);
+	if (v->group >= 0)
+		close(v->group);
+	if (v->container >= 0)
+		close(v->container);
+	v->container = v->group = v->device = -1;
+}
+
+int mt_region_info(int device, uint32_t index, struct vfio_region_info *info)
+{
+	memset(info, 0, sizeof(*info));
+	info->argsz = sizeof(*info);
+	info->index = index;
+	return ioctl(device, VFIO_DEVICE_GET_REGION_INFO, info) ? -errno : 0;
+}
+
+ssize_t mt_region_read(int device, uint32_t index, uint64_t off, void *buf, size_t len)
+{
+	struct vfio_region_info info;
+	ssize_t n;
+	int ret;
+
+	ret = mt_region_info(device, index, &info);
+	if (ret)
+		return ret;
+	n = pread(device, buf, len, info.offset + off);
+	return n < 0 ? -errno : n;
+}
+
+ssize_t mt_region_write(int device, uint32_t index, uint64_t off, const void *buf, size_t len)
+{
+	struct vfio_region_info info;
+	ssize_t n;
+	int ret;
+
+	ret = mt_region_info(device, index, &info);
+	if (ret)
+		return ret;
+	n = pwrite(device, buf, len, info.offset + off);
+	return n < 0 ? -errno : n;
+}
+
+/* VFIO_DEVICE_FEATURE argument: the header followed by the feature payload */
+#define MT_FEATURE_BUF(name, payload)                                                            \
+	uint64_t name##_buf[(sizeof(struct vfio_device_feature) + sizeof(payload) + 7) / 8] = { 0 }; \
+	struct vfio_device_feature *name = (void *)name##_buf
+
+int mt_mig_flags(int device, uint64_t *flags)
+{
+	MT_FEATURE_BUF(f, struct vfio_device_feature_migration);
+	struct vfio_device_feature_migration *mig = (void *)f->data;
+
+	f->argsz = sizeof(f_buf);
+	f->flags = VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_MIGRATION;
+	if (ioctl(device, VFIO_DEVICE_FEATURE, f))
+		return -errno;
+	*flags = mig->flags;
+	return 0;
+}
+
+int mt_mig_get_state(int device, uint32_t *state)
+{
+	MT_FEATURE_BUF(f, struct vfio_device_feature_mig_state);
+	struct vfio_device_feature_mig_state *mig = (void *)f->data;
+
+	f->argsz = sizeof(f_buf);
+	f->flags = VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE;
+	if (ioctl(device, VFIO_DEVICE_FEATURE, f))
+		return -errno;
+	*state = mig->device_state;
+	return 0;
+}
+
+int mt_mig_set_state(int device, uint32_t state, int *data_fd)
+{
+	MT_FEATURE_BUF(f, struct vfio_device_feature_mig_state);
+	struct vfio_device_feature_mig_state *mig = (void *)f->data;
+
+	f->argsz = sizeof(f_buf);
+	f->flags = VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE;
+	mig->device_state = state;
+	mig->data_fd = -1;
+	if (ioctl(device, VFIO_DEVICE_FEATURE, f))
+		return -errno;
+	if (data_fd)
+		*data_fd = mig->data_fd;
+	else if (mig->data_fd >= 0)
+		close(mig->data_fd);
+	return 0;
+}
+
+int mt_mig_data_size(int device, uint64_t *len)
+{
+	MT_FEATURE_BUF(f, struct vfio_device_feature_mig_data_size);
+	struct vfio_device_feature_mig_data_size *sz = (void *)f->data;
+
+	f->argsz = sizeof(f_buf);
+	f->flags = VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_MIG_DATA_SIZE;
+	if (ioctl(device, VFIO_DEVICE_FEATURE, f))
+		return -errno;
+	*len = sz->stop_copy_length;
+	return 0;
+}
+
+int mt_precopy_info(int data_fd, uint64_t *initial, uint64_t *dirty)
+{
+	struct vfio_precopy_info info = { .argsz = sizeof(info) };
+
+	if (ioctl(data_fd, VFIO_MIG_GET_PRECOPY_INFO, &info))
+		return -errno;
+	if (initial)
+		*initial = info.initial_bytes;
+	if (dirty)
+		*dirty = info.dirty_bytes;
+	return 0;
+}
+
+const char *mt_state_name(uint32_t state)
+{
+	static const char *const names[] = {
+		[VFIO_DEVICE_STATE_ERROR] = "ERROR",
+		[VFIO_DEVICE_STATE_STOP] = "STOP",
+		[VFIO_DEVICE_STATE_RUNNING] = "RUNNING",
+		[VFIO_DEVICE_STATE_STOP_COPY] = "STOP_COPY",
+		[VFIO_DEVICE_STATE_RESUMING] = "RESUMING",
+		[VFIO_DEVICE_STATE_RUNNING_P2P] = "RUNNING_P2P",
+		[VFIO_DEVICE_STATE_PRE_COPY] = "PRE_COPY",
+		[VFIO_DEVICE_STATE_PRE_COPY_P2P] = "PRE_COPY_P2P",
+	};
+
+	return state < sizeof(names) / sizeof(names[0]) ? names[state] : "?";
+}
