@@ -44,16 +44,18 @@ deps:
 
 kver-check:
 	@test -n "$(KVER)" || { echo "no Debian 6.12 kernel headers+image: run 'make deps'" >&2; exit 1; }
-.PHONY: kver-check
+kdir-check:
+	@test -d "$(KDIR)" || { echo "no kernel build tree at KDIR=$(KDIR): run 'make deps' or pass KDIR=" >&2; exit 1; }
+.PHONY: kver-check kdir-check
 
 # --- module -----------------------------------------------------------------
-module: kver-check
+module: kdir-check
 	$(MAKE) -C $(KDIR) M=$(TOP) modules
 
-sparse: kver-check
+sparse: kdir-check
 	$(MAKE) -C $(KDIR) M=$(TOP) C=2 modules
 
-modules_install: kver-check
+modules_install: kdir-check
 	$(MAKE) -C $(KDIR) M=$(TOP) modules_install
 
 # --- generated headers and kernel helper files (never committed) -------------

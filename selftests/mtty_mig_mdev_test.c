@@ -65,7 +65,7 @@ TEST(create_uppercase_uuid_is_accepted)
 TEST(create_invalid_uuid_fails)
 {
 	static const char *const bad[] = {
-		"",
+		"\n",
 		"not-a-uuid",
 		"0123456789abcdef0123456789abcdef0123",   /* right length, no dashes */
 		"zzzzzzzz-zzzz-zzzz-zzzz-zzzzzzzzzzzz",   /* not hex */

@@ -66,7 +66,12 @@ int mt_module_load(void)
 
 		if (strcmp(kmod_module_info_get_key(l), "depends"))
 			continue;
-		snprintf(deps, sizeof(deps), "%s", kmod_module_info_get_value(l));
+		/*
+		 * vfio only names its IOMMU backends as a softdep, one of which
+		 * does not exist on x86: ask for type1 explicitly, as the
+		 * container API needs it.
+		 */
+		snprintf(deps, sizeof(deps), "%s,vfio_iommu_type1", kmod_module_info_get_value(l));
 		for (tok = strtok_r(deps, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
 			struct kmod_list *found = NULL, *f;
 
