@@ -129,77 +129,124 @@ static ssize_t nr_ports_show(struct device *dev, struct device_attribute *attr,
 }
 static DEVICE_ATTR_RO(nr_ports);
 
-static int store_u32(const char *buf, u32 max, u32 *dst)
-{
-	u32 val;
-	int ret;
+/*
+ * Tunables: one show/store pair per type, the attribute records where the
+ * value lives in struct mtty_mig_tunables and its limits.
+ */
+struct mtty_mig_tun_attr {
+	struct device_attribute attr;
+	size_t offset;
+	u64 min;
+	u64 max;
+	bool is_u64;
+	bool kick_engine;
+};
 
-	ret = kstrtou32(buf, 0, &val);
-	if (ret)
-		return ret;
-	if (val > max)
-		return -EINVAL;
-	WRITE_ONCE(*dst, val);
-	return 0;
+static void *tun_field(struct device *dev, struct device_attribute *attr)
+{
+	struct mtty_mig_tun_attr *ta =
+		container_of(attr, struct mtty_mig_tun_attr, attr);
+
+	return (u8 *)&attr_mdev(dev)->tun + ta->offset;
 }
 
-#define MTTY_MIG_U32_ATTR(_name, _min, _max, _after)			\
-static ssize_t _name##_show(struct device *dev,				\
-			    struct device_attribute *attr, char *buf)	\
-{									\
-	return sysfs_emit(buf, "%u\n",					\
-			  READ_ONCE(attr_mdev(dev)->tun._name));	\
-}									\
-static ssize_t _name##_store(struct device *dev,			\
-			     struct device_attribute *attr,		\
-			     const char *buf, size_t count)		\
-{									\
-	struct mtty_mig_dev *mdev = attr_mdev(dev);			\
-	u32 val;							\
-	int ret;							\
-									\
-	ret = store_u32(buf, _max, &val);				\
-	if (ret)							\
-		return ret;						\
-	if (val < (_min))						\
-		return -EINVAL;						\
-	WRITE_ONCE(mdev->tun._name, val);				\
-	_after;								\
-	return count;							\
-}									\
-static DEVICE_ATTR_RW(_name)
+static ssize_t tun_show(struct device *dev, struct device_attribute *attr,
+			char *buf)
+{
+	struct mtty_mig_tun_attr *ta =
+		container_of(attr, struct mtty_mig_tun_attr, attr);
+	void *field = tun_field(dev, attr);
 
-MTTY_MIG_U32_ATTR(dirty_rate, 0, MTTY_MIG_RATE_MAX, mtty_mig_engine_kick(mdev));
-MTTY_MIG_U32_ATTR(p2p_rate, 0, MTTY_MIG_RATE_MAX, mtty_mig_engine_kick(mdev));
-MTTY_MIG_U32_ATTR(metadata_size, MTTY_MIG_METADATA_MIN, MTTY_MIG_METADATA_MAX,
-		  (void)0);
-MTTY_MIG_U32_ATTR(initial_load_ms, 0, MTTY_MIG_DELAY_MAX_MS, (void)0);
-MTTY_MIG_U32_ATTR(stop_copy_latency_ms, 0, MTTY_MIG_DELAY_MAX_MS, (void)0);
+	if (ta->is_u64)
+		return sysfs_emit(buf, "%llu\n", READ_ONCE(*(u64 *)field));
+	return sysfs_emit(buf, "%u\n", READ_ONCE(*(u32 *)field));
+}
 
-#define MTTY_MIG_U64_RATE_ATTR(_name)					\
-static ssize_t _name##_show(struct device *dev,				\
-			    struct device_attribute *attr, char *buf)	\
-{									\
-	return sysfs_emit(buf, "%llu\n",				\
-			  READ_ONCE(attr_mdev(dev)->tun._name));	\
-}									\
-static ssize_t _name##_store(struct device *dev,			\
-			     struct device_attribute *attr,		\
-			     const char *buf, size_t count)		\
-{									\
-	u64 val;							\
-	int ret;							\
-									\
-	ret = kstrtou64(buf, 0, &val);					\
-	if (ret)							\
-		return ret;						\
-	WRITE_ONCE(attr_mdev(dev)->tun._name, val);			\
-	return count;							\
-}									\
-static DEVICE_ATTR_RW(_name)
+static ssize_t tun_store(struct device *dev, struct device_attribute *attr,
+			 const char *buf, size_t count)
+{
+	struct mtty_mig_tun_attr *ta =
+		container_of(attr, struct mtty_mig_tun_attr, attr);
+	void *field = tun_field(dev, attr);
+	u64 val;
+	int ret;
 
-MTTY_MIG_U64_RATE_ATTR(save_rate);
-MTTY_MIG_U64_RATE_ATTR(resume_rate);
+	ret = kstrtou64(buf, 0, &val);
+	if (ret)
+		return ret;
+	if (val < ta->min || val > ta->max)
+		return -EINVAL;
+	if (ta->is_u64)
+		WRITE_ONCE(*(u64 *)field, val);
+	else
+		WRITE_ONCE(*(u32 *)field, val);
+	if (ta->kick_engine)
+		mtty_mig_engine_kick(attr_mdev(dev));
+	return count;
+}
+
+static struct mtty_mig_tun_attr dev_attr_dirty_rate = {
+	.attr = __ATTR(dirty_rate, 0644, tun_show, tun_store),
+	.offset = offsetof(struct mtty_mig_tunables, dirty_rate),
+	.min = 0,
+	.max = MTTY_MIG_RATE_MAX,
+	.is_u64 = false,
+	.kick_engine = true,
+};
+
+static struct mtty_mig_tun_attr dev_attr_p2p_rate = {
+	.attr = __ATTR(p2p_rate, 0644, tun_show, tun_store),
+	.offset = offsetof(struct mtty_mig_tunables, p2p_rate),
+	.min = 0,
+	.max = MTTY_MIG_RATE_MAX,
+	.is_u64 = false,
+	.kick_engine = true,
+};
+
+static struct mtty_mig_tun_attr dev_attr_metadata_size = {
+	.attr = __ATTR(metadata_size, 0644, tun_show, tun_store),
+	.offset = offsetof(struct mtty_mig_tunables, metadata_size),
+	.min = MTTY_MIG_METADATA_MIN,
+	.max = MTTY_MIG_METADATA_MAX,
+	.is_u64 = false,
+	.kick_engine = false,
+};
+
+static struct mtty_mig_tun_attr dev_attr_initial_load_ms = {
+	.attr = __ATTR(initial_load_ms, 0644, tun_show, tun_store),
+	.offset = offsetof(struct mtty_mig_tunables, initial_load_ms),
+	.min = 0,
+	.max = MTTY_MIG_DELAY_MAX_MS,
+	.is_u64 = false,
+	.kick_engine = false,
+};
+
+static struct mtty_mig_tun_attr dev_attr_stop_copy_latency_ms = {
+	.attr = __ATTR(stop_copy_latency_ms, 0644, tun_show, tun_store),
+	.offset = offsetof(struct mtty_mig_tunables, stop_copy_latency_ms),
+	.min = 0,
+	.max = MTTY_MIG_DELAY_MAX_MS,
+	.is_u64 = false,
+	.kick_engine = false,
+};
+
+static struct mtty_mig_tun_attr dev_attr_save_rate = {
+	.attr = __ATTR(save_rate, 0644, tun_show, tun_store),
+	.offset = offsetof(struct mtty_mig_tunables, save_rate),
+	.min = 0,
+	.max = U64_MAX,
+	.is_u64 = true,
+	.kick_engine = false,
+};
+
+static struct mtty_mig_tun_attr dev_attr_resume_rate = {
+	.attr = __ATTR(resume_rate, 0644, tun_show, tun_store),
+	.offset = offsetof(struct mtty_mig_tunables, resume_rate),
+	.min = 0,
+	.max = U64_MAX,
+	.is_u64 = true,
+	.kick_engine = false,
+};
 
 static ssize_t peer_show(struct device *dev, struct device_attribute *attr,
 			 char *buf)
@@ -272,40 +319,65 @@ static ssize_t dirty_pages_show(struct device *dev,
 }
 static DEVICE_ATTR_RO(dirty_pages);
 
-#define MTTY_MIG_COUNTER_ATTR(_name)					\
-static ssize_t _name##_show(struct device *dev,				\
-			    struct device_attribute *attr, char *buf)	\
-{									\
-	return sysfs_emit(buf, "%lld\n",				\
-			  atomic64_read(&attr_mdev(dev)->cnt._name));	\
-}									\
-static DEVICE_ATTR_RO(_name)
+struct mtty_mig_counter_attr {
+	struct device_attribute attr;
+	size_t offset;
+};
 
-MTTY_MIG_COUNTER_ATTR(engine_writes);
-MTTY_MIG_COUNTER_ATTR(p2p_tx);
-MTTY_MIG_COUNTER_ATTR(p2p_rx);
-MTTY_MIG_COUNTER_ATTR(p2p_violations);
-MTTY_MIG_COUNTER_ATTR(p2p_dropped);
+static ssize_t counter_show(struct device *dev, struct device_attribute *attr,
+			    char *buf)
+{
+	struct mtty_mig_counter_attr *ca =
+		container_of(attr, struct mtty_mig_counter_attr, attr);
+	atomic64_t *v = (void *)((u8 *)&attr_mdev(dev)->cnt + ca->offset);
+
+	return sysfs_emit(buf, "%lld\n", atomic64_read(v));
+}
+
+static struct mtty_mig_counter_attr dev_attr_engine_writes = {
+	.attr = __ATTR(engine_writes, 0444, counter_show, NULL),
+	.offset = offsetof(struct mtty_mig_counters, engine_writes),
+};
+
+static struct mtty_mig_counter_attr dev_attr_p2p_tx = {
+	.attr = __ATTR(p2p_tx, 0444, counter_show, NULL),
+	.offset = offsetof(struct mtty_mig_counters, p2p_tx),
+};
+
+static struct mtty_mig_counter_attr dev_attr_p2p_rx = {
+	.attr = __ATTR(p2p_rx, 0444, counter_show, NULL),
+	.offset = offsetof(struct mtty_mig_counters, p2p_rx),
+};
+
+static struct mtty_mig_counter_attr dev_attr_p2p_violations = {
+	.attr = __ATTR(p2p_violations, 0444, counter_show, NULL),
+	.offset = offsetof(struct mtty_mig_counters, p2p_violations),
+};
+
+static struct mtty_mig_counter_attr dev_attr_p2p_dropped = {
+	.attr = __ATTR(p2p_dropped, 0444, counter_show, NULL),
+	.offset = offsetof(struct mtty_mig_counters, p2p_dropped),
+};
 
 static struct attribute *mtty_mig_dev_attrs[] = {
 	&dev_attr_mem_size.attr,
 	&dev_attr_nr_ports.attr,
-	&dev_attr_dirty_rate.attr,
-	&dev_attr_p2p_rate.attr,
+	&dev_attr_dirty_rate.attr.attr,
+	&dev_attr_p2p_rate.attr.attr,
 	&dev_attr_peer.attr,
-	&dev_attr_metadata_size.attr,
-	&dev_attr_initial_load_ms.attr,
-	&dev_attr_save_rate.attr,
-	&dev_attr_resume_rate.attr,
-	&dev_attr_stop_copy_latency_ms.attr,
+	&dev_attr_metadata_size.attr.attr,
+	&dev_attr_initial_load_ms.attr.attr,
+	&dev_attr_save_rate.attr.attr,
+	&dev_attr_resume_rate.attr.attr,
+	&dev_attr_stop_copy_latency_ms.attr.attr,
 	&dev_attr_state.attr,
 	&dev_attr_digest.attr,
 	&dev_attr_dirty_pages.attr,
-	&dev_attr_engine_writes.attr,
-	&dev_attr_p2p_tx.attr,
-	&dev_attr_p2p_rx.attr,
-	&dev_attr_p2p_violations.attr,
-	&dev_attr_p2p_dropped.attr,
+	&dev_attr_engine_writes.attr.attr,
+	&dev_attr_p2p_tx.attr.attr,
+	&dev_attr_p2p_rx.attr.attr,
+	&dev_attr_p2p_violations.attr.attr,
+	&dev_attr_p2p_dropped.attr.attr,
 	NULL,
 };
 
@@ -313,12 +385,24 @@ static const struct attribute_group mtty_mig_dev_group = {
 	.attrs = mtty_mig_dev_attrs,
 };
 
-const struct attribute_group *mtty_mig_dev_groups[] = {
+static const struct attribute_group *mtty_mig_dev_groups[] = {
 	&mtty_mig_dev_group,
 	NULL,
 };
 
 /* ---- instances -------------------------------------------------------- */
+
+/* Cut every P2P link to and from @gone, which is leaving the list. */
+static void mtty_mig_unlink_peers(struct mtty_mig_dev *gone)
+{
+	struct mtty_mig_dev *mdev;
+
+	lockdep_assert_held(&mtty_mig_list_lock);
+	mtty_mig_engine_link(gone, NULL);
+	list_for_each_entry(mdev, &mtty_mig_list, node)
+		if (mdev->engine.peer == gone)
+			mtty_mig_engine_link(mdev, NULL);
+}
 
 static int mtty_mig_probe(struct mdev_device *mdev_dev)
 {
@@ -357,26 +441,10 @@ static void mtty_mig_remove(struct mdev_device *mdev_dev)
 	 */
 	scoped_guard(mutex, &mtty_mig_list_lock) {
 		list_del_init(&mdev->node);
-		mtty_mig_engine_unlink_all(mdev);
+		mtty_mig_unlink_peers(mdev);
 	}
 	vfio_unregister_group_dev(&mdev->vdev);
 	vfio_put_device(&mdev->vdev);
-}
-
-/**
- * mtty_mig_for_each_linked() - call @fn for each instance whose peer is @gone
- * @gone: instance being removed
- * @fn: callback, called with mtty_mig_list_lock held
- */
-void mtty_mig_for_each_linked(struct mtty_mig_dev *gone,
-			      void (*fn)(struct mtty_mig_dev *mdev))
-{
-	struct mtty_mig_dev *mdev;
-
-	lockdep_assert_held(&mtty_mig_list_lock);
-	list_for_each_entry(mdev, &mtty_mig_list, node)
-		if (mdev->engine.peer == gone)
-			fn(mdev);
 }
 
 static unsigned int mtty_mig_get_available(struct mdev_type *mtype)

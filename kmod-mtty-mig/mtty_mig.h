@@ -54,7 +54,7 @@ struct mtty_mig_port {
 
 /* Device memory with dirty tracking (memory.c). */
 struct mtty_mig_mem {
-	struct mutex lock;
+	struct mutex lock;		/* protects all fields below */
 	u64 size;			/* configured size, bytes */
 	unsigned long nr_pages;
 	void *base;			/* vzalloc'd, NULL until first open */
@@ -67,7 +67,7 @@ struct mtty_mig_mem {
 
 /* Internal writer (engine.c). */
 struct mtty_mig_engine {
-	struct mutex lock;
+	struct mutex lock;		/* gates batches; seq, peer, rates */
 	struct delayed_work work;
 	bool initiate;			/* RUNNING or PRE_COPY */
 	struct mtty_mig_dev *peer;	/* protected by lock + list lock */
@@ -81,7 +81,7 @@ struct mtty_mig_engine {
 
 /* debugfs fault injection (fault.c). */
 struct mtty_mig_fault {
-	spinlock_t lock;
+	spinlock_t lock;		/* protects the settings below */
 	int fail_state;			/* -1 = disarmed */
 	int fail_errno;
 	s64 fail_save_after;		/* -1 = disarmed */
@@ -151,8 +151,6 @@ static inline struct device *mtty_mig_dev(struct mtty_mig_dev *mdev)
 /* main.c */
 int mtty_mig_reserve_ports(struct vfio_device *vdev);
 void mtty_mig_release_ports(unsigned int nr_ports);
-void mtty_mig_for_each_linked(struct mtty_mig_dev *gone,
-			      void (*fn)(struct mtty_mig_dev *mdev));
 
 /* device.c */
 extern const struct vfio_device_ops mtty_mig_dev_ops;
@@ -161,6 +159,7 @@ extern const struct vfio_device_ops mtty_mig_dev_ops;
 void mtty_mig_serial_reset(struct mtty_mig_dev *mdev);
 int mtty_mig_serial_access(struct mtty_mig_dev *mdev, unsigned int port,
 			   unsigned int reg, u8 *val, bool write);
+void mtty_mig_serial_set_running(struct mtty_mig_dev *mdev, bool running);
 void mtty_mig_serial_save(struct mtty_mig_dev *mdev, unsigned int port,
 			  struct mtty_mig_rec_serial *rec);
 int mtty_mig_serial_check(const struct mtty_mig_rec_serial *rec,
@@ -199,13 +198,10 @@ void mtty_mig_engine_stop(struct mtty_mig_dev *mdev);
 void mtty_mig_engine_set_initiate(struct mtty_mig_dev *mdev, bool initiate);
 void mtty_mig_engine_kick(struct mtty_mig_dev *mdev);
 int mtty_mig_engine_link(struct mtty_mig_dev *mdev, struct mtty_mig_dev *peer);
-void mtty_mig_engine_unlink_all(struct mtty_mig_dev *gone);
 void mtty_mig_engine_get_seq(struct mtty_mig_dev *mdev, u64 *seq, u64 *p2p_seq);
 void mtty_mig_engine_set_seq(struct mtty_mig_dev *mdev, u64 seq, u64 p2p_seq);
 
 /* migration.c */
-extern const struct vfio_migration_ops mtty_mig_migration_ops;
-extern const struct vfio_log_ops mtty_mig_log_ops;
 void mtty_mig_migration_init(struct mtty_mig_dev *mdev);
 void mtty_mig_migration_reset(struct mtty_mig_dev *mdev);
 const char *mtty_mig_state_name(enum vfio_device_mig_state state);
@@ -215,13 +211,13 @@ u64 mtty_mig_digest(struct mtty_mig_dev *mdev);
 
 /* migfile.c */
 struct mtty_mig_file *mtty_mig_save_create(struct mtty_mig_dev *mdev);
-int mtty_mig_save_stop_copy(struct mtty_mig_file *migf);
-struct mtty_mig_file *mtty_mig_resume_create(struct mtty_mig_dev *mdev);
-int mtty_mig_resume_finish(struct mtty_mig_file *migf);
-void mtty_mig_file_disable(struct mtty_mig_file *migf);
-struct file *mtty_mig_file_filp(struct mtty_mig_file *migf);
+void mtty_mig_save_stop_copy(struct mtty_mig_file *migf);
 u64 mtty_mig_save_pending(struct mtty_mig_file *migf);
 u64 mtty_mig_stop_copy_estimate(struct mtty_mig_dev *mdev);
+struct mtty_mig_file *mtty_mig_resume_create(struct mtty_mig_dev *mdev);
+int mtty_mig_resume_finish(struct mtty_mig_file *migf);
+void mtty_mig_file_disable(struct mtty_mig_file *migf, bool by_fsm);
+struct file *mtty_mig_file_get(struct mtty_mig_file *migf);
 
 /* fault.c */
 void mtty_mig_fault_init(struct mtty_mig_dev *mdev);

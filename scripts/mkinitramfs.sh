@@ -72,6 +72,8 @@ depmod -b "$root" "$KVER"
 
 # The project: module, tool, selftests
 cp "${MODULE_KO:-$TOP/kmod-mtty-mig/mtty_mig.ko}" "$root/opt/mtty-mig/mtty_mig.ko"
+# the kernel's mtty sample: a migratable device we did not write
+[ -f "$BUILD/mtty-sample/mtty.ko" ] && cp "$BUILD/mtty-sample/mtty.ko" "$root/opt/mtty-mig/mtty.ko"
 for b in "$BUILD"/user/vfio-mig; do
 	[ -x "$b" ] && copy_bin "$b" "usr/bin/$(basename "$b")"
 done

@@ -13,6 +13,7 @@
 #ifndef _UAPI_LINUX_MTTY_MIG_H
 #define _UAPI_LINUX_MTTY_MIG_H
 
+#include <linux/const.h>
 #include <linux/types.h>
 
 /* ------------------------------------------------------------------------ */
@@ -45,7 +46,7 @@
  * VFIO_PCI_*_REGION_INDEX values of <linux/vfio.h>.
  */
 #define MTTY_MIG_OFFSET_SHIFT		40
-#define MTTY_MIG_OFFSET_MASK		((1ULL << MTTY_MIG_OFFSET_SHIFT) - 1)
+#define MTTY_MIG_OFFSET_MASK		(_BITULL(MTTY_MIG_OFFSET_SHIFT) - 1)
 #define MTTY_MIG_INDEX_TO_OFFSET(index)	((__u64)(index) << MTTY_MIG_OFFSET_SHIFT)
 #define MTTY_MIG_OFFSET_TO_INDEX(off)	((__u64)(off) >> MTTY_MIG_OFFSET_SHIFT)
 
@@ -69,10 +70,10 @@
 
 /* Dirty tracking and the stream use 4 KiB pages whatever the CPU page size. */
 #define MTTY_MIG_PAGE_SHIFT		12
-#define MTTY_MIG_PAGE_SIZE		(1U << MTTY_MIG_PAGE_SHIFT)
+#define MTTY_MIG_PAGE_SIZE		((__u32)_BITUL(MTTY_MIG_PAGE_SHIFT))
 #define MTTY_MIG_MEM_SIZE_MIN		((__u64)MTTY_MIG_PAGE_SIZE)
 #define MTTY_MIG_MEM_SIZE_DEFAULT	(64ULL << 20)
-#define MTTY_MIG_MEM_SIZE_MAX		(1ULL << 30)
+#define MTTY_MIG_MEM_SIZE_MAX		_BITULL(30)
 
 /*
  * The internal engine writes whole pages.  Write number S (the engine's
@@ -264,8 +265,8 @@ struct mtty_mig_rec_page {
 };
 
 /* MTTY_MIG_REC_SERIAL: one per port, in port order. */
-#define MTTY_MIG_SERIAL_DLAB		(1U << 0)
-#define MTTY_MIG_SERIAL_OVERRUN		(1U << 1)
+#define MTTY_MIG_SERIAL_DLAB		_BITUL(0)
+#define MTTY_MIG_SERIAL_OVERRUN		_BITUL(1)
 struct mtty_mig_rec_serial {
 	__le16 divisor;		/* baud divisor latch */
 	__u8 port;		/* port number */

@@ -1,0 +1,359 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * multifd.c - source side of the STOP_COPY transfer: N channel sender
+ * threads and one save thread per device (QEMU's migration-multifd.c shape).
+ *
+ * A save thread moves its device to STOP_COPY, reads its data_fd in
+ * chunk-size pieces until end of stream, then reads the config region, and
+ * hands each piece to vfmig_multifd_send().  That picks the next idle
+ * channel round-robin and swaps the caller's full buffer with the channel's
+ * empty one (no copy); a caller waits while every channel is busy, which is
+ * the source's only backpressure and bounds its memory to
+ * (channels + devices) * chunk.  With --multifd off there is one "channel":
+ * the main connection.
+ *
+ * Every loop checks the abort flag between chunks; a failed thread records
+ * its error with vfmig_fail() (first error wins) and leaves aborting and
+ * joining to the coordinator.  A thread blocked in read() on a device is
+ * not interrupted (the uAPI offers no way), one blocked on a socket is woken
+ * by the coordinator's shutdown().
+ *
+ * Lock order: multifd.lock -> conn.send_lock is never taken: channels send
+ * with multifd.lock dropped.  multifd.lock protects every channel's pending
+ * flag and job pointer, quit and the round-robin cursor.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vfmig_internal.h"
+
+struct vfmig_buf *vfmig_buf_new(uint32_t cap)
+{
+	struct vfmig_buf *b = calloc(1, sizeof(*b));
+
+	if (!b)
+		return NULL;
+	b->data = malloc(cap);
+	if (!b->data) {
+		free(b);
+		return NULL;
+	}
+	b->cap = cap;
+	return b;
+}
+
+void vfmig_buf_free(struct vfmig_buf *b)
+{
+	if (!b)
+		return;
+	free(b->data);
+	free(b);
+}
+
+static void *channel_thread(void *arg)
+{
+	struct vfmig_mf_channel *ch = arg;
+	struct vfmig_multifd *mf = ch->mf;
+	struct vfmig_session *s = mf->s;
+	int ret;
+
+	for (;;) {
+		struct vfmig_buf *job;
+
+		pthread_mutex_lock(&mf->lock);
+		while (!ch->pending && !mf->quit && !vfmig_aborted(s))
+			pthread_cond_wait(&ch->cond, &mf->lock);
+		if (vfmig_aborted(s)) {
+			pthread_mutex_unlock(&mf->lock);
+			break;
+		}
+		if (!ch->pending) {
+			/* quit with nothing queued: this channel is done. */
+			pthread_mutex_unlock(&mf->lock);
+			if (ch->send_end) {
+				ret = vfmig_send_frame(ch->conn, VFMIG_F_CHANNEL_END, 0, 0, 0, NULL,
+						       0);
+				if (ret && !vfmig_aborted(s))
+					vfmig_fail(s, VFMIG_ERR_TRANSPORT, -ret, -1,
+						   "multifd channel", "channel %u: send: %s",
+						   ch->conn->id, strerror(-ret));
+			}
+			break;
+		}
+		job = ch->job;
+		pthread_mutex_unlock(&mf->lock);
+
+		ret = vfmig_send_frame(ch->conn, VFMIG_F_DEVICE_STATE, job->flags, job->dev,
+				       job->idx, job->data, job->len);
+		if (ret) {
+			if (!vfmig_aborted(s))
+				vfmig_fail(
+					s,
+					ret == -ETIMEDOUT ? VFMIG_ERR_TIMEOUT : VFMIG_ERR_TRANSPORT,
+					-ret, -1, ch->conn->id ? "multifd channel" : "main channel",
+					"channel %u: sending device %u chunk %u: %s%s",
+					ch->conn->id, job->dev, job->idx, strerror(-ret),
+					ret == -ETIMEDOUT ? " (peer stopped reading)" : "");
+			break;
+		}
+		pthread_mutex_lock(&mf->lock);
+		ch->pending = false;
+		pthread_cond_broadcast(&mf->ready);
+		pthread_mutex_unlock(&mf->lock);
+	}
+	return NULL;
+}
+
+int vfmig_multifd_start(struct vfmig_multifd *mf, struct vfmig_session *s)
+{
+	pthread_condattr_t ca;
+	unsigned n = s->nch ? s->nch : 1;
+
+	memset(mf, 0, sizeof(*mf));
+	mf->s = s;
+	mf->ch = calloc(n, sizeof(*mf->ch));
+	mf->save_threads = calloc(s->ndev, sizeof(*mf->save_threads));
+	mf->save_started = calloc(s->ndev, sizeof(*mf->save_started));
+	if (!mf->ch || !mf->save_threads || !mf->save_started ||
+	    pthread_mutex_init(&mf->lock, NULL))
+		goto nomem;
+	if (pthread_condattr_init(&ca) || pthread_cond_init(&mf->ready, &ca)) {
+		pthread_mutex_destroy(&mf->lock);
+		goto nomem;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		struct vfmig_mf_channel *ch = &mf->ch[i];
+
+		ch->mf = mf;
+		ch->conn = s->nch ? &s->chans[i] : &s->main;
+		ch->send_end = s->nch != 0;
+		ch->job = vfmig_buf_new(s->chunk);
+		if (!ch->job || pthread_cond_init(&ch->cond, &ca)) {
+			vfmig_buf_free(ch->job);
+			ch->job = NULL;
+			mf->nch = i;
+			pthread_condattr_destroy(&ca);
+			vfmig_fail(s, VFMIG_ERR_INTERNAL, ENOMEM, -1, "source", "out of memory");
+			goto undo;
+		}
+		mf->nch = i + 1;
+	}
+	pthread_condattr_destroy(&ca);
+	pthread_mutex_lock(&s->lock);
+	s->mf_up = true;
+	pthread_mutex_unlock(&s->lock);
+	for (unsigned i = 0; i < n; i++) {
+		if (pthread_create(&mf->ch[i].thread, NULL, channel_thread, &mf->ch[i])) {
+			vfmig_fail(s, VFMIG_ERR_INTERNAL, EAGAIN, -1, "source",
+				   "cannot create a thread");
+			return -1;
+		}
+		mf->ch[i].started = true;
+	}
+	return 0;
+nomem:
+	free(mf->ch);
+	free(mf->save_threads);
+	free(mf->save_started);
+	memset(mf, 0, sizeof(*mf));
+	vfmig_fail(s, VFMIG_ERR_INTERNAL, ENOMEM, -1, "source", "out of memory");
+	return -1;
+undo:
+	vfmig_multifd_destroy(mf);
+	return -1;
+}
+
+int vfmig_multifd_send(struct vfmig_multifd *mf, struct vfmig_buf **bufp)
+{
+	struct vfmig_session *s = mf->s;
+	struct vfmig_mf_channel *ch = NULL;
+	struct vfmig_buf *empty;
+
+	pthread_mutex_lock(&mf->lock);
+	for (;;) {
+		if (vfmig_aborted(s)) {
+			pthread_mutex_unlock(&mf->lock);
+			return -ECANCELED;
+		}
+		for (unsigned k = 0; k < mf->nch; k++) {
+			unsigned i = (mf->next + k) % mf->nch;
+
+			if (!mf->ch[i].pending) {
+				ch = &mf->ch[i];
+				mf->next = (i + 1) % mf->nch;
+				break;
+			}
+		}
+		if (ch)
+			break;
+		pthread_cond_wait(&mf->ready, &mf->lock);
+	}
+	empty = ch->job;
+	ch->job = *bufp;
+	*bufp = empty;
+	ch->pending = true;
+	pthread_cond_signal(&ch->cond);
+	pthread_mutex_unlock(&mf->lock);
+	return 0;
+}
+
+struct save_arg {
+	struct vfmig_multifd *mf;
+	unsigned dev;
+};
+
+static void *save_thread(void *arg)
+{
+	struct save_arg *sa = arg;
+	struct vfmig_multifd *mf = sa->mf;
+	struct vfmig_session *s = mf->s;
+	unsigned i = sa->dev;
+	struct vfmig_device *d = s->devs[i];
+	struct vfmig_error e = { 0 };
+	struct vfmig_buf *buf = NULL;
+	uint32_t idx = 0;
+	ssize_t n;
+	int ret;
+
+	free(sa);
+	/* PRE_COPY_P2P -> STOP_COPY keeps the session; RUNNING_P2P -> STOP_COPY opens one. */
+	ret = vfmig_device_set_state(d, VFMIG_STATE_STOP_COPY, VFMIG_STATE_ERROR, &e);
+	if (ret) {
+		vfmig_fail(s, VFMIG_ERR_DEVICE, -ret, (int)i, d->name, "%s", e.msg);
+		return NULL;
+	}
+	buf = vfmig_buf_new(s->chunk);
+	if (!buf) {
+		vfmig_fail(s, VFMIG_ERR_INTERNAL, ENOMEM, (int)i, d->name, "out of memory");
+		return NULL;
+	}
+	for (;;) {
+		if (vfmig_aborted(s))
+			goto out;
+		n = vfmig_device_read(d, buf->data, s->chunk);
+		if (n == 0)
+			break; /* permanent end of stream */
+		if (n < 0) {
+			vfmig_fail(s, VFMIG_ERR_DEVICE, (int)-n, (int)i, d->name,
+				   "%s: read STOP_COPY data (chunk %u): %s", d->name, idx,
+				   strerror((int)-n));
+			goto out;
+		}
+		if (idx >= VFMIG_IDX_INVALID - 1) {
+			vfmig_fail(s, VFMIG_ERR_PROTOCOL, ERANGE, (int)i, d->name,
+				   "%s: more than %u chunks", d->name, VFMIG_IDX_INVALID - 1);
+			goto out;
+		}
+		buf->dev = i;
+		buf->idx = idx++;
+		buf->flags = 0;
+		buf->len = (uint32_t)n;
+		if (vfmig_multifd_send(mf, &buf))
+			goto out;
+		atomic_fetch_add(&s->stopcopy_bytes, (uint64_t)n);
+		s->ds[i].stopcopy_bytes += (uint64_t)n;
+	}
+	/* Config state last, in the same sequence: the destination loads it after the data. */
+	n = d->config_size ? d->ops->config_read(d->priv, buf->data, d->config_size) : 0;
+	if (n < 0 || (size_t)n != d->config_size) {
+		vfmig_fail(s, VFMIG_ERR_DEVICE, n < 0 ? (int)-n : EIO, (int)i, d->name,
+			   "%s: read config region: %s", d->name,
+			   n < 0 ? strerror((int)-n) : "short read");
+		goto out;
+	}
+	buf->dev = i;
+	buf->idx = idx;
+	buf->flags = VFMIG_FLAG_CONFIG;
+	buf->len = (uint32_t)n;
+	if (vfmig_multifd_send(mf, &buf))
+		goto out;
+	atomic_fetch_add(&s->config_bytes, (uint64_t)n);
+	log_dbg(&s->log, "%s: STOP_COPY data sent (%u chunks)", d->name, idx);
+out:
+	vfmig_buf_free(buf);
+	return NULL;
+}
+
+int vfmig_multifd_save_devices(struct vfmig_multifd *mf)
+{
+	struct vfmig_session *s = mf->s;
+
+	for (unsigned i = 0; i < s->ndev; i++) {
+		struct save_arg *sa = malloc(sizeof(*sa));
+
+		if (!sa) {
+			vfmig_fail(s, VFMIG_ERR_INTERNAL, ENOMEM, -1, "source", "out of memory");
+			return -1;
+		}
+		sa->mf = mf;
+		sa->dev = i;
+		if (pthread_create(&mf->save_threads[i], NULL, save_thread, sa)) {
+			free(sa);
+			vfmig_fail(s, VFMIG_ERR_INTERNAL, EAGAIN, -1, "source",
+				   "cannot create a thread");
+			return -1;
+		}
+		mf->save_started[i] = true;
+	}
+	return 0;
+}
+
+void vfmig_multifd_join_saves(struct vfmig_multifd *mf)
+{
+	if (!mf->save_started)
+		return;
+	for (unsigned i = 0; i < mf->s->ndev; i++) {
+		if (mf->save_started[i])
+			pthread_join(mf->save_threads[i], NULL);
+		mf->save_started[i] = false;
+	}
+}
+
+void vfmig_multifd_wake(struct vfmig_multifd *mf)
+{
+	pthread_mutex_lock(&mf->lock);
+	pthread_cond_broadcast(&mf->ready);
+	for (unsigned i = 0; i < mf->nch; i++)
+		pthread_cond_broadcast(&mf->ch[i].cond);
+	pthread_mutex_unlock(&mf->lock);
+}
+
+void vfmig_multifd_finish(struct vfmig_multifd *mf)
+{
+	if (!mf->ch)
+		return;
+	pthread_mutex_lock(&mf->lock);
+	mf->quit = true;
+	for (unsigned i = 0; i < mf->nch; i++)
+		pthread_cond_broadcast(&mf->ch[i].cond);
+	pthread_mutex_unlock(&mf->lock);
+	for (unsigned i = 0; i < mf->nch; i++) {
+		if (mf->ch[i].started)
+			pthread_join(mf->ch[i].thread, NULL);
+		mf->ch[i].started = false;
+	}
+}
+
+void vfmig_multifd_destroy(struct vfmig_multifd *mf)
+{
+	struct vfmig_session *s = mf->s;
+
+	if (!s)
+		return;
+	pthread_mutex_lock(&s->lock);
+	s->mf_up = false;
+	pthread_mutex_unlock(&s->lock);
+	if (mf->ch) {
+		for (unsigned i = 0; i < mf->nch; i++) {
+			vfmig_buf_free(mf->ch[i].job);
+			pthread_cond_destroy(&mf->ch[i].cond);
+		}
+		pthread_cond_destroy(&mf->ready);
+		pthread_mutex_destroy(&mf->lock);
+	}
+	free(mf->ch);
+	free(mf->save_threads);
+	free(mf->save_started);
+	memset(mf, 0, sizeof(*mf));
+}

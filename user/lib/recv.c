@@ -1,0 +1,114 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * recv.c - destination multifd readers: one thread per channel reads
+ * DEVICE_STATE packets, validates them (transport.c checks the header and
+ * checksum, the reorder buffer checks device, idx and duplicates) and queues
+ * them in the reorder buffer, which may make the thread wait (backpressure).
+ * CHANNEL_END ends a channel cleanly; when every channel has ended the
+ * reorder buffer knows that a missing chunk will never come.
+ *
+ * Locks: none of its own; reorder.lock inside vfmig_reorder_push().
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vfmig_internal.h"
+
+struct recv_arg {
+	struct vfmig_session *s;
+	unsigned ch;
+};
+
+static void *recv_thread(void *arg)
+{
+	struct recv_arg *ra = arg;
+	struct vfmig_session *s = ra->s;
+	struct vfmig_conn *c = &s->chans[ra->ch];
+	char where[32], why[256];
+
+	snprintf(where, sizeof(where), "multifd channel %u", c->id);
+	free(ra);
+	for (;;) {
+		struct vfmig_frame f;
+		enum vfmig_ferr fe;
+		uint64_t t0 = vfmig_now_ns();
+		int err_no, ret;
+
+		fe = vfmig_recv_frame(c->fd, &s->lim, -1, &f, &err_no, why, sizeof(why));
+		if (fe) {
+			if (!vfmig_aborted(s))
+				vfmig_fail(s,
+					   fe == VFMIG_FERR_EOF || fe == VFMIG_FERR_IO ?
+						   VFMIG_ERR_TRANSPORT :
+					   fe == VFMIG_FERR_NOMEM ? VFMIG_ERR_INTERNAL :
+								    VFMIG_ERR_PROTOCOL,
+					   err_no, -1, where, "%s: %s", vfmig_ferr_name(fe), why);
+			break;
+		}
+		if (f.h.type == VFMIG_F_CHANNEL_END) {
+			vfmig_frame_free(&f);
+			break;
+		}
+		if (f.h.type != VFMIG_F_DEVICE_STATE) {
+			vfmig_fail(s, VFMIG_ERR_PROTOCOL, EPROTO, -1, where,
+				   "unexpected frame type %u on a multifd channel", f.h.type);
+			vfmig_frame_free(&f);
+			break;
+		}
+		c->stats->bytes += f.h.length;
+		c->stats->packets++;
+		c->stats->busy_ns += vfmig_now_ns() - t0;
+		ret = vfmig_reorder_push(&s->ro, f.h.device, f.h.idx, f.h.flags, f.payload,
+					 f.h.length, why, sizeof(why));
+		if (ret) {
+			vfmig_frame_free(&f);
+			if (ret != -ECANCELED)
+				vfmig_fail(s,
+					   ret == -ENOBUFS ? VFMIG_ERR_BUDGET : VFMIG_ERR_PROTOCOL,
+					   -ret, (int)f.h.device, where, "%s", why);
+			break;
+		}
+	}
+	vfmig_reorder_producer_exit(&s->ro);
+	return NULL;
+}
+
+int vfmig_recv_start(struct vfmig_session *s)
+{
+	if (!s->nch)
+		return 0;
+	s->recv_threads = calloc(s->nch, sizeof(*s->recv_threads));
+	if (!s->recv_threads) {
+		vfmig_fail(s, VFMIG_ERR_INTERNAL, ENOMEM, -1, "destination", "out of memory");
+		return -1;
+	}
+	for (unsigned i = 0; i < s->nch; i++) {
+		struct recv_arg *ra = malloc(sizeof(*ra));
+
+		if (!ra) {
+			vfmig_fail(s, VFMIG_ERR_INTERNAL, ENOMEM, -1, "destination",
+				   "out of memory");
+			return -1;
+		}
+		ra->s = s;
+		ra->ch = i;
+		if (pthread_create(&s->recv_threads[i], NULL, recv_thread, ra)) {
+			free(ra);
+			vfmig_fail(s, VFMIG_ERR_INTERNAL, EAGAIN, -1, "destination",
+				   "cannot create a thread");
+			return -1;
+		}
+		s->recv_started++;
+	}
+	return 0;
+}
+
+void vfmig_recv_join(struct vfmig_session *s)
+{
+	for (unsigned i = 0; i < s->recv_started; i++)
+		pthread_join(s->recv_threads[i], NULL);
+	s->recv_started = 0;
+	free(s->recv_threads);
+	s->recv_threads = NULL;
+}

@@ -1,0 +1,322 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * reorder.c - the destination's reorder buffer.
+ *
+ * STOP_COPY chunks of one device arrive on several multifd channels in any
+ * order; the device needs them in idx order.  Each device has a ring of
+ * `window` slots indexed by idx % window, holding chunks from next_idx (the
+ * one its load thread needs) onward.  The last chunk of a device carries the
+ * CONFIG flag; its idx closes the device's sequence.
+ *
+ * Bounds (nothing here is sized by a value read from the wire):
+ *   - bytes held in slots <= budget (--max-queued-bytes), except that the
+ *     chunk a device needs next is always admitted, so the true maximum is
+ *     budget + ndevices * max_chunk;
+ *   - idx must fall inside [next_idx, next_idx + window);
+ *   - a producer whose chunk does not fit waits (backpressure).
+ * If every producer waits and no load thread can make progress (no device has
+ * its next chunk present or being written) the buffer is stuck: the skew
+ * between channels is larger than the budget.  That is a clean failure,
+ * -ENOBUFS with an explanation, never a hang or an unbounded allocation.
+ *
+ * Errors are sticky: once failed, every push/pop returns the error.
+ *
+ * Locks: reorder.lock protects everything here; it is a leaf.  Chunks are
+ * copied to and from the device with the lock dropped (pop hands ownership
+ * of the buffer to the load thread).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vfmig_internal.h"
+
+int vfmig_reorder_init(struct vfmig_reorder *r, unsigned ndev, unsigned producers, uint64_t budget,
+		       uint32_t window)
+{
+	int ret;
+
+	memset(r, 0, sizeof(*r));
+	if (!ndev || ndev > VFMIG_MAX_DEVICES || !window || !budget)
+		return -EINVAL;
+	r->dev = calloc(ndev, sizeof(*r->dev));
+	if (!r->dev)
+		return -ENOMEM;
+	for (unsigned i = 0; i < ndev; i++) {
+		r->dev[i].ring = calloc(window, sizeof(*r->dev[i].ring));
+		r->dev[i].last_idx = VFMIG_IDX_INVALID;
+		if (!r->dev[i].ring) {
+			ret = -ENOMEM;
+			goto fail;
+		}
+	}
+	ret = -pthread_mutex_init(&r->lock, NULL);
+	if (ret)
+		goto fail;
+	ret = -pthread_cond_init(&r->cond, NULL);
+	if (ret) {
+		pthread_mutex_destroy(&r->lock);
+		goto fail;
+	}
+	r->ndev = ndev;
+	r->window = window;
+	r->budget = budget;
+	r->producers = producers;
+	return 0;
+fail:
+	for (unsigned i = 0; i < ndev; i++)
+		free(r->dev[i].ring);
+	free(r->dev);
+	r->dev = NULL;
+	return ret;
+}
+
+void vfmig_reorder_destroy(struct vfmig_reorder *r)
+{
+	if (!r->dev)
+		return;
+	for (unsigned i = 0; i < r->ndev; i++) {
+		for (uint32_t j = 0; j < r->window; j++)
+			free(r->dev[i].ring[j].data);
+		free(r->dev[i].ring);
+	}
+	free(r->dev);
+	r->dev = NULL;
+	pthread_cond_destroy(&r->cond);
+	pthread_mutex_destroy(&r->lock);
+}
+
+static void fail_locked(struct vfmig_reorder *r, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void fail_locked(struct vfmig_reorder *r, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (r->failed)
+		return;
+	r->failed = err;
+	va_start(ap, fmt);
+	vsnprintf(r->why, sizeof(r->why), fmt, ap);
+	va_end(ap);
+	pthread_cond_broadcast(&r->cond);
+}
+
+/* Something changed that may let a waiting producer in: they must all look again. */
+static void progress_locked(struct vfmig_reorder *r)
+{
+	r->epoch++;
+	r->stalled = 0;
+	pthread_cond_broadcast(&r->cond);
+}
+
+/*
+ * No producer can add and no load thread can take: nothing will ever change.
+ * Only producers that re-checked after the last change count as stalled, so a
+ * producer woken by a release but not yet running never looks stuck.
+ */
+static bool stuck_locked(struct vfmig_reorder *r)
+{
+	if (!r->stalled || r->stalled < r->producers)
+		return false;
+	for (unsigned i = 0; i < r->ndev; i++) {
+		struct vfmig_reorder_dev *d = &r->dev[i];
+
+		if (d->writing)
+			return false;
+		if (!d->complete && d->ring[d->next_idx % r->window].present)
+			return false;
+	}
+	return true;
+}
+
+static void fail_stuck_locked(struct vfmig_reorder *r)
+{
+	fail_locked(r, -ENOBUFS,
+		    "reorder buffer full (%llu of %llu bytes queued) and every channel waits for a "
+		    "chunk still behind it: raise --max-queued-bytes or use fewer channels",
+		    (unsigned long long)r->queued, (unsigned long long)r->budget);
+}
+
+int vfmig_reorder_push(struct vfmig_reorder *r, uint32_t dev, uint32_t idx, uint32_t flags,
+		       uint8_t *data, uint32_t len, char *why, size_t whylen)
+{
+	struct vfmig_reorder_dev *d;
+	struct vfmig_slot *slot;
+	int ret = 0;
+
+	why[0] = '\0';
+	pthread_mutex_lock(&r->lock);
+	if (r->failed) {
+		ret = r->failed;
+		snprintf(why, whylen, "%s", r->why);
+		goto out;
+	}
+	if (dev >= r->ndev) {
+		ret = -ENODEV;
+		snprintf(why, whylen, "chunk for unknown device %u", dev);
+		goto out;
+	}
+	d = &r->dev[dev];
+	if (idx == VFMIG_IDX_INVALID) {
+		ret = -ERANGE;
+		snprintf(why, whylen, "device %u: invalid idx %u", dev, idx);
+		goto out;
+	}
+	if (idx < d->next_idx) {
+		ret = -EEXIST;
+		snprintf(why, whylen, "device %u: duplicate idx %u (already loaded)", dev, idx);
+		goto out;
+	}
+	if (d->last_idx != VFMIG_IDX_INVALID && idx > d->last_idx) {
+		ret = -ERANGE;
+		snprintf(why, whylen, "device %u: idx %u after the config chunk (idx %u)", dev, idx,
+			 d->last_idx);
+		goto out;
+	}
+	if (flags & VFMIG_FLAG_CONFIG) {
+		if (d->last_idx != VFMIG_IDX_INVALID) {
+			ret = -EPROTO;
+			snprintf(why, whylen, "device %u: second config chunk (idx %u, first %u)",
+				 dev, idx, d->last_idx);
+			goto out;
+		}
+		if (idx < d->max_seen) {
+			ret = -ERANGE;
+			snprintf(why, whylen, "device %u: config chunk idx %u before data idx %u",
+				 dev, idx, d->max_seen - 1);
+			goto out;
+		}
+	}
+	for (uint64_t counted = UINT64_MAX;;) {
+		bool in_window = idx - d->next_idx < r->window;
+
+		if (r->failed) {
+			ret = r->failed;
+			snprintf(why, whylen, "%s", r->why);
+			goto out;
+		}
+		if (in_window && d->ring[idx % r->window].present) {
+			ret = -EEXIST;
+			snprintf(why, whylen, "device %u: duplicate idx %u", dev, idx);
+			goto out;
+		}
+		/* The chunk a device needs next always gets in: it unblocks everyone. */
+		if (in_window && (idx == d->next_idx || r->queued + len <= r->budget))
+			break;
+		if (counted != r->epoch) {
+			counted = r->epoch;
+			r->stalled++;
+		}
+		if (stuck_locked(r)) {
+			fail_stuck_locked(r);
+			continue;
+		}
+		r->blocked++;
+		pthread_cond_wait(&r->cond, &r->lock);
+		r->blocked--;
+	}
+	slot = &d->ring[idx % r->window];
+	slot->present = true;
+	slot->flags = flags;
+	slot->len = len;
+	slot->data = data;
+	r->queued += len;
+	r->peak = MAX(r->peak, r->queued);
+	if (flags & VFMIG_FLAG_CONFIG)
+		d->last_idx = idx;
+	if (idx + 1 > d->max_seen)
+		d->max_seen = idx + 1;
+	progress_locked(r);
+out:
+	pthread_mutex_unlock(&r->lock);
+	return ret;
+}
+
+int vfmig_reorder_pop(struct vfmig_reorder *r, uint32_t dev, struct vfmig_slot *out, uint32_t *idx)
+{
+	struct vfmig_reorder_dev *d = &r->dev[dev];
+	int ret = 0;
+
+	pthread_mutex_lock(&r->lock);
+	for (;;) {
+		struct vfmig_slot *slot = &d->ring[d->next_idx % r->window];
+
+		if (r->failed) {
+			ret = r->failed;
+			break;
+		}
+		if (d->complete) {
+			ret = -EINVAL;
+			break;
+		}
+		if (slot->present) {
+			*out = *slot;
+			*idx = d->next_idx;
+			memset(slot, 0, sizeof(*slot));
+			d->next_idx++;
+			d->writing = true;
+			if (out->flags & VFMIG_FLAG_CONFIG)
+				d->complete = true;
+			/* The window moved: a producer may fit now. */
+			progress_locked(r);
+			break;
+		}
+		if (!r->producers) {
+			fail_locked(r, -EPIPE, "all channels ended but device %u is missing idx %u",
+				    dev, d->next_idx);
+			continue;
+		}
+		if (stuck_locked(r)) {
+			fail_stuck_locked(r);
+			continue;
+		}
+		pthread_cond_wait(&r->cond, &r->lock);
+	}
+	pthread_mutex_unlock(&r->lock);
+	return ret;
+}
+
+void vfmig_reorder_release(struct vfmig_reorder *r, uint32_t dev, uint32_t len)
+{
+	pthread_mutex_lock(&r->lock);
+	r->queued -= len;
+	r->dev[dev].writing = false;
+	progress_locked(r);
+	pthread_mutex_unlock(&r->lock);
+}
+
+void vfmig_reorder_producer_exit(struct vfmig_reorder *r)
+{
+	pthread_mutex_lock(&r->lock);
+	if (r->producers)
+		r->producers--;
+	progress_locked(r);
+	pthread_mutex_unlock(&r->lock);
+}
+
+void vfmig_reorder_abort(struct vfmig_reorder *r)
+{
+	pthread_mutex_lock(&r->lock);
+	fail_locked(r, -ECANCELED, "migration aborted");
+	pthread_cond_broadcast(&r->cond);
+	pthread_mutex_unlock(&r->lock);
+}
+
+uint64_t vfmig_reorder_peak(struct vfmig_reorder *r)
+{
+	uint64_t p;
+
+	pthread_mutex_lock(&r->lock);
+	p = r->peak;
+	pthread_mutex_unlock(&r->lock);
+	return p;
+}
+
+const char *vfmig_reorder_why(struct vfmig_reorder *r, char *buf, size_t len)
+{
+	pthread_mutex_lock(&r->lock);
+	snprintf(buf, len, "%s", r->why);
+	pthread_mutex_unlock(&r->lock);
+	return buf;
+}

@@ -1,0 +1,394 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * session_test - whole migrations of fake devices between a source and a
+ * destination session over UNIX sockets (two threads, real sockets), and
+ * failure injection: whatever fails, the source ends RUNNING with its data
+ * intact, the destination is reset, and both report what failed.
+ */
+#include "kselftest_harness.h"
+#include "test_util.h"
+
+#define NOPRE (VFMIG_MIG_STOP_COPY | VFMIG_MIG_P2P)
+
+static void expect_migrated(struct __test_metadata *_metadata, struct pair *p)
+{
+	ASSERT_EQ(VFMIG_OK, p->src_rc) TH_LOG("source: %s", vfmig_session_error(p->ss)->msg);
+	ASSERT_EQ(VFMIG_OK, p->dst_rc) TH_LOG("destination: %s", vfmig_session_error(p->ds)->msg);
+	for (unsigned i = 0; i < p->n; i++) {
+		/* The source may have changed during precopy: compare with it as stopped. */
+		EXPECT_EQ(vfmig_fake_digest(p->src[i]), vfmig_fake_digest(p->dst[i]));
+		EXPECT_EQ(VFMIG_STATE_RUNNING, vfmig_fake_state(p->dst[i]));
+		EXPECT_EQ(VFMIG_STATE_STOP, vfmig_fake_state(p->src[i]));
+	}
+}
+
+static void expect_rolled_back(struct __test_metadata *_metadata, struct pair *p)
+{
+	EXPECT_NE(VFMIG_OK, p->src_rc);
+	EXPECT_NE(VFMIG_OK, p->dst_rc);
+	EXPECT_NE(VFMIG_ERR_ROLLBACK, p->src_rc) TH_LOG("%s", vfmig_session_error(p->ss)->msg);
+	for (unsigned i = 0; i < p->n; i++) {
+		EXPECT_EQ(VFMIG_STATE_RUNNING, vfmig_fake_state(p->src[i]));
+		EXPECT_EQ(p->src_digest[i], vfmig_fake_digest(p->src[i]));
+		EXPECT_EQ(0, vfmig_fake_resets(p->src[i]));
+		EXPECT_EQ(VFMIG_STATE_RUNNING, vfmig_fake_state(p->dst[i]));
+		EXPECT_EQ(1, vfmig_fake_resets(p->dst[i]));
+	}
+}
+
+static void replace_src(struct pair *p, unsigned i, const struct vfmig_fake_cfg *cfg)
+{
+	vfmig_device_close(p->src[i]);
+	p->src[i] = vfmig_fake_new("src", cfg);
+}
+
+static void replace_dst(struct pair *p, unsigned i, const struct vfmig_fake_cfg *cfg)
+{
+	vfmig_device_close(p->dst[i]);
+	p->dst[i] = vfmig_fake_new("dst", cfg);
+}
+
+TEST(session_migrates_one_device_with_precopy_and_switchover_ack)
+{
+	const struct vfmig_stats *st;
+	struct pair p;
+
+	ASSERT_EQ(0, pair_init(&p, 1));
+	ASSERT_EQ(0, pair_run(&p));
+	expect_migrated(_metadata, &p);
+	st = vfmig_session_stats(p.ss);
+	EXPECT_TRUE(st->switchover_ack);
+	EXPECT_TRUE(st->multifd);
+	EXPECT_LE(1, st->precopy_iterations);
+	EXPECT_LE(1 << 20, st->precopy_bytes); /* initial bytes: the whole memory */
+	EXPECT_EQ(256, st->config_bytes);
+	EXPECT_LT(0, st->downtime_ns);
+	EXPECT_EQ(st->precopy_bytes, vfmig_session_stats(p.ds)->precopy_bytes);
+	pair_fini(&p);
+}
+
+TEST(session_migrates_three_devices_two_phase_p2p)
+{
+	struct pair p;
+
+	ASSERT_EQ(0, pair_init(&p, 3));
+	p.so.channels = 3;
+	ASSERT_EQ(0, pair_run(&p));
+	expect_migrated(_metadata, &p);
+	EXPECT_EQ(3, vfmig_session_stats(p.ds)->nchannels);
+	pair_fini(&p);
+}
+
+TEST(session_migrates_stop_copy_only_devices_over_multifd)
+{
+	struct pair p;
+	uint64_t total = 0;
+
+	ASSERT_EQ(0, pair_init(&p, 2));
+	for (unsigned i = 0; i < 2; i++) {
+		vfmig_device_close(p.src[i]);
+		vfmig_device_close(p.dst[i]);
+		p.src[i] = fake("s", 2 << 20, NOPRE, 10 + i);
+		p.dst[i] = fake("d", 2 << 20, NOPRE, 20 + i);
+	}
+	p.so.channels = 4;
+	ASSERT_EQ(0, pair_run(&p));
+	expect_migrated(_metadata, &p);
+	EXPECT_EQ(0, vfmig_session_stats(p.ss)->precopy_iterations);
+	EXPECT_FALSE(vfmig_session_stats(p.ss)->switchover_ack);
+	for (unsigned c = 1; c <= 4; c++) {
+		EXPECT_LT(0,
+			  vfmig_session_stats(p.ss)->ch[c].packets); /* round robin used them all */
+		total += vfmig_session_stats(p.ds)->ch[c].bytes;
+	}
+	EXPECT_LE(4ull << 20, total);
+	pair_fini(&p);
+}
+
+TEST(session_migrates_with_multifd_off)
+{
+	struct pair p;
+
+	ASSERT_EQ(0, pair_init(&p, 2));
+	p.so.multifd = VFMIG_OFF;
+	ASSERT_EQ(0, pair_run(&p));
+	expect_migrated(_metadata, &p);
+	EXPECT_FALSE(vfmig_session_stats(p.ss)->multifd);
+	pair_fini(&p);
+}
+
+TEST(session_dirty_pages_need_more_iterations)
+{
+	struct vfmig_fake_cfg cfg;
+	struct pair p;
+
+	ASSERT_EQ(0, pair_init(&p, 1));
+	vfmig_fake_cfg_init(&cfg);
+	cfg.mem_size = 1 << 20;
+	cfg.seed = 100;
+	cfg.dirty_pages_per_info = 8;
+	cfg.dirty_info_calls = 6;
+	replace_src(&p, 0, &cfg);
+	p.so.downtime_limit_ms = 0; /* only max-iterations ends precopy */
+	p.so.max_iterations = 5;
+	ASSERT_EQ(0, pair_run(&p));
+	expect_migrated(_metadata, &p);
+	/* At least max-iterations: the switchover also waits for the ack. */
+	EXPECT_LE(5, vfmig_session_stats(p.ss)->precopy_iterations);
+	EXPECT_NE(p.src_digest[0], vfmig_fake_digest(p.src[0])); /* it did change */
+	EXPECT_EQ(VFMIG_CONVERGE_MAX_ITER, vfmig_session_stats(p.ss)->converge);
+	EXPECT_LT(1 << 20, vfmig_session_stats(p.ss)->precopy_bytes); /* re-sent dirty pages */
+	pair_fini(&p);
+}
+
+TEST(session_switchover_ack_off_and_mtty_style_eof)
+{
+	struct vfmig_fake_cfg cfg;
+	struct pair p;
+
+	ASSERT_EQ(0, pair_init(&p, 1));
+	vfmig_fake_cfg_init(&cfg);
+	cfg.mem_size = 1 << 20;
+	cfg.seed = 100;
+	cfg.zero_for_enomsg = true; /* read() returns 0, not -ENOMSG, at the temporary end */
+	replace_src(&p, 0, &cfg);
+	p.so.switchover_ack = VFMIG_OFF;
+	ASSERT_EQ(0, pair_run(&p));
+	expect_migrated(_metadata, &p);
+	EXPECT_FALSE(vfmig_session_stats(p.ds)->switchover_ack);
+	pair_fini(&p);
+}
+
+TEST(session_load_config_after_iter)
+{
+	struct pair p;
+
+	ASSERT_EQ(0, pair_init(&p, 3));
+	p.dopt.load_config_after_iter = VFMIG_ON;
+	ASSERT_EQ(0, pair_run(&p));
+	expect_migrated(_metadata, &p);
+	EXPECT_TRUE(vfmig_session_stats(p.ss)->load_config_after_iter);
+	pair_fini(&p);
+}
+
+TEST(session_small_budget_backpressure_single_channel)
+{
+	struct pair p;
+
+	ASSERT_EQ(0, pair_init(&p, 1));
+	vfmig_device_close(p.src[0]);
+	vfmig_device_close(p.dst[0]);
+	p.src[0] = fake("s", 4 << 20, NOPRE, 1);
+	p.dst[0] = fake("d", 4 << 20, NOPRE, 2);
+	p.so.multifd = VFMIG_OFF;
+	p.dopt.max_queued_bytes = 2 * (64 << 10);
+	ASSERT_EQ(0, pair_run(&p));
+	expect_migrated(_metadata, &p);
+	/* budget + one needed chunk per device */
+	EXPECT_GE(2 * (64 << 10) + (64 << 10), vfmig_session_stats(p.ds)->reorder_peak_bytes);
+	pair_fini(&p);
+}
+
+TEST(session_refuses_multi_device_without_p2p)
+{
+	struct pair p;
+
+	ASSERT_EQ(0, pair_init(&p, 2));
+	vfmig_device_close(p.src[1]);
+	p.src[1] = fake("nop2p", 1 << 20, VFMIG_MIG_STOP_COPY | VFMIG_MIG_PRE_COPY, 5);
+	ASSERT_EQ(0, pair_run(&p));
+	EXPECT_EQ(VFMIG_ERR_INCOMPATIBLE, p.src_rc);
+	EXPECT_NE(NULL, strstr(vfmig_session_error(p.ss)->msg, "lacks P2P"));
+	EXPECT_EQ(VFMIG_STATE_RUNNING, vfmig_fake_state(p.src[0]));
+	EXPECT_EQ(VFMIG_STATE_RUNNING, vfmig_fake_state(p.src[1]));
+	EXPECT_EQ(0, vfmig_fake_resets(p.dst[0]));
+	pair_fini(&p);
+}
+
+/* ---- failure injection ----------------------------------------------------------- */
+
+static void kill_channel_hook(void *opaque, unsigned n)
+{
+	struct pair *p = opaque;
+
+	if (n == 3) /* mid STOP_COPY: two chunks are out */
+		shutdown(p->ss->chans[0].fd, SHUT_RDWR);
+}
+
+TEST(session_channel_killed_mid_stop_copy_rolls_source_back)
+{
+	struct vfmig_fake_cfg cfg;
+	struct pair p;
+
+	ASSERT_EQ(0, pair_init(&p, 2));
+	for (unsigned i = 0; i < 2; i++) {
+		vfmig_fake_cfg_init(&cfg);
+		cfg.mem_size = 1 << 20;
+		cfg.flags = NOPRE;
+		cfg.seed = 100 + i;
+		cfg.stopcopy_read_hook = i == 0 ? kill_channel_hook : NULL;
+		cfg.hook_opaque = &p;
+		replace_src(&p, i, &cfg);
+		cfg.seed = 200 + i;
+		cfg.stopcopy_read_hook = NULL;
+		replace_dst(&p, i, &cfg);
+	}
+	ASSERT_EQ(0, pair_run(&p));
+	expect_rolled_back(_metadata, &p);
+	EXPECT_TRUE(p.src_rc == VFMIG_ERR_TRANSPORT || p.src_rc == VFMIG_ERR_REMOTE)
+	TH_LOG("source: %d %s", p.src_rc, vfmig_session_error(p.ss)->msg);
+	pair_fini(&p);
+}
+
+TEST(session_source_device_read_error_rolls_back)
+{
+	struct vfmig_fake_cfg cfg;
+	struct pair p;
+
+	ASSERT_EQ(0, pair_init(&p, 1));
+	vfmig_fake_cfg_init(&cfg);
+	cfg.mem_size = 1 << 20;
+	cfg.flags = NOPRE;
+	cfg.seed = 100;
+	cfg.fail_stopcopy_read_at = 4;
+	replace_src(&p, 0, &cfg);
+	ASSERT_EQ(0, pair_run(&p));
+	expect_rolled_back(_metadata, &p);
+	EXPECT_EQ(VFMIG_ERR_DEVICE, p.src_rc);
+	EXPECT_NE(NULL, strstr(vfmig_session_error(p.ss)->msg, "read STOP_COPY data"));
+	EXPECT_EQ(VFMIG_ERR_REMOTE, p.dst_rc);
+	EXPECT_NE(NULL, strstr(vfmig_session_error(p.ds)->msg, "read STOP_COPY data"));
+	pair_fini(&p);
+}
+
+TEST(session_destination_write_error_rolls_source_back)
+{
+	struct vfmig_fake_cfg cfg;
+	struct pair p;
+
+	ASSERT_EQ(0, pair_init(&p, 1));
+	vfmig_fake_cfg_init(&cfg);
+	cfg.mem_size = 1 << 20;
+	cfg.seed = 200;
+	cfg.fail_resume_write_at = 2;
+	replace_dst(&p, 0, &cfg);
+	ASSERT_EQ(0, pair_run(&p));
+	expect_rolled_back(_metadata, &p);
+	EXPECT_EQ(VFMIG_ERR_DEVICE, p.dst_rc);
+	EXPECT_EQ(VFMIG_ERR_REMOTE, p.src_rc);
+	pair_fini(&p);
+}
+
+TEST(session_phase1_state_failure_rolls_back)
+{
+	struct vfmig_fake_cfg cfg;
+	struct pair p;
+
+	ASSERT_EQ(0, pair_init(&p, 2));
+	vfmig_fake_cfg_init(&cfg);
+	cfg.mem_size = 1 << 20;
+	cfg.seed = 101;
+	cfg.fail_set_state = VFMIG_STATE_PRE_COPY_P2P;
+	replace_src(&p, 1, &cfg);
+	ASSERT_EQ(0, pair_run(&p));
+	expect_rolled_back(_metadata, &p);
+	EXPECT_EQ(VFMIG_ERR_DEVICE, p.src_rc);
+	EXPECT_NE(NULL, strstr(vfmig_session_error(p.ss)->msg, "PRE_COPY_P2P"));
+	pair_fini(&p);
+}
+
+TEST(session_destination_validation_failure_rolls_source_back)
+{
+	struct vfmig_fake_cfg cfg;
+	struct pair p;
+
+	/* A destination device that refuses RESUMING -> STOP (its final check). */
+	ASSERT_EQ(0, pair_init(&p, 1));
+	vfmig_fake_cfg_init(&cfg);
+	cfg.mem_size = 1 << 20;
+	cfg.seed = 200;
+	cfg.fail_set_state = VFMIG_STATE_STOP;
+	replace_dst(&p, 0, &cfg);
+	ASSERT_EQ(0, pair_run(&p));
+	EXPECT_EQ(VFMIG_ERR_DEVICE, p.dst_rc);
+	EXPECT_EQ(VFMIG_ERR_REMOTE, p.src_rc);
+	EXPECT_EQ(VFMIG_STATE_RUNNING, vfmig_fake_state(p.src[0]));
+	EXPECT_EQ(p.src_digest[0], vfmig_fake_digest(p.src[0]));
+	pair_fini(&p);
+}
+
+static void cancel_hook(void *opaque, unsigned n)
+{
+	struct pair *p = opaque;
+
+	if (n == 2)
+		vfmig_session_cancel(p->ss);
+}
+
+TEST(session_cancel_mid_stop_copy_rolls_back)
+{
+	struct vfmig_fake_cfg cfg;
+	struct pair p;
+
+	ASSERT_EQ(0, pair_init(&p, 1));
+	vfmig_fake_cfg_init(&cfg);
+	cfg.mem_size = 1 << 20;
+	cfg.flags = NOPRE;
+	cfg.seed = 100;
+	cfg.stopcopy_read_hook = cancel_hook;
+	cfg.hook_opaque = &p;
+	replace_src(&p, 0, &cfg);
+	ASSERT_EQ(0, pair_run(&p));
+	expect_rolled_back(_metadata, &p);
+	EXPECT_EQ(VFMIG_ERR_CANCELLED, p.src_rc);
+	EXPECT_EQ(VFMIG_ERR_REMOTE, p.dst_rc);
+	EXPECT_NE(NULL, strstr(vfmig_session_error(p.ds)->msg, "interrupted"));
+	pair_fini(&p);
+}
+
+static void cancel_dst_hook(void *opaque, unsigned n)
+{
+	struct pair *p = opaque;
+
+	if (n == 2)
+		vfmig_session_cancel(p->ds);
+}
+
+TEST(session_destination_cancel_rolls_source_back)
+{
+	struct vfmig_fake_cfg cfg;
+	struct pair p;
+
+	ASSERT_EQ(0, pair_init(&p, 1));
+	vfmig_fake_cfg_init(&cfg);
+	cfg.mem_size = 1 << 20;
+	cfg.flags = NOPRE;
+	cfg.seed = 100;
+	cfg.stopcopy_read_hook = cancel_dst_hook;
+	cfg.hook_opaque = &p;
+	replace_src(&p, 0, &cfg);
+	ASSERT_EQ(0, pair_run(&p));
+	expect_rolled_back(_metadata, &p);
+	EXPECT_EQ(VFMIG_ERR_CANCELLED, p.dst_rc);
+	pair_fini(&p);
+}
+
+TEST(session_no_destination_times_out)
+{
+	struct vfmig_addr a;
+	struct vfmig_device *d = fake("s", 1 << 20, ALL_FLAGS, 1);
+	struct vfmig_options o;
+	struct vfmig_session *s;
+
+	vfmig_options_init(&o);
+	o.timeout_ms = 200;
+	ASSERT_EQ(0, vfmig_addr_parse("unix:/tmp/vfmig-test-nobody-listens", &a, NULL));
+	s = vfmig_session_new(true, &d, 1, &o);
+	ASSERT_NE(NULL, s);
+	EXPECT_EQ(VFMIG_ERR_TIMEOUT, vfmig_session_send(s, &a));
+	EXPECT_EQ(VFMIG_STATE_RUNNING, vfmig_fake_state(d));
+	vfmig_session_free(s);
+	vfmig_device_close(d);
+}
+
+TEST_HARNESS_MAIN

@@ -1,0 +1,159 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * test_util.h - helpers shared by the host unit tests: a source and a
+ * destination session migrating fake devices over a UNIX socket between
+ * two threads of the test process, and raw-socket helpers to play a
+ * misbehaving peer.  No sleeps: threads are joined, sockets block.
+ */
+#ifndef VFMIG_TEST_UTIL_H
+#define VFMIG_TEST_UTIL_H
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "vfmig_internal.h"
+
+#define PAIR_MAX 4
+
+struct pair {
+	unsigned n;
+	struct vfmig_device *src[PAIR_MAX], *dst[PAIR_MAX];
+	struct vfmig_options so, dopt;
+	char dir[64];
+	struct vfmig_addr addr;
+	int lfd;
+	struct vfmig_session *ss, *ds;
+	enum vfmig_errclass src_rc, dst_rc;
+	uint64_t src_digest[PAIR_MAX];
+};
+
+static inline struct vfmig_device *fake(const char *name, size_t size, uint64_t flags,
+					uint32_t seed)
+{
+	struct vfmig_fake_cfg cfg;
+
+	vfmig_fake_cfg_init(&cfg);
+	cfg.mem_size = size;
+	cfg.flags = flags;
+	cfg.seed = seed;
+	return vfmig_fake_new(name, &cfg);
+}
+
+static inline struct vfmig_device *fake_cfg(const char *name, const struct vfmig_fake_cfg *cfg)
+{
+	return vfmig_fake_new(name, cfg);
+}
+
+#define ALL_FLAGS (VFMIG_MIG_STOP_COPY | VFMIG_MIG_P2P | VFMIG_MIG_PRE_COPY)
+
+/* n device pairs with all features, 1 MiB each; sources seeded 100+i, destinations 200+i. */
+static inline int pair_init(struct pair *p, unsigned n)
+{
+	memset(p, 0, sizeof(*p));
+	p->n = n;
+	p->lfd = -1;
+	vfmig_options_init(&p->so);
+	vfmig_options_init(&p->dopt);
+	p->so.timeout_ms = p->dopt.timeout_ms = 10000;
+	p->dopt.channels = 0;
+	p->so.chunk_size = p->dopt.chunk_size = 64 << 10;
+	for (unsigned i = 0; i < n; i++) {
+		char name[16];
+
+		snprintf(name, sizeof(name), "src%u", i);
+		p->src[i] = fake(name, 1 << 20, ALL_FLAGS, 100 + i);
+		snprintf(name, sizeof(name), "dst%u", i);
+		p->dst[i] = fake(name, 1 << 20, ALL_FLAGS, 200 + i);
+		if (!p->src[i] || !p->dst[i])
+			return -1;
+	}
+	return 0;
+}
+
+static inline void *pair_recv_thread(void *arg)
+{
+	struct pair *p = arg;
+
+	p->dst_rc = vfmig_session_recv(p->ds, p->lfd);
+	return NULL;
+}
+
+/* Listen, create both sessions (so hooks can reach them), run, join. */
+static inline int pair_run(struct pair *p)
+{
+	struct vfmig_error e;
+	pthread_t t;
+	char a[128];
+
+	snprintf(p->dir, sizeof(p->dir), "/tmp/vfmig-test.XXXXXX");
+	if (!mkdtemp(p->dir))
+		return -1;
+	snprintf(a, sizeof(a), "unix:%s/sock", p->dir);
+	if (vfmig_addr_parse(a, &p->addr, &e))
+		return -1;
+	p->lfd = vfmig_listen(&p->addr, &e);
+	if (p->lfd < 0)
+		return -1;
+	p->ds = vfmig_session_new(false, p->dst, p->n, &p->dopt);
+	p->ss = vfmig_session_new(true, p->src, p->n, &p->so);
+	if (!p->ds || !p->ss)
+		return -1;
+	for (unsigned i = 0; i < p->n; i++)
+		p->src_digest[i] = vfmig_fake_digest(p->src[i]);
+	if (pthread_create(&t, NULL, pair_recv_thread, p))
+		return -1;
+	p->src_rc = vfmig_session_send(p->ss, &p->addr);
+	if (p->src_rc)
+		vfmig_session_abort(p->ds, VFMIG_ERR_REMOTE, "source failed");
+	pthread_join(t, NULL);
+	return 0;
+}
+
+static inline void pair_fini(struct pair *p)
+{
+	vfmig_session_free(p->ss);
+	vfmig_session_free(p->ds);
+	if (p->lfd >= 0)
+		close(p->lfd);
+	if (p->addr.path[0])
+		unlink(p->addr.path);
+	if (p->dir[0])
+		rmdir(p->dir);
+	for (unsigned i = 0; i < p->n; i++) {
+		vfmig_device_close(p->src[i]);
+		vfmig_device_close(p->dst[i]);
+	}
+}
+
+/* Write a raw frame on fd (for misbehaving peers). */
+static inline int raw_send(int fd, uint16_t type, uint32_t flags, uint32_t dev, uint32_t idx,
+			   const void *payload, uint32_t len)
+{
+	uint8_t *buf = malloc(VFMIG_HDR_LEN + len);
+	size_t n = vfmig_frame_encode(buf, type, flags, dev, idx, payload, len);
+	ssize_t w = send(fd, buf, n, MSG_NOSIGNAL);
+
+	free(buf);
+	return w == (ssize_t)n ? 0 : -1;
+}
+
+static inline int raw_send_bytes(int fd, const void *buf, size_t n)
+{
+	return send(fd, buf, n, MSG_NOSIGNAL) == (ssize_t)n ? 0 : -1;
+}
+
+static inline enum vfmig_ferr raw_recv(int fd, unsigned ndev, uint32_t chunk, struct vfmig_frame *f)
+{
+	struct vfmig_limits lim = { .ndevices = ndev, .max_chunk = chunk };
+	char why[256];
+	int e;
+
+	return vfmig_recv_frame(fd, &lim, 5000, f, &e, why, sizeof(why));
+}
+
+#endif
