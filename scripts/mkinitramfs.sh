@@ -45,6 +45,10 @@ copy_bin /usr/bin/stdbuf usr/bin/stdbuf 2>/dev/null || true
 [ -e /usr/libexec/coreutils/libstdbuf.so ] && { mkdir -p "$root/usr/libexec/coreutils"; cp /usr/libexec/coreutils/libstdbuf.so "$root/usr/libexec/coreutils/"; }
 copy_bin /bin/ip sbin/ip
 copy_bin /bin/kmod bin/kmod
+for t in modprobe insmod rmmod lsmod modinfo depmod; do
+	rm -f "$root/sbin/$t" "$root/bin/$t"
+	ln -s /bin/kmod "$root/sbin/$t"
+done
 
 # Kernel modules: the VFIO stack (+ veth for the two-host test) with deps.
 moddir=/lib/modules/$KVER

@@ -58,9 +58,18 @@ fi
 
 [ "$quiet" = 1 ] || echo "vm-run: booting $KVER under TCG (mode $mode, timeout ${timeout}s)" >&2
 set +e
+: >"$out/result.txt"
 timeout -k 10 "$timeout" "${qemu[@]}" -display none -monitor none \
-	-serial "file:$out/console.txt" </dev/null
+	-serial "file:$out/console.txt" </dev/null &
+qpid=$!
+# demo and bench: show what the guest prints as it prints it
+if [ "$mode" != check ] && [ "$quiet" = 0 ]; then
+	tail -n +1 -f --pid=$qpid "$out/result.txt" | grep --line-buffered -v '^MTTY-VM-DONE' &
+	tpid=$!
+fi
+wait $qpid
 qrc=$?
+[ -n "${tpid:-}" ] && wait "$tpid" 2>/dev/null
 set -e
 if [ $qrc -eq 124 ] || [ $qrc -eq 137 ]; then
 	echo "vm-run: guest did not finish within ${timeout}s (killed)" >&2
