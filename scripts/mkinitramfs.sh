@@ -78,7 +78,7 @@ depmod -b "$root" "$KVER"
 cp "${MODULE_KO:-$TOP/kmod-mtty-mig/mtty_mig.ko}" "$root/opt/mtty-mig/mtty_mig.ko"
 # the kernel's mtty sample: a migratable device we did not write
 [ -f "$BUILD/mtty-sample/mtty.ko" ] && cp "$BUILD/mtty-sample/mtty.ko" "$root/opt/mtty-mig/mtty.ko"
-for b in "$BUILD"/user/vfio-mig; do
+for b in "$BUILD"/user/vfio-mig "$BUILD"/user/vfio-mig-copy; do
 	[ -x "$b" ] && copy_bin "$b" "usr/bin/$(basename "$b")"
 done
 if [ -d "$BUILD/kselftest" ]; then

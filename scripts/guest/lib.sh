@@ -11,8 +11,8 @@ say() { printf '%s\n' "$*"; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 load_modules() {
-	modprobe -a vfio vfio_iommu_type1 mdev || die "cannot load the VFIO modules"
-	[ -d /sys/module/mtty_mig ] || insmod "$MTTY_MIG_KO" || die "cannot load $MTTY_MIG_KO"
+	/sbin/modprobe -a vfio vfio_iommu_type1 mdev || die "cannot load the VFIO modules"
+	[ -d /sys/module/mtty_mig ] || /sbin/insmod "$MTTY_MIG_KO" || die "cannot load $MTTY_MIG_KO"
 }
 
 new_uuid() { cat /proc/sys/kernel/random/uuid; }
@@ -34,3 +34,6 @@ attr() { cat "$DEVS/$1/$2"; }
 set_attr() { echo "$3" >"$DEVS/$1/$2"; }
 # link A B: make A and B peers of each other
 link_peers() { set_attr "$1" peer "$2" && set_attr "$2" peer "$1"; }
+
+# Note: busybox sh runs its own applets before anything in PATH; call the
+# real kmod and iproute2 tools by absolute path (/sbin/modprobe, /sbin/ip).

@@ -1,0 +1,983 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * The migration engine (libvfmig, vfio-mig) end to end on real VFIO devices:
+ * mtty_mig instances with their internal engine and P2P peers running,
+ * migrated through real sockets.
+ *
+ * - mig.<variant>.digests_equal_no_p2p_violation: 1 and 4 P2P-linked
+ *   devices, multifd on/off, switchover-ack on/off, in-process source and
+ *   destination sessions over a UNIX socket.
+ * - fail.*: a multifd channel killed mid STOP_COPY (a proxy between the
+ *   sides cuts it), a source device read error (debugfs fault injection), an
+ *   incompatible destination refused at the handshake: the source is back
+ *   in RUNNING with its digest unchanged, the destination devices are reset,
+ *   no fd and no thread is left behind.
+ * - cli.*: the vfio-mig tool as two processes in two network namespaces
+ *   joined by a veth pair (IPv4 and IPv6), the destination process killed
+ *   mid migration, an incompatible destination, and the kernel's own mtty
+ *   sample (a driver the engine knows nothing about).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <linux/mtty_mig.h>
+
+#include "kselftest_harness.h"
+#include "lib/mtty_test.h"
+#include "vfmig.h"
+
+#define MAXDEV 4
+#define MEM "8388608"
+#define VFIO_MIG "/usr/bin/vfio-mig"
+
+extern char **environ;
+
+static int count_dir(const char *path)
+{
+	struct dirent *e;
+	int n = 0;
+	DIR *d;
+
+	d = opendir(path);
+	if (!d)
+		return -errno;
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n - (strcmp(path, "/proc/self/fd") ? 0 : 1); /* the DIR's own fd */
+}
+
+static int digest(const char *uuid, char *buf, size_t len)
+{
+	return mt_dev_attr_read(uuid, MTTY_MIG_ATTR_DIGEST, buf, len);
+}
+
+static uint64_t attr_u64(const char *uuid, const char *name)
+{
+	uint64_t v = ~0ull;
+
+	mt_dev_attr_read_u64(uuid, name, &v);
+	return v;
+}
+
+/* write a debugfs fault file of instance @uuid */
+static int fault_write(const char *uuid, const char *file, const char *val)
+{
+	char path[256];
+
+	snprintf(path, sizeof(path), MTTY_MIG_DEBUGFS_DIR "/%s/%s", uuid, file);
+	return mt_sysfs_write(path, val);
+}
+
+static int fault_read(const char *uuid, const char *file, char *buf, size_t len)
+{
+	char path[256];
+
+	snprintf(path, sizeof(path), MTTY_MIG_DEBUGFS_DIR "/%s/%s", uuid, file);
+	return mt_sysfs_read(path, buf, len);
+}
+
+/* ---- a set of instances, and the library's handles on them ---------------- */
+
+struct side {
+	char uuid[MAXDEV][MT_UUID_LEN];
+	unsigned n;
+	struct vfmig_vfio_ctx *ctx;
+	struct vfmig_device *dev[MAXDEV];
+};
+
+static int side_create(struct side *s, unsigned n, const char *type, const char *const *attrs)
+{
+	unsigned i, k;
+	int ret;
+
+	memset(s, 0, sizeof(*s));
+	for (i = 0; i < n; i++) {
+		ret = mt_mdev_create(type, s->uuid[i]);
+		if (ret)
+			return ret;
+		s->n++;
+		ret = mt_dev_attr_write(s->uuid[i], MTTY_MIG_ATTR_MEM_SIZE, MEM);
+		for (k = 0; !ret && attrs && attrs[k]; k += 2)
+			ret = mt_dev_attr_write(s->uuid[i], attrs[k], attrs[k + 1]);
+		if (ret)
+			return ret;
+	}
+	/* a ring of peers: every device writes into the next one */
+	for (i = 0; n > 1 && i < n; i++) {
+		ret = mt_dev_attr_write(s->uuid[i], MTTY_MIG_ATTR_PEER, s->uuid[(i + 1) % n]);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+static int side_open(struct side *s)
+{
+	unsigned i;
+	int ret;
+
+	s->ctx = vfmig_vfio_ctx_new();
+	if (!s->ctx)
+		return -ENOMEM;
+	for (i = 0; i < s->n; i++) {
+		ret = vfmig_vfio_open(s->ctx, s->uuid[i], &s->dev[i], NULL);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+static void side_close(struct side *s)
+{
+	unsigned i;
+
+	for (i = 0; i < s->n; i++) {
+		if (s->dev[i])
+			vfmig_device_close(s->dev[i]);
+		s->dev[i] = NULL;
+	}
+	if (s->ctx)
+		vfmig_vfio_ctx_free(s->ctx);
+	s->ctx = NULL;
+}
+
+static void side_destroy(struct side *s)
+{
+	unsigned i;
+
+	side_close(s);
+	for (i = 0; i < s->n; i++) {
+		mt_dev_attr_write(s->uuid[i], MTTY_MIG_ATTR_DIRTY_RATE, "0");
+		mt_dev_attr_write(s->uuid[i], MTTY_MIG_ATTR_P2P_RATE, "0");
+		mt_mdev_remove(s->uuid[i]);
+	}
+	s->n = 0;
+}
+
+static void side_rates(struct side *s, const char *dirty, const char *p2p)
+{
+	unsigned i;
+
+	for (i = 0; i < s->n; i++) {
+		mt_dev_attr_write(s->uuid[i], MTTY_MIG_ATTR_DIRTY_RATE, dirty);
+		mt_dev_attr_write(s->uuid[i], MTTY_MIG_ATTR_P2P_RATE, p2p);
+	}
+}
+
+/* ---- a proxy that can cut one connection ----------------------------------- */
+
+/*
+ * Sits between the source and the destination's listening socket. Connection
+ * number @kill_conn (0 = main channel, 1 = first multifd channel) is shut down
+ * in both directions once @kill_after bytes went from source to destination.
+ */
+struct proxy {
+	char path[108], upstream[108];
+	int lfd, stop[2];
+	int kill_conn;
+	size_t kill_after;
+	bool killed;
+	pthread_t thread;
+};
+
+#define PROXY_MAX 16
+
+static int unix_listen(const char *path)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	int fd;
+
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s", path);
+	unlink(path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (bind(fd, (void *)&a, sizeof(a)) || listen(fd, 64)) {
+		int ret = -errno;
+
+		close(fd);
+		return ret;
+	}
+	return fd;
+}
+
+static int unix_connect(const char *path)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	int fd;
+
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s", path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (void *)&a, sizeof(a))) {
+		int ret = -errno;
+
+		close(fd);
+		return ret;
+	}
+	return fd;
+}
+
+static void *proxy_main(void *arg)
+{
+	struct proxy *p = arg;
+	int src[PROXY_MAX], dst[PROXY_MAX], nconn = 0, i;
+	size_t fwd[PROXY_MAX] = { 0 };
+	char buf[65536];
+
+	for (;;) {
+		struct pollfd pf[2 + 2 * PROXY_MAX];
+		int n = 0;
+
+		pf[n++] = (struct pollfd){ .fd = p->stop[0], .events = POLLIN };
+		pf[n++] = (struct pollfd){ .fd = p->lfd, .events = POLLIN };
+		for (i = 0; i < nconn; i++) {
+			pf[n++] = (struct pollfd){ .fd = src[i], .events = POLLIN };
+			pf[n++] = (struct pollfd){ .fd = dst[i], .events = POLLIN };
+		}
+		if (poll(pf, n, 60000) <= 0 || pf[0].revents)
+			break;
+		if ((pf[1].revents & POLLIN) && nconn < PROXY_MAX) {
+			int c = accept4(p->lfd, NULL, NULL, SOCK_CLOEXEC);
+			int u = c >= 0 ? unix_connect(p->upstream) : -1;
+
+			if (c >= 0 && u >= 0) {
+				src[nconn] = c;
+				dst[nconn] = u;
+				nconn++;
+			} else {
+				if (c >= 0)
+					close(c);
+				if (u >= 0)
+					close(u);
+			}
+		}
+		for (i = 0; i < nconn; i++) {
+			struct pollfd *ps = &pf[2 + 2 * i], *pd = ps + 1;
+			ssize_t r;
+
+			if (src[i] < 0)
+				continue;
+			if (ps->revents & (POLLIN | POLLHUP | POLLERR)) {
+				size_t want = sizeof(buf);
+
+				if (i == p->kill_conn && !p->killed)
+					want = p->kill_after - fwd[i] < want ? p->kill_after - fwd[i] : want;
+				r = want ? read(src[i], buf, want) : 0;
+				if (r > 0 && write(dst[i], buf, r) == r)
+					fwd[i] += r;
+				else if (r != 0 || want)
+					goto cut;
+				if (i == p->kill_conn && !p->killed && fwd[i] >= p->kill_after) {
+					p->killed = true;
+					goto cut;
+				}
+			}
+			if (pd->revents & (POLLIN | POLLHUP | POLLERR)) {
+				r = read(dst[i], buf, sizeof(buf));
+				if (r <= 0 || write(src[i], buf, r) != r)
+					goto cut;
+			}
+			continue;
+cut:
+			shutdown(src[i], SHUT_RDWR);
+			shutdown(dst[i], SHUT_RDWR);
+			close(src[i]);
+			close(dst[i]);
+			src[i] = dst[i] = -1;
+		}
+		/* drop closed pairs */
+		for (i = 0; i < nconn; i++) {
+			if (src[i] >= 0)
+				continue;
+			if (i == p->kill_conn)
+				p->kill_conn = -1; /* its number is gone: never cut another */
+			memmove(&src[i], &src[i + 1], (nconn - i - 1) * sizeof(int));
+			memmove(&dst[i], &dst[i + 1], (nconn - i - 1) * sizeof(int));
+			memmove(&fwd[i], &fwd[i + 1], (nconn - i - 1) * sizeof(size_t));
+			if (p->kill_conn > i)
+				p->kill_conn--;
+			nconn--;
+			i--;
+		}
+	}
+	for (i = 0; i < nconn; i++) {
+		close(src[i]);
+		close(dst[i]);
+	}
+	return NULL;
+}
+
+static int proxy_start(struct proxy *p, const char *path, const char *upstream, int kill_conn,
+		       size_t kill_after)
+{
+	snprintf(p->path, sizeof(p->path), "%s", path);
+	snprintf(p->upstream, sizeof(p->upstream), "%s", upstream);
+	p->kill_conn = kill_conn;
+	p->kill_after = kill_after;
+	p->killed = false;
+	if (pipe2(p->stop, O_CLOEXEC))
+		return -errno;
+	p->lfd = unix_listen(path);
+	if (p->lfd < 0)
+		return p->lfd;
+	return -pthread_create(&p->thread, NULL, proxy_main, p);
+}
+
+static void proxy_stop(struct proxy *p)
+{
+	char c = 1;
+
+	if (write(p->stop[1], &c, 1) != 1)
+		perror("proxy stop");
+	pthread_join(p->thread, NULL);
+	close(p->lfd);
+	close(p->stop[0]);
+	close(p->stop[1]);
+	unlink(p->path);
+}
+
+/* ---- one in-process migration ----------------------------------------------- */
+
+struct recv_job {
+	struct vfmig_session *s;
+	int lfd;
+	enum vfmig_errclass rc;
+};
+
+static void *recv_main(void *arg)
+{
+	struct recv_job *j = arg;
+
+	j->rc = vfmig_session_recv(j->s, j->lfd);
+	return NULL;
+}
+
+struct result {
+	enum vfmig_errclass src, dst;
+	char src_msg[320], dst_msg[320];
+	struct vfmig_stats stats;
+};
+
+/*
+ * Migrate @src to @dst. The destination listens on a UNIX socket; the source
+ * connects to it, or to a proxy in front of it when @proxy is given.
+ */
+static int migrate(struct side *src, struct side *dst, const struct vfmig_options *o,
+		   struct proxy *proxy, struct result *r)
+{
+	char lpath[108], ppath[108];
+	struct vfmig_session *ss, *ds;
+	struct vfmig_addr la, pa;
+	struct recv_job job;
+	pthread_t t;
+	int ret;
+
+	snprintf(lpath, sizeof(lpath), "/tmp/mtty-eng-%d.sock", getpid());
+	snprintf(ppath, sizeof(ppath), "/tmp/mtty-eng-%d.proxy", getpid());
+	unlink(lpath);
+	if (vfmig_addr_parse(lpath, &la, NULL))
+		return -EINVAL;
+	job.lfd = vfmig_listen(&la, NULL);
+	if (job.lfd < 0)
+		return job.lfd;
+	if (proxy) {
+		ret = proxy_start(proxy, ppath, lpath, proxy->kill_conn, proxy->kill_after);
+		if (ret)
+			return ret;
+		if (vfmig_addr_parse(ppath, &pa, NULL))
+			return -EINVAL;
+	}
+	ss = vfmig_session_new(true, src->dev, src->n, o);
+	ds = vfmig_session_new(false, dst->dev, dst->n, o);
+	if (!ss || !ds)
+		return -ENOMEM;
+	job.s = ds;
+	ret = -pthread_create(&t, NULL, recv_main, &job);
+	if (ret)
+		return ret;
+	r->src = vfmig_session_send(ss, proxy ? &pa : &la);
+	if (r->src != VFMIG_OK)
+		vfmig_session_abort(ds, VFMIG_ERR_REMOTE, "source failed");
+	pthread_join(t, NULL);
+	r->dst = job.rc;
+	snprintf(r->src_msg, sizeof(r->src_msg), "%s: %s", vfmig_session_error(ss)->where,
+		 vfmig_session_error(ss)->msg);
+	snprintf(r->dst_msg, sizeof(r->dst_msg), "%s: %s", vfmig_session_error(ds)->where,
+		 vfmig_session_error(ds)->msg);
+	r->stats = *vfmig_session_stats(ss);
+	vfmig_session_free(ss);
+	vfmig_session_free(ds);
+	if (proxy)
+		proxy_stop(proxy);
+	close(job.lfd);
+	unlink(lpath);
+	return 0;
+}
+
+static void options(struct vfmig_options *o, bool multifd, bool ack)
+{
+	vfmig_options_init(o);
+	o->multifd = multifd ? VFMIG_ON : VFMIG_OFF;
+	o->channels = multifd ? 3 : 0;
+	o->switchover_ack = ack ? VFMIG_ON : VFMIG_OFF;
+	o->chunk_size = 256 << 10;
+	o->timeout_ms = 60000;
+	o->log_prefix = "test";
+}
+
+/* ---- successful migrations ----------------------------------------------------- */
+
+FIXTURE(mig)
+{
+	struct side src, dst;
+};
+
+FIXTURE_VARIANT(mig)
+{
+	unsigned ndev;
+	bool multifd, ack;
+};
+
+FIXTURE_VARIANT_ADD(mig, dev1_multifd_ack) { .ndev = 1, .multifd = true, .ack = true };
+FIXTURE_VARIANT_ADD(mig, dev1_multifd_noack) { .ndev = 1, .multifd = true, .ack = false };
+FIXTURE_VARIANT_ADD(mig, dev1_main_only_ack) { .ndev = 1, .multifd = false, .ack = true };
+FIXTURE_VARIANT_ADD(mig, dev1_main_only_noack) { .ndev = 1, .multifd = false, .ack = false };
+FIXTURE_VARIANT_ADD(mig, dev4_p2p_multifd_ack) { .ndev = 4, .multifd = true, .ack = true };
+FIXTURE_VARIANT_ADD(mig, dev4_p2p_multifd_noack) { .ndev = 4, .multifd = true, .ack = false };
+FIXTURE_VARIANT_ADD(mig, dev4_p2p_main_only_ack) { .ndev = 4, .multifd = false, .ack = true };
+FIXTURE_VARIANT_ADD(mig, dev4_p2p_main_only_noack) { .ndev = 4, .multifd = false, .ack = false };
+
+FIXTURE_SETUP(mig)
+{
+	static const char *const src_attrs[] = {
+		MTTY_MIG_ATTR_METADATA_SIZE, "65536", NULL,
+	};
+	static const char *const dst_attrs[] = {
+		MTTY_MIG_ATTR_INITIAL_LOAD_MS, "50", NULL,
+	};
+
+	ASSERT_EQ(0, mt_module_load());
+	ASSERT_EQ(0, side_create(&self->src, variant->ndev, MT_PARENT "-2", src_attrs));
+	ASSERT_EQ(0, side_create(&self->dst, variant->ndev, MT_PARENT "-2", dst_attrs));
+}
+
+FIXTURE_TEARDOWN(mig)
+{
+	side_destroy(&self->src);
+	side_destroy(&self->dst);
+}
+
+TEST_F_TIMEOUT(mig, digests_equal_no_p2p_violation, 300)
+{
+	int fds0 = count_dir("/proc/self/fd"), tasks0 = count_dir("/proc/self/task");
+	struct vfmig_options o;
+	struct result r;
+	unsigned i;
+
+	ASSERT_EQ(0, side_open(&self->src));
+	ASSERT_EQ(0, side_open(&self->dst));
+	/* the source devices are busy: their engines and P2P writes run */
+	side_rates(&self->src, "500", self->src.n > 1 ? "300" : "0");
+	options(&o, variant->multifd, variant->ack);
+	ASSERT_EQ(0, migrate(&self->src, &self->dst, &o, NULL, &r));
+	ASSERT_EQ(VFMIG_OK, r.src) TH_LOG("source: %s", r.src_msg);
+	ASSERT_EQ(VFMIG_OK, r.dst) TH_LOG("destination: %s", r.dst_msg);
+	EXPECT_EQ(variant->multifd, r.stats.multifd);
+	EXPECT_EQ(variant->ack, r.stats.switchover_ack);
+	EXPECT_LT(0, r.stats.precopy_iterations);
+	EXPECT_LT(0, r.stats.downtime_ns);
+
+	for (i = 0; i < self->src.n; i++) {
+		enum vfmig_state ss, ds;
+		char d1[32], d2[32];
+
+		ASSERT_EQ(0, vfmig_device_get_state(self->src.dev[i], &ss));
+		ASSERT_EQ(0, vfmig_device_get_state(self->dst.dev[i], &ds));
+		EXPECT_EQ(VFMIG_STATE_STOP, ss);
+		EXPECT_EQ(VFMIG_STATE_RUNNING, ds);
+		/* the destination has exactly the state the source stopped with */
+		ASSERT_EQ(0, digest(self->src.uuid[i], d1, sizeof(d1)));
+		ASSERT_EQ(0, digest(self->dst.uuid[i], d2, sizeof(d2)));
+		EXPECT_STREQ(d1, d2) TH_LOG("device %u", i);
+		EXPECT_EQ(0, attr_u64(self->src.uuid[i], MTTY_MIG_ATTR_P2P_VIOLATIONS));
+		EXPECT_EQ(0, attr_u64(self->dst.uuid[i], MTTY_MIG_ATTR_P2P_VIOLATIONS));
+		/* and the workload really ran during the migration */
+		EXPECT_LT(0, attr_u64(self->src.uuid[i], MTTY_MIG_ATTR_ENGINE_WRITES));
+		if (self->src.n > 1)
+			EXPECT_LT(0, attr_u64(self->src.uuid[i], MTTY_MIG_ATTR_P2P_TX));
+	}
+	side_close(&self->src);
+	side_close(&self->dst);
+	EXPECT_EQ(fds0, count_dir("/proc/self/fd"));
+	EXPECT_EQ(tasks0, count_dir("/proc/self/task"));
+}
+
+/* ---- failures: the source rolls back ------------------------------------------- */
+
+FIXTURE(fail)
+{
+	struct side src, dst;
+	char digest0[MAXDEV][32];
+	int fds0, tasks0;
+};
+
+FIXTURE_SETUP(fail)
+{
+	unsigned i;
+
+	ASSERT_EQ(0, mt_module_load());
+	ASSERT_EQ(0, side_create(&self->src, 2, MT_PARENT "-2", NULL));
+	ASSERT_EQ(0, side_create(&self->dst, 2, MT_PARENT "-2", NULL));
+	/* some state worth keeping: a register and a memory page per device */
+	for (i = 0; i < self->src.n; i++) {
+		uint8_t scr = (uint8_t)(0x40 + i), page[MTTY_MIG_PAGE_SIZE];
+		struct mt_vfio v;
+
+		memset(page, 0xa0 + i, sizeof(page));
+		ASSERT_EQ(0, mt_vfio_open(&v, self->src.uuid[i]));
+		ASSERT_EQ(1, mt_region_write(v.device, VFIO_PCI_BAR0_REGION_INDEX, 7, &scr, 1));
+		ASSERT_EQ(sizeof(page), mt_region_write(v.device, VFIO_PCI_BAR1_REGION_INDEX,
+							5 * sizeof(page), page, sizeof(page)));
+		mt_vfio_close(&v);
+	}
+	self->fds0 = count_dir("/proc/self/fd");
+	self->tasks0 = count_dir("/proc/self/task");
+	ASSERT_EQ(0, side_open(&self->src));
+	ASSERT_EQ(0, side_open(&self->dst));
+	/* engines off: the source's digest must come back unchanged */
+	for (i = 0; i < self->src.n; i++)
+		ASSERT_EQ(0, digest(self->src.uuid[i], self->digest0[i], sizeof(self->digest0[i])));
+}
+
+FIXTURE_TEARDOWN(fail)
+{
+	side_destroy(&self->src);
+	side_destroy(&self->dst);
+}
+
+/* after a failed migration: source RUNNING and intact, destination reset, nothing leaked */
+static void check_rolled_back(struct __test_metadata *_metadata, FIXTURE_DATA(fail) *self)
+{
+	unsigned i;
+
+	for (i = 0; i < self->src.n; i++) {
+		enum vfmig_state ss, ds;
+		char d[32];
+
+		ASSERT_EQ(0, vfmig_device_get_state(self->src.dev[i], &ss));
+		EXPECT_EQ(VFMIG_STATE_RUNNING, ss) TH_LOG("source %u is %s", i, vfmig_state_name(ss));
+		ASSERT_EQ(0, digest(self->src.uuid[i], d, sizeof(d)));
+		EXPECT_STREQ(self->digest0[i], d) TH_LOG("source %u changed", i);
+		ASSERT_EQ(0, vfmig_device_get_state(self->dst.dev[i], &ds));
+		EXPECT_EQ(VFMIG_STATE_RUNNING, ds) TH_LOG("destination %u is %s", i,
+							 vfmig_state_name(ds));
+	}
+	side_close(&self->src);
+	side_close(&self->dst);
+	EXPECT_EQ(self->fds0, count_dir("/proc/self/fd"));
+	EXPECT_EQ(self->tasks0, count_dir("/proc/self/task"));
+}
+
+TEST_F_TIMEOUT(fail, multifd_channel_killed_mid_stop_copy, 300)
+{
+	struct proxy p = { .kill_conn = 1 };
+	struct vfmig_options o;
+	struct result r;
+
+	/* 48 bytes of CHANNEL_HELLO, then cut inside the first STOP_COPY packet */
+	p.kill_after = 48 + 64;
+	options(&o, true, true);
+	o.channels = 2;
+	ASSERT_EQ(0, migrate(&self->src, &self->dst, &o, &p, &r));
+	EXPECT_TRUE(p.killed) TH_LOG("the proxy never cut the channel");
+	EXPECT_NE(VFMIG_OK, r.src);
+	EXPECT_NE(VFMIG_OK, r.dst);
+	TH_LOG("source: %s | destination: %s", r.src_msg, r.dst_msg);
+	check_rolled_back(_metadata, self);
+}
+
+TEST_F_TIMEOUT(fail, main_channel_killed_during_precopy, 300)
+{
+	struct proxy p = { .kill_conn = 0 };
+	struct vfmig_options o;
+	struct result r;
+
+	p.kill_after = 1 << 20; /* inside the precopy data of an 8 MiB device */
+	options(&o, true, true);
+	ASSERT_EQ(0, migrate(&self->src, &self->dst, &o, &p, &r));
+	EXPECT_TRUE(p.killed);
+	EXPECT_EQ(VFMIG_ERR_TRANSPORT, r.src) TH_LOG("source: %s", r.src_msg);
+	EXPECT_NE(VFMIG_OK, r.dst);
+	check_rolled_back(_metadata, self);
+}
+
+TEST_F_TIMEOUT(fail, source_read_error_rolls_back, 300)
+{
+	struct vfmig_options o;
+	struct result r;
+
+	/* the second source device's data_fd fails 100 KiB into its stream */
+	ASSERT_EQ(0, fault_write(self->src.uuid[1], MTTY_MIG_FAULT_FAIL_SAVE_AFTER, "102400"));
+	options(&o, true, true);
+	ASSERT_EQ(0, migrate(&self->src, &self->dst, &o, NULL, &r));
+	EXPECT_EQ(VFMIG_ERR_DEVICE, r.src) TH_LOG("source: %s", r.src_msg);
+	EXPECT_NE(VFMIG_OK, r.dst);
+	check_rolled_back(_metadata, self);
+}
+
+TEST_F_TIMEOUT(fail, source_read_error_in_stop_copy_rolls_back, 300)
+{
+	struct vfmig_options o;
+	struct result r;
+	char val[32];
+
+	/*
+	 * With the engine off, precopy moves the metadata and every page; the
+	 * fault fires just after that, in the STOP_COPY part of the stream.
+	 */
+	snprintf(val, sizeof(val), "%lu",
+		 (unsigned long)(2 * sizeof(struct mtty_mig_rec_hdr) +
+				 sizeof(struct mtty_mig_rec_header) + MTTY_MIG_METADATA_DEFAULT +
+				 (8u << 20) / MTTY_MIG_PAGE_SIZE *
+					 (sizeof(struct mtty_mig_rec_hdr) + MTTY_MIG_REC_PAGE_PAYLOAD) +
+				 8));
+	ASSERT_EQ(0, fault_write(self->src.uuid[0], MTTY_MIG_FAULT_FAIL_SAVE_AFTER, val));
+	options(&o, true, true);
+	ASSERT_EQ(0, migrate(&self->src, &self->dst, &o, NULL, &r));
+	EXPECT_EQ(VFMIG_ERR_DEVICE, r.src) TH_LOG("source: %s", r.src_msg);
+	/* the message names the failing device */
+	EXPECT_NE(NULL, strstr(r.src_msg, self->src.uuid[0])) TH_LOG("%s", r.src_msg);
+	check_rolled_back(_metadata, self);
+}
+
+TEST_F_TIMEOUT(fail, destination_write_error_rolls_back, 300)
+{
+	struct vfmig_options o;
+	struct result r;
+
+	ASSERT_EQ(0, fault_write(self->dst.uuid[0], MTTY_MIG_FAULT_FAIL_RESUME_AFTER, "200000"));
+	options(&o, true, true);
+	ASSERT_EQ(0, migrate(&self->src, &self->dst, &o, NULL, &r));
+	EXPECT_NE(VFMIG_OK, r.src);
+	EXPECT_EQ(VFMIG_ERR_DEVICE, r.dst) TH_LOG("destination: %s", r.dst_msg);
+	check_rolled_back(_metadata, self);
+}
+
+TEST_F_TIMEOUT(fail, incompatible_destination_refused_at_handshake, 120)
+{
+	struct side other;
+	struct vfmig_options o;
+	struct result r;
+	char armed[64];
+	unsigned i;
+
+	/* a destination of another type (1 port instead of 2) */
+	side_close(&self->dst);
+	side_destroy(&self->dst);
+	ASSERT_EQ(0, side_create(&other, 2, MT_PARENT "-1", NULL));
+	self->dst = other;
+	ASSERT_EQ(0, side_open(&self->dst));
+	/*
+	 * Tripwires: had any device been asked to change state, these armed
+	 * one-shot faults would have fired (and disarmed themselves).
+	 */
+	for (i = 0; i < 2; i++) {
+		ASSERT_EQ(0, fault_write(self->src.uuid[i], MTTY_MIG_FAULT_FAIL_STATE, "pre_copy 5"));
+		ASSERT_EQ(0, fault_write(self->dst.uuid[i], MTTY_MIG_FAULT_FAIL_STATE, "resuming 5"));
+	}
+	options(&o, true, true);
+	ASSERT_EQ(0, migrate(&self->src, &self->dst, &o, NULL, &r));
+	EXPECT_EQ(VFMIG_ERR_INCOMPATIBLE, r.src) TH_LOG("source: %s", r.src_msg);
+	EXPECT_EQ(VFMIG_ERR_INCOMPATIBLE, r.dst) TH_LOG("destination: %s", r.dst_msg);
+	for (i = 0; i < 2; i++) {
+		ASSERT_EQ(0, fault_read(self->src.uuid[i], MTTY_MIG_FAULT_FAIL_STATE, armed,
+					sizeof(armed)));
+		EXPECT_EQ(0, strncasecmp(armed, "PRE_COPY", 8)) TH_LOG("source fault: %s", armed);
+		ASSERT_EQ(0, fault_read(self->dst.uuid[i], MTTY_MIG_FAULT_FAIL_STATE, armed,
+					sizeof(armed)));
+		EXPECT_EQ(0, strncasecmp(armed, "RESUMING", 8)) TH_LOG("dest fault: %s", armed);
+		fault_write(self->src.uuid[i], MTTY_MIG_FAULT_FAIL_STATE, "none");
+		fault_write(self->dst.uuid[i], MTTY_MIG_FAULT_FAIL_STATE, "none");
+	}
+	check_rolled_back(_metadata, self);
+}
+
+/* ---- the vfio-mig tool, as processes -------------------------------------------- */
+
+static pid_t spawn(const char *netns, char *const argv[], const char *out)
+{
+	pid_t pid = fork();
+
+	if (pid)
+		return pid;
+	if (netns) {
+		char path[128];
+		int fd;
+
+		snprintf(path, sizeof(path), "/run/netns/%s", netns);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0 || setns(fd, CLONE_NEWNET))
+			_exit(126);
+	}
+	if (out) {
+		int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+
+		if (fd < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
+			_exit(126);
+	}
+	execv(argv[0], argv);
+	_exit(127);
+}
+
+/* wait for @pid; -1 if it is still running after @secs seconds */
+static int wait_exit(pid_t pid, int secs)
+{
+	struct timespec t0, t;
+	int status;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		pid_t r = waitpid(pid, &status, WNOHANG);
+
+		if (r == pid)
+			return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+		if (r < 0)
+			return -1;
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		if (t.tv_sec - t0.tv_sec >= secs) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &status, 0);
+			return -1;
+		}
+		usleep(2000);
+	}
+}
+
+static int sh(const char *cmd)
+{
+	int st = system(cmd);
+
+	return st == -1 ? -1 : WEXITSTATUS(st);
+}
+
+/* wait until a sysfs attribute of @uuid reads @want; false on deadline */
+static bool wait_attr(const char *uuid, const char *name, const char *want, int secs)
+{
+	struct timespec t0, t;
+	char buf[64];
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	do {
+		if (!mt_dev_attr_read(uuid, name, buf, sizeof(buf)) && !strcmp(buf, want))
+			return true;
+		usleep(1000);
+		clock_gettime(CLOCK_MONOTONIC, &t);
+	} while (t.tv_sec - t0.tv_sec < secs);
+	return false;
+}
+
+FIXTURE(cli)
+{
+	struct side src, dst;
+};
+
+FIXTURE_SETUP(cli)
+{
+	static const char *const busy[] = { MTTY_MIG_ATTR_DIRTY_RATE, "300", NULL };
+
+	ASSERT_EQ(0, mt_module_load());
+	ASSERT_EQ(0, access(VFIO_MIG, X_OK));
+	ASSERT_EQ(0, side_create(&self->src, 2, MT_PARENT "-2", busy));
+	ASSERT_EQ(0, side_create(&self->dst, 2, MT_PARENT "-2", NULL));
+	/* two hosts: network namespaces joined by a veth pair */
+	sh("/sbin/ip netns del mtsrc 2>/dev/null; /sbin/ip netns del mtdst 2>/dev/null");
+	ASSERT_EQ(0, sh("/sbin/ip netns add mtsrc && /sbin/ip netns add mtdst && "
+			"/sbin/ip link add mtv0 netns mtsrc type veth peer name mtv1 netns mtdst && "
+			"/sbin/ip -n mtsrc link set lo up && /sbin/ip -n mtdst link set lo up && "
+			"/sbin/ip -n mtsrc addr add 192.0.2.1/24 dev mtv0 && "
+			"/sbin/ip -n mtdst addr add 192.0.2.2/24 dev mtv1 && "
+			"/sbin/ip -n mtsrc addr add 2001:db8::1/64 dev mtv0 nodad && "
+			"/sbin/ip -n mtdst addr add 2001:db8::2/64 dev mtv1 nodad && "
+			"/sbin/ip -n mtsrc link set mtv0 up && /sbin/ip -n mtdst link set mtv1 up"));
+}
+
+FIXTURE_TEARDOWN(cli)
+{
+	sh("/sbin/ip netns del mtsrc 2>/dev/null; /sbin/ip netns del mtdst 2>/dev/null");
+	side_destroy(&self->src);
+	side_destroy(&self->dst);
+}
+
+static void cli_two_hosts(struct __test_metadata *_metadata, FIXTURE_DATA(cli) *self,
+			  const char *listen, const char *to)
+{
+	char *recv_argv[] = { VFIO_MIG, "recv", "--listen", (char *)listen, "--timeout", "60",
+			      "--quiet", self->dst.uuid[0], self->dst.uuid[1], NULL };
+	char *send_argv[] = { VFIO_MIG, "send", "--to", (char *)to, "--channels", "3",
+			      "--timeout", "60", "--json", self->src.uuid[0], self->src.uuid[1],
+			      NULL };
+	pid_t rp, sp;
+	int rrc, src;
+	unsigned i;
+
+	rp = spawn("mtdst", recv_argv, "/tmp/mtty-recv.log");
+	ASSERT_LT(0, rp);
+	/* the source retries its connection until the destination listens */
+	sp = spawn("mtsrc", send_argv, "/tmp/mtty-send.log");
+	ASSERT_LT(0, sp);
+	src = wait_exit(sp, 240);
+	rrc = wait_exit(rp, 60);
+	EXPECT_EQ(0, src) sh("cat /tmp/mtty-send.log");
+	EXPECT_EQ(0, rrc) sh("cat /tmp/mtty-recv.log");
+	for (i = 0; i < 2; i++) {
+		char d1[32], d2[32];
+
+		ASSERT_EQ(0, digest(self->src.uuid[i], d1, sizeof(d1)));
+		ASSERT_EQ(0, digest(self->dst.uuid[i], d2, sizeof(d2)));
+		EXPECT_STREQ(d1, d2);
+		EXPECT_EQ(0, attr_u64(self->src.uuid[i], MTTY_MIG_ATTR_P2P_VIOLATIONS));
+	}
+}
+
+TEST_F_TIMEOUT(cli, two_hosts_over_veth_ipv4, 300)
+{
+	cli_two_hosts(_metadata, self, "tcp:192.0.2.2:4444", "tcp:192.0.2.2:4444");
+}
+
+TEST_F_TIMEOUT(cli, two_hosts_over_veth_ipv6, 300)
+{
+	cli_two_hosts(_metadata, self, "[2001:db8::2]:4445", "[2001:db8::2]:4445");
+}
+
+TEST_F_TIMEOUT(cli, destination_killed_source_rolls_back, 300)
+{
+	char *recv_argv[] = { VFIO_MIG, "recv", "--listen", "tcp:192.0.2.2:4446", "--quiet",
+			      self->dst.uuid[0], self->dst.uuid[1], NULL };
+	char *send_argv[] = { VFIO_MIG, "send", "--to", "tcp:192.0.2.2:4446", "--timeout", "30",
+			      self->src.uuid[0], self->src.uuid[1], NULL };
+	char d0[2][32], d[32];
+	pid_t rp, sp;
+	int src;
+	unsigned i;
+
+	/* a quiet source, slow to save, so the kill lands mid migration */
+	for (i = 0; i < 2; i++) {
+		ASSERT_EQ(0, mt_dev_attr_write(self->src.uuid[i], MTTY_MIG_ATTR_DIRTY_RATE, "0"));
+		ASSERT_EQ(0, mt_dev_attr_write(self->src.uuid[i], MTTY_MIG_ATTR_SAVE_RATE,
+					       "4194304"));
+		ASSERT_EQ(0, digest(self->src.uuid[i], d0[i], sizeof(d0[i])));
+	}
+	rp = spawn("mtdst", recv_argv, "/tmp/mtty-recv.log");
+	sp = spawn("mtsrc", send_argv, "/tmp/mtty-send.log");
+	ASSERT_TRUE(wait_attr(self->dst.uuid[1], MTTY_MIG_ATTR_STATE, "RESUMING", 60));
+	ASSERT_TRUE(wait_attr(self->src.uuid[0], MTTY_MIG_ATTR_STATE, "PRE_COPY", 60));
+	ASSERT_EQ(0, kill(rp, SIGKILL));
+	EXPECT_EQ(128 + SIGKILL, wait_exit(rp, 30));
+	src = wait_exit(sp, 120);
+	/* a transport failure, reported as such, and the source intact */
+	EXPECT_EQ(VFMIG_ERR_TRANSPORT, src) sh("cat /tmp/mtty-send.log");
+	for (i = 0; i < 2; i++) {
+		ASSERT_EQ(0, digest(self->src.uuid[i], d, sizeof(d)));
+		EXPECT_STREQ(d0[i], d);
+		EXPECT_TRUE(wait_attr(self->src.uuid[i], MTTY_MIG_ATTR_STATE, "RUNNING", 5));
+		EXPECT_TRUE(wait_attr(self->dst.uuid[i], MTTY_MIG_ATTR_STATE, "RUNNING", 5));
+	}
+}
+
+TEST_F_TIMEOUT(cli, incompatible_destination_exit_code, 120)
+{
+	char spec0[80], spec1[80], other[MT_UUID_LEN];
+	char *argv[] = { VFIO_MIG, "migrate", "--quiet", spec0, spec1, NULL };
+
+	ASSERT_EQ(0, mt_mdev_create(MT_PARENT "-4", other));
+	snprintf(spec0, sizeof(spec0), "%s=%s", self->src.uuid[0], other);
+	snprintf(spec1, sizeof(spec1), "%s=%s", self->src.uuid[1], self->dst.uuid[1]);
+	EXPECT_EQ(VFMIG_ERR_INCOMPATIBLE, wait_exit(spawn(NULL, argv, "/tmp/mtty-mig.log"), 120))
+		sh("cat /tmp/mtty-mig.log");
+	EXPECT_EQ(0, mt_mdev_remove(other));
+}
+
+TEST_F_TIMEOUT(cli, bad_arguments_exit_code, 60)
+{
+	char *a1[] = { VFIO_MIG, "migrate", "--channels", "1000", "x=y", NULL };
+	char *a2[] = { VFIO_MIG, "frobnicate", NULL };
+	char *a3[] = { VFIO_MIG, "info", "00000000-0000-0000-0000-000000000000", NULL };
+	char *a4[] = { VFIO_MIG, "--help", NULL };
+
+	EXPECT_EQ(VFMIG_ERR_USAGE, wait_exit(spawn(NULL, a1, "/dev/null"), 30));
+	EXPECT_EQ(VFMIG_ERR_USAGE, wait_exit(spawn(NULL, a2, "/dev/null"), 30));
+	EXPECT_EQ(VFMIG_ERR_DEVICE, wait_exit(spawn(NULL, a3, "/dev/null"), 30));
+	EXPECT_EQ(0, wait_exit(spawn(NULL, a4, "/dev/null"), 30));
+}
+
+/* ---- a device whose driver we did not write -------------------------------------- */
+
+TEST_F_TIMEOUT(cli, migrates_the_kernel_mtty_sample, 300)
+{
+	static const char types[] = "/sys/class/mdev_bus/mtty/mdev_supported_types/mtty-2/create";
+	char a[MT_UUID_LEN], b[MT_UUID_LEN], spec[80];
+	char *argv[] = { VFIO_MIG, "migrate", "--quiet", "--channels", "2", spec, NULL };
+	uint8_t regs[2][8], back[8];
+	struct mt_vfio v;
+	int port, k;
+
+	ASSERT_EQ(0, sh("/sbin/insmod /opt/mtty-mig/mtty.ko 2>/dev/null || test -d /sys/module/mtty"));
+	mt_uuid_random(a);
+	mt_uuid_random(b);
+	ASSERT_EQ(0, mt_sysfs_write(types, a));
+	ASSERT_EQ(0, mt_sysfs_write(types, b));
+	/* put state in both ports of the source: scratch, line control, IER */
+	ASSERT_EQ(0, mt_vfio_open(&v, a));
+	for (port = 0; port < 2; port++) {
+		uint8_t scr = (uint8_t)(0x3c + port), lcr = 0x1b, ier = 0x05;
+
+		ASSERT_EQ(1, mt_region_write(v.device, VFIO_PCI_BAR0_REGION_INDEX + port, 7, &scr, 1));
+		ASSERT_EQ(1, mt_region_write(v.device, VFIO_PCI_BAR0_REGION_INDEX + port, 3, &lcr, 1));
+		ASSERT_EQ(1, mt_region_write(v.device, VFIO_PCI_BAR0_REGION_INDEX + port, 1, &ier, 1));
+		for (k = 1; k < 8; k++)
+			ASSERT_EQ(1, mt_region_read(v.device, VFIO_PCI_BAR0_REGION_INDEX + port, k,
+						    &regs[port][k], 1));
+	}
+	mt_vfio_close(&v);
+
+	snprintf(spec, sizeof(spec), "%s=%s", a, b);
+	EXPECT_EQ(0, wait_exit(spawn(NULL, argv, "/tmp/mtty-sample.log"), 240))
+		sh("cat /tmp/mtty-sample.log");
+
+	ASSERT_EQ(0, mt_vfio_open(&v, b));
+	for (port = 0; port < 2; port++) {
+		for (k = 1; k < 8; k++) {
+			if (k == 2 || k == 5 || k == 6)
+				continue; /* IIR, LSR, MSR: status, not state */
+			ASSERT_EQ(1, mt_region_read(v.device, VFIO_PCI_BAR0_REGION_INDEX + port, k,
+						    &back[k], 1));
+			EXPECT_EQ(regs[port][k], back[k]) TH_LOG("port %d reg %d", port, k);
+		}
+	}
+	mt_vfio_close(&v);
+	snprintf(spec, sizeof(spec), "/sys/bus/mdev/devices/%s/remove", a);
+	EXPECT_EQ(0, mt_sysfs_write(spec, "1"));
+	snprintf(spec, sizeof(spec), "/sys/bus/mdev/devices/%s/remove", b);
+	EXPECT_EQ(0, mt_sysfs_write(spec, "1"));
+}
+
+TEST_HARNESS_MAIN
