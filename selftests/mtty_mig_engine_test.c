@@ -32,7 +32,6 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <linux/mtty_mig.h>
@@ -61,36 +60,6 @@ static int count_dir(const char *path)
 			n++;
 	closedir(d);
 	return n - (strcmp(path, "/proc/self/fd") ? 0 : 1); /* the DIR's own fd */
-}
-
-static int digest(const char *uuid, char *buf, size_t len)
-{
-	return mt_dev_attr_read(uuid, MTTY_MIG_ATTR_DIGEST, buf, len);
-}
-
-static uint64_t attr_u64(const char *uuid, const char *name)
-{
-	uint64_t v = ~0ull;
-
-	mt_dev_attr_read_u64(uuid, name, &v);
-	return v;
-}
-
-/* write a debugfs fault file of instance @uuid */
-static int fault_write(const char *uuid, const char *file, const char *val)
-{
-	char path[256];
-
-	snprintf(path, sizeof(path), MTTY_MIG_DEBUGFS_DIR "/%s/%s", uuid, file);
-	return mt_sysfs_write(path, val);
-}
-
-static int fault_read(const char *uuid, const char *file, char *buf, size_t len)
-{
-	char path[256];
-
-	snprintf(path, sizeof(path), MTTY_MIG_DEBUGFS_DIR "/%s/%s", uuid, file);
-	return mt_sysfs_read(path, buf, len);
 }
 
 /* ---- a set of instances, and the library's handles on them ---------------- */
@@ -187,6 +156,8 @@ static void side_rates(struct side *s, const char *dirty, const char *p2p)
  * Sits between the source and the destination's listening socket. Connection
  * number @kill_conn (0 = main channel, 1 = first multifd channel) is shut down
  * in both directions once @kill_after bytes went from source to destination.
+ * It sends with MSG_NOSIGNAL: a side that closes first must not kill the test
+ * with SIGPIPE.
  */
 struct proxy {
 	char path[108], upstream[108];
@@ -282,7 +253,7 @@ static void *proxy_main(void *arg)
 				if (i == p->kill_conn && !p->killed)
 					want = p->kill_after - fwd[i] < want ? p->kill_after - fwd[i] : want;
 				r = want ? read(src[i], buf, want) : 0;
-				if (r > 0 && write(dst[i], buf, r) == r)
+				if (r > 0 && send(dst[i], buf, r, MSG_NOSIGNAL) == r)
 					fwd[i] += r;
 				else if (r != 0 || want)
 					goto cut;
@@ -293,7 +264,7 @@ static void *proxy_main(void *arg)
 			}
 			if (pd->revents & (POLLIN | POLLHUP | POLLERR)) {
 				r = read(dst[i], buf, sizeof(buf));
-				if (r <= 0 || write(src[i], buf, r) != r)
+				if (r <= 0 || send(src[i], buf, r, MSG_NOSIGNAL) != r)
 					goto cut;
 			}
 			continue;
@@ -515,15 +486,15 @@ TEST_F_TIMEOUT(mig, digests_equal_no_p2p_violation, 300)
 		EXPECT_EQ(VFMIG_STATE_STOP, ss);
 		EXPECT_EQ(VFMIG_STATE_RUNNING, ds);
 		/* the destination has exactly the state the source stopped with */
-		ASSERT_EQ(0, digest(self->src.uuid[i], d1, sizeof(d1)));
-		ASSERT_EQ(0, digest(self->dst.uuid[i], d2, sizeof(d2)));
+		ASSERT_EQ(0, mt_digest(self->src.uuid[i], d1, sizeof(d1)));
+		ASSERT_EQ(0, mt_digest(self->dst.uuid[i], d2, sizeof(d2)));
 		EXPECT_STREQ(d1, d2) TH_LOG("device %u", i);
-		EXPECT_EQ(0, attr_u64(self->src.uuid[i], MTTY_MIG_ATTR_P2P_VIOLATIONS));
-		EXPECT_EQ(0, attr_u64(self->dst.uuid[i], MTTY_MIG_ATTR_P2P_VIOLATIONS));
+		EXPECT_EQ(0, mt_dev_attr_u64(self->src.uuid[i], MTTY_MIG_ATTR_P2P_VIOLATIONS));
+		EXPECT_EQ(0, mt_dev_attr_u64(self->dst.uuid[i], MTTY_MIG_ATTR_P2P_VIOLATIONS));
 		/* and the workload really ran during the migration */
-		EXPECT_LT(0, attr_u64(self->src.uuid[i], MTTY_MIG_ATTR_ENGINE_WRITES));
+		EXPECT_LT(0, mt_dev_attr_u64(self->src.uuid[i], MTTY_MIG_ATTR_ENGINE_WRITES));
 		if (self->src.n > 1)
-			EXPECT_LT(0, attr_u64(self->src.uuid[i], MTTY_MIG_ATTR_P2P_TX));
+			EXPECT_LT(0, mt_dev_attr_u64(self->src.uuid[i], MTTY_MIG_ATTR_P2P_TX));
 	}
 	side_close(&self->src);
 	side_close(&self->dst);
@@ -565,7 +536,8 @@ FIXTURE_SETUP(fail)
 	ASSERT_EQ(0, side_open(&self->dst));
 	/* engines off: the source's digest must come back unchanged */
 	for (i = 0; i < self->src.n; i++)
-		ASSERT_EQ(0, digest(self->src.uuid[i], self->digest0[i], sizeof(self->digest0[i])));
+		ASSERT_EQ(0, mt_digest(self->src.uuid[i], self->digest0[i],
+				       sizeof(self->digest0[i])));
 }
 
 FIXTURE_TEARDOWN(fail)
@@ -585,7 +557,7 @@ static void check_rolled_back(struct __test_metadata *_metadata, FIXTURE_DATA(fa
 
 		ASSERT_EQ(0, vfmig_device_get_state(self->src.dev[i], &ss));
 		EXPECT_EQ(VFMIG_STATE_RUNNING, ss) TH_LOG("source %u is %s", i, vfmig_state_name(ss));
-		ASSERT_EQ(0, digest(self->src.uuid[i], d, sizeof(d)));
+		ASSERT_EQ(0, mt_digest(self->src.uuid[i], d, sizeof(d)));
 		EXPECT_STREQ(self->digest0[i], d) TH_LOG("source %u changed", i);
 		ASSERT_EQ(0, vfmig_device_get_state(self->dst.dev[i], &ds));
 		EXPECT_EQ(VFMIG_STATE_RUNNING, ds) TH_LOG("destination %u is %s", i,
@@ -636,7 +608,7 @@ TEST_F_TIMEOUT(fail, source_read_error_rolls_back, 300)
 	struct result r;
 
 	/* the second source device's data_fd fails 100 KiB into its stream */
-	ASSERT_EQ(0, fault_write(self->src.uuid[1], MTTY_MIG_FAULT_FAIL_SAVE_AFTER, "102400"));
+	ASSERT_EQ(0, mt_fault_write(self->src.uuid[1], MTTY_MIG_FAULT_FAIL_SAVE_AFTER, "102400"));
 	options(&o, true, true);
 	ASSERT_EQ(0, migrate(&self->src, &self->dst, &o, NULL, &r));
 	EXPECT_EQ(VFMIG_ERR_DEVICE, r.src) TH_LOG("source: %s", r.src_msg);
@@ -660,7 +632,7 @@ TEST_F_TIMEOUT(fail, source_read_error_in_stop_copy_rolls_back, 300)
 				 (8u << 20) / MTTY_MIG_PAGE_SIZE *
 					 (sizeof(struct mtty_mig_rec_hdr) + MTTY_MIG_REC_PAGE_PAYLOAD) +
 				 8));
-	ASSERT_EQ(0, fault_write(self->src.uuid[0], MTTY_MIG_FAULT_FAIL_SAVE_AFTER, val));
+	ASSERT_EQ(0, mt_fault_write(self->src.uuid[0], MTTY_MIG_FAULT_FAIL_SAVE_AFTER, val));
 	options(&o, true, true);
 	ASSERT_EQ(0, migrate(&self->src, &self->dst, &o, NULL, &r));
 	EXPECT_EQ(VFMIG_ERR_DEVICE, r.src) TH_LOG("source: %s", r.src_msg);
@@ -674,7 +646,7 @@ TEST_F_TIMEOUT(fail, destination_write_error_rolls_back, 300)
 	struct vfmig_options o;
 	struct result r;
 
-	ASSERT_EQ(0, fault_write(self->dst.uuid[0], MTTY_MIG_FAULT_FAIL_RESUME_AFTER, "200000"));
+	ASSERT_EQ(0, mt_fault_write(self->dst.uuid[0], MTTY_MIG_FAULT_FAIL_RESUME_AFTER, "200000"));
 	options(&o, true, true);
 	ASSERT_EQ(0, migrate(&self->src, &self->dst, &o, NULL, &r));
 	EXPECT_NE(VFMIG_OK, r.src);
@@ -701,22 +673,24 @@ TEST_F_TIMEOUT(fail, incompatible_destination_refused_at_handshake, 120)
 	 * one-shot faults would have fired (and disarmed themselves).
 	 */
 	for (i = 0; i < 2; i++) {
-		ASSERT_EQ(0, fault_write(self->src.uuid[i], MTTY_MIG_FAULT_FAIL_STATE, "pre_copy 5"));
-		ASSERT_EQ(0, fault_write(self->dst.uuid[i], MTTY_MIG_FAULT_FAIL_STATE, "resuming 5"));
+		ASSERT_EQ(0, mt_fault_write(self->src.uuid[i], MTTY_MIG_FAULT_FAIL_STATE,
+					    "pre_copy 5"));
+		ASSERT_EQ(0, mt_fault_write(self->dst.uuid[i], MTTY_MIG_FAULT_FAIL_STATE,
+					    "resuming 5"));
 	}
 	options(&o, true, true);
 	ASSERT_EQ(0, migrate(&self->src, &self->dst, &o, NULL, &r));
 	EXPECT_EQ(VFMIG_ERR_INCOMPATIBLE, r.src) TH_LOG("source: %s", r.src_msg);
 	EXPECT_EQ(VFMIG_ERR_INCOMPATIBLE, r.dst) TH_LOG("destination: %s", r.dst_msg);
 	for (i = 0; i < 2; i++) {
-		ASSERT_EQ(0, fault_read(self->src.uuid[i], MTTY_MIG_FAULT_FAIL_STATE, armed,
-					sizeof(armed)));
+		ASSERT_EQ(0, mt_fault_read(self->src.uuid[i], MTTY_MIG_FAULT_FAIL_STATE, armed,
+					   sizeof(armed)));
 		EXPECT_EQ(0, strncasecmp(armed, "PRE_COPY", 8)) TH_LOG("source fault: %s", armed);
-		ASSERT_EQ(0, fault_read(self->dst.uuid[i], MTTY_MIG_FAULT_FAIL_STATE, armed,
-					sizeof(armed)));
+		ASSERT_EQ(0, mt_fault_read(self->dst.uuid[i], MTTY_MIG_FAULT_FAIL_STATE, armed,
+					   sizeof(armed)));
 		EXPECT_EQ(0, strncasecmp(armed, "RESUMING", 8)) TH_LOG("dest fault: %s", armed);
-		fault_write(self->src.uuid[i], MTTY_MIG_FAULT_FAIL_STATE, "none");
-		fault_write(self->dst.uuid[i], MTTY_MIG_FAULT_FAIL_STATE, "none");
+		mt_fault_write(self->src.uuid[i], MTTY_MIG_FAULT_FAIL_STATE, "none");
+		mt_fault_write(self->dst.uuid[i], MTTY_MIG_FAULT_FAIL_STATE, "none");
 	}
 	check_rolled_back(_metadata, self);
 }
@@ -748,28 +722,33 @@ static pid_t spawn(const char *netns, char *const argv[], const char *out)
 	_exit(127);
 }
 
+struct exit_wait {
+	pid_t pid;
+	int status;
+};
+
+/* mt_wait_until() condition: the child exited (its status in @w) */
+static int exited(void *arg)
+{
+	struct exit_wait *w = arg;
+	pid_t r = waitpid(w->pid, &w->status, WNOHANG);
+
+	return r == w->pid ? 1 : r < 0 ? -errno : 0;
+}
+
 /* wait for @pid; -1 if it is still running after @secs seconds */
 static int wait_exit(pid_t pid, int secs)
 {
-	struct timespec t0, t;
-	int status;
+	struct exit_wait w = { .pid = pid };
+	int ret = mt_wait_until(exited, &w, secs);
 
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	for (;;) {
-		pid_t r = waitpid(pid, &status, WNOHANG);
-
-		if (r == pid)
-			return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-		if (r < 0)
-			return -1;
-		clock_gettime(CLOCK_MONOTONIC, &t);
-		if (t.tv_sec - t0.tv_sec >= secs) {
-			kill(pid, SIGKILL);
-			waitpid(pid, &status, 0);
-			return -1;
-		}
-		usleep(2000);
+	if (ret == -ETIMEDOUT) {
+		kill(pid, SIGKILL);
+		waitpid(pid, &w.status, 0);
 	}
+	if (ret)
+		return -1;
+	return WIFEXITED(w.status) ? WEXITSTATUS(w.status) : 128 + WTERMSIG(w.status);
 }
 
 static int sh(const char *cmd)
@@ -777,22 +756,6 @@ static int sh(const char *cmd)
 	int st = system(cmd);
 
 	return st == -1 ? -1 : WEXITSTATUS(st);
-}
-
-/* wait until a sysfs attribute of @uuid reads @want; false on deadline */
-static bool wait_attr(const char *uuid, const char *name, const char *want, int secs)
-{
-	struct timespec t0, t;
-	char buf[64];
-
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	do {
-		if (!mt_dev_attr_read(uuid, name, buf, sizeof(buf)) && !strcmp(buf, want))
-			return true;
-		usleep(1000);
-		clock_gettime(CLOCK_MONOTONIC, &t);
-	} while (t.tv_sec - t0.tv_sec < secs);
-	return false;
 }
 
 FIXTURE(cli)
@@ -851,10 +814,10 @@ static void cli_two_hosts(struct __test_metadata *_metadata, FIXTURE_DATA(cli) *
 	for (i = 0; i < 2; i++) {
 		char d1[32], d2[32];
 
-		ASSERT_EQ(0, digest(self->src.uuid[i], d1, sizeof(d1)));
-		ASSERT_EQ(0, digest(self->dst.uuid[i], d2, sizeof(d2)));
+		ASSERT_EQ(0, mt_digest(self->src.uuid[i], d1, sizeof(d1)));
+		ASSERT_EQ(0, mt_digest(self->dst.uuid[i], d2, sizeof(d2)));
 		EXPECT_STREQ(d1, d2);
-		EXPECT_EQ(0, attr_u64(self->src.uuid[i], MTTY_MIG_ATTR_P2P_VIOLATIONS));
+		EXPECT_EQ(0, mt_dev_attr_u64(self->src.uuid[i], MTTY_MIG_ATTR_P2P_VIOLATIONS));
 	}
 }
 
@@ -884,22 +847,22 @@ TEST_F_TIMEOUT(cli, destination_killed_source_rolls_back, 300)
 		ASSERT_EQ(0, mt_dev_attr_write(self->src.uuid[i], MTTY_MIG_ATTR_DIRTY_RATE, "0"));
 		ASSERT_EQ(0, mt_dev_attr_write(self->src.uuid[i], MTTY_MIG_ATTR_SAVE_RATE,
 					       "4194304"));
-		ASSERT_EQ(0, digest(self->src.uuid[i], d0[i], sizeof(d0[i])));
+		ASSERT_EQ(0, mt_digest(self->src.uuid[i], d0[i], sizeof(d0[i])));
 	}
 	rp = spawn("mtdst", recv_argv, "/tmp/mtty-recv.log");
 	sp = spawn("mtsrc", send_argv, "/tmp/mtty-send.log");
-	ASSERT_TRUE(wait_attr(self->dst.uuid[1], MTTY_MIG_ATTR_STATE, "RESUMING", 60));
-	ASSERT_TRUE(wait_attr(self->src.uuid[0], MTTY_MIG_ATTR_STATE, "PRE_COPY", 60));
+	ASSERT_EQ(0, mt_wait_attr_is(self->dst.uuid[1], MTTY_MIG_ATTR_STATE, "RESUMING", 60));
+	ASSERT_EQ(0, mt_wait_attr_is(self->src.uuid[0], MTTY_MIG_ATTR_STATE, "PRE_COPY", 60));
 	ASSERT_EQ(0, kill(rp, SIGKILL));
 	EXPECT_EQ(128 + SIGKILL, wait_exit(rp, 30));
 	src = wait_exit(sp, 120);
 	/* a transport failure, reported as such, and the source intact */
 	EXPECT_EQ(VFMIG_ERR_TRANSPORT, src) sh("cat /tmp/mtty-send.log");
 	for (i = 0; i < 2; i++) {
-		ASSERT_EQ(0, digest(self->src.uuid[i], d, sizeof(d)));
+		ASSERT_EQ(0, mt_digest(self->src.uuid[i], d, sizeof(d)));
 		EXPECT_STREQ(d0[i], d);
-		EXPECT_TRUE(wait_attr(self->src.uuid[i], MTTY_MIG_ATTR_STATE, "RUNNING", 5));
-		EXPECT_TRUE(wait_attr(self->dst.uuid[i], MTTY_MIG_ATTR_STATE, "RUNNING", 5));
+		EXPECT_EQ(0, mt_wait_attr_is(self->src.uuid[i], MTTY_MIG_ATTR_STATE, "RUNNING", 5));
+		EXPECT_EQ(0, mt_wait_attr_is(self->dst.uuid[i], MTTY_MIG_ATTR_STATE, "RUNNING", 5));
 	}
 }
 

@@ -15,13 +15,10 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/ioctl.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "kselftest_harness.h"
@@ -36,142 +33,8 @@
 /* Helpers                                                                   */
 /* ------------------------------------------------------------------------ */
 
-struct inst {
-	char uuid[MT_UUID_LEN];
-	struct mt_vfio v;
-	bool created;
-};
-
-static void inst_init(struct inst *d)
-{
-	memset(d, 0, sizeof(*d));
-	d->v.container = d->v.group = d->v.device = -1;
-}
-
-static int inst_create(struct inst *d, const char *type, uint64_t mem_size)
-{
-	char val[32];
-	int ret;
-
-	inst_init(d);
-	ret = mt_mdev_create(type, d->uuid);
-	if (ret)
-		return ret;
-	d->created = true;
-	snprintf(val, sizeof(val), "%llu", (unsigned long long)mem_size);
-	ret = mt_dev_attr_write(d->uuid, MTTY_MIG_ATTR_MEM_SIZE, val);
-	if (ret)
-		return ret;
-	return mt_dev_attr_write(d->uuid, MTTY_MIG_ATTR_METADATA_SIZE, FLT_METADATA);
-}
-
-static int inst_up(struct inst *d, const char *type, uint64_t mem_size)
-{
-	int ret = inst_create(d, type, mem_size);
-
-	return ret ? ret : mt_vfio_open(&d->v, d->uuid);
-}
-
-static int inst_down(struct inst *d)
-{
-	int ret = 0;
-
-	mt_vfio_close(&d->v);
-	if (d->created)
-		ret = mt_mdev_remove(d->uuid);
-	d->created = false;
-	return ret;
-}
-
-static uint32_t inst_state(struct inst *d)
-{
-	uint32_t s = ~0U;
-
-	if (mt_mig_get_state(d->v.device, &s))
-		return ~0U;
-	return s;
-}
-
-static int dbg_path(char *path, size_t len, struct inst *d, const char *file)
-{
-	return snprintf(path, len, MTTY_MIG_DEBUGFS_DIR "/%s/%s", d->uuid, file) < (int)len ?
-		0 : -ENAMETOOLONG;
-}
-
-static int dbg_write(struct inst *d, const char *file, const char *val)
-{
-	char path[PATH_MAX];
-
-	if (dbg_path(path, sizeof(path), d, file))
-		return -ENAMETOOLONG;
-	return mt_sysfs_write(path, val);
-}
-
-static int dbg_read(struct inst *d, const char *file, char *buf, size_t len)
-{
-	char path[PATH_MAX];
-
-	if (dbg_path(path, sizeof(path), d, file))
-		return -ENAMETOOLONG;
-	return mt_sysfs_read(path, buf, len);
-}
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-struct buf {
-	uint8_t *p;
-	size_t len, cap;
-};
-
-static int buf_put(struct buf *b, const void *data, size_t len)
-{
-	if (b->len + len > b->cap) {
-		size_t cap = b->cap ? b->cap : 64 * KIB;
-		uint8_t *p;
-
-		while (cap < b->len + len)
-			cap *= 2;
-		p = realloc(b->p, cap);
-		if (!p)
-			return -ENOMEM;
-		b->p = p;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, data, len);
-	b->len += len;
-	return 0;
-}
-
-static void buf_free(struct buf *b)
-{
-	free(b->p);
-	memset(b, 0, sizeof(*b));
-}
-
-/* Read a STOP_COPY data_fd in @chunk-byte reads until 0; 0 or -errno. */
-static int read_to_end(int fd, size_t chunk, struct buf *out)
-{
-	static uint8_t tmp[64 * KIB];
-
-	if (chunk > sizeof(tmp))
-		chunk = sizeof(tmp);
-	for (;;) {
-		ssize_t n = read(fd, tmp, chunk);
-
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return 0;
-		if (out && buf_put(out, tmp, (size_t)n))
-			return -ENOMEM;
-	}
-}
+/* every instance here: FLT_METADATA bytes of metadata */
+static const char *const flt_attrs[] = { MTTY_MIG_ATTR_METADATA_SIZE, FLT_METADATA, NULL };
 
 /* Write @len bytes in @chunk-byte writes; 0 or -errno, *@done accepted. */
 static int write_all(int fd, const uint8_t *p, size_t len, size_t chunk, size_t *done)
@@ -194,27 +57,8 @@ static int write_all(int fd, const uint8_t *p, size_t len, size_t chunk, size_t 
 	return ret;
 }
 
-/* From any state: save @d stopped into @out and its digest, leave it in STOP. */
-static int save_stopped(struct inst *d, struct buf *out, char *digest, size_t dlen)
-{
-	int fd = -1, ret;
-
-	ret = mt_mig_set_state(d->v.device, VFIO_DEVICE_STATE_STOP, NULL);
-	if (!ret && digest)
-		ret = mt_dev_attr_read(d->uuid, MTTY_MIG_ATTR_DIGEST, digest, dlen);
-	if (!ret)
-		ret = mt_mig_set_state(d->v.device, VFIO_DEVICE_STATE_STOP_COPY, &fd);
-	if (!ret)
-		ret = read_to_end(fd, 64 * KIB, out);
-	if (fd >= 0)
-		close(fd);
-	if (!ret)
-		ret = mt_mig_set_state(d->v.device, VFIO_DEVICE_STATE_STOP, NULL);
-	return ret;
-}
-
 /* Resume @s into @d (any state -> RESUMING -> STOP). */
-static int resume(struct inst *d, const struct buf *s)
+static int resume(struct mt_inst *d, const struct mt_buf *s)
 {
 	int fd = -1, ret;
 
@@ -232,18 +76,18 @@ static int resume(struct inst *d, const struct buf *s)
  * A full migration of @d onto itself works: save stopped, resume, digests
  * equal, RUNNING again.
  */
-static void migration_works(struct __test_metadata *_metadata, struct inst *d)
+static void migration_works(struct __test_metadata *_metadata, struct mt_inst *d)
 {
 	char before[64], after[64];
-	struct buf s = { 0 };
+	struct mt_buf s = { 0 };
 
-	ASSERT_EQ(0, save_stopped(d, &s, before, sizeof(before)));
+	ASSERT_EQ(0, mt_save_stopped(d, &s, before, sizeof(before)));
 	ASSERT_GT(s.len, 0);
 	EXPECT_EQ(0, resume(d, &s));
-	EXPECT_EQ(0, mt_dev_attr_read(d->uuid, MTTY_MIG_ATTR_DIGEST, after, sizeof(after)));
+	EXPECT_EQ(0, mt_digest(d->uuid, after, sizeof(after)));
 	EXPECT_STREQ(before, after);
 	EXPECT_EQ(0, mt_mig_set_state(d->v.device, VFIO_DEVICE_STATE_RUNNING, NULL));
-	buf_free(&s);
+	mt_buf_free(&s);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -252,25 +96,25 @@ static void migration_works(struct __test_metadata *_metadata, struct inst *d)
 
 FIXTURE(flt)
 {
-	struct inst d;
+	struct mt_inst d;
 	int fd;
-	struct buf good;
+	struct mt_buf good;
 };
 
 FIXTURE_SETUP(flt)
 {
 	self->fd = -1;
-	inst_init(&self->d);
+	mt_inst_init(&self->d);
 	ASSERT_EQ(0, mt_module_load());
-	ASSERT_EQ(0, inst_up(&self->d, MTTY_MIG_TYPE_1, FLT_MEM));
+	ASSERT_EQ(0, mt_inst_up(&self->d, MTTY_MIG_TYPE_1, FLT_MEM, flt_attrs));
 }
 
 FIXTURE_TEARDOWN(flt)
 {
 	if (self->fd >= 0)
 		close(self->fd);
-	buf_free(&self->good);
-	EXPECT_EQ(0, inst_down(&self->d));
+	mt_buf_free(&self->good);
+	EXPECT_EQ(0, mt_inst_down(&self->d));
 }
 
 static void close_fd(int *fd)
@@ -284,38 +128,38 @@ TEST_F(flt, fail_state_fails_next_step_once_with_errno)
 {
 	char buf[64];
 
-	ASSERT_EQ(0, dbg_read(&self->d, MTTY_MIG_FAULT_FAIL_STATE, buf, sizeof(buf)));
+	ASSERT_EQ(0, mt_fault_read(self->d.uuid, MTTY_MIG_FAULT_FAIL_STATE, buf, sizeof(buf)));
 	EXPECT_STREQ("none", buf);
-	ASSERT_EQ(0, dbg_write(&self->d, MTTY_MIG_FAULT_FAIL_STATE, "pre_copy 28"));
-	ASSERT_EQ(0, dbg_read(&self->d, MTTY_MIG_FAULT_FAIL_STATE, buf, sizeof(buf)));
+	ASSERT_EQ(0, mt_fault_write(self->d.uuid, MTTY_MIG_FAULT_FAIL_STATE, "pre_copy 28"));
+	ASSERT_EQ(0, mt_fault_read(self->d.uuid, MTTY_MIG_FAULT_FAIL_STATE, buf, sizeof(buf)));
 	EXPECT_STREQ("PRE_COPY 28", buf);
 
 	EXPECT_EQ(-ENOSPC, mt_mig_set_state(self->d.v.device, VFIO_DEVICE_STATE_PRE_COPY,
 					    &self->fd));
-	EXPECT_EQ(VFIO_DEVICE_STATE_RUNNING, inst_state(&self->d));
+	EXPECT_EQ(VFIO_DEVICE_STATE_RUNNING, mt_inst_state(&self->d));
 	ASSERT_EQ(0, mt_dev_attr_read(self->d.uuid, MTTY_MIG_ATTR_STATE, buf, sizeof(buf)));
 	EXPECT_STREQ("RUNNING", buf);
 	/* one-shot: disarmed, and the retry succeeds */
-	ASSERT_EQ(0, dbg_read(&self->d, MTTY_MIG_FAULT_FAIL_STATE, buf, sizeof(buf)));
+	ASSERT_EQ(0, mt_fault_read(self->d.uuid, MTTY_MIG_FAULT_FAIL_STATE, buf, sizeof(buf)));
 	EXPECT_STREQ("none", buf);
 	self->fd = -1;
 	ASSERT_EQ(0, mt_mig_set_state(self->d.v.device, VFIO_DEVICE_STATE_PRE_COPY, &self->fd));
 	EXPECT_GE(self->fd, 0);
-	EXPECT_EQ(VFIO_DEVICE_STATE_PRE_COPY, inst_state(&self->d));
+	EXPECT_EQ(VFIO_DEVICE_STATE_PRE_COPY, mt_inst_state(&self->d));
 }
 
 TEST_F(flt, fail_state_mid_path_leaves_step_source_state)
 {
 	/* RUNNING -> STOP_COPY is RUNNING -> RUNNING_P2P -> STOP -> STOP_COPY */
-	ASSERT_EQ(0, dbg_write(&self->d, MTTY_MIG_FAULT_FAIL_STATE, "stop -5"));
+	ASSERT_EQ(0, mt_fault_write(self->d.uuid, MTTY_MIG_FAULT_FAIL_STATE, "stop -5"));
 	EXPECT_EQ(-EIO, mt_mig_set_state(self->d.v.device, VFIO_DEVICE_STATE_STOP_COPY,
 					 &self->fd));
-	EXPECT_EQ(VFIO_DEVICE_STATE_RUNNING_P2P, inst_state(&self->d));
+	EXPECT_EQ(VFIO_DEVICE_STATE_RUNNING_P2P, mt_inst_state(&self->d));
 	self->fd = -1;
 	ASSERT_EQ(0, mt_mig_set_state(self->d.v.device, VFIO_DEVICE_STATE_STOP_COPY,
 				      &self->fd));
 	EXPECT_GE(self->fd, 0);
-	EXPECT_EQ(VFIO_DEVICE_STATE_STOP_COPY, inst_state(&self->d));
+	EXPECT_EQ(VFIO_DEVICE_STATE_STOP_COPY, mt_inst_state(&self->d));
 }
 
 TEST_F(flt, fail_state_accepts_numbers_and_any_case)
@@ -324,29 +168,29 @@ TEST_F(flt, fail_state_accepts_numbers_and_any_case)
 
 	ASSERT_EQ(0, mt_mig_set_state(self->d.v.device, VFIO_DEVICE_STATE_STOP, NULL));
 	/* 3 = VFIO_DEVICE_STATE_STOP_COPY */
-	ASSERT_EQ(0, dbg_write(&self->d, MTTY_MIG_FAULT_FAIL_STATE, "3 17\n"));
-	ASSERT_EQ(0, dbg_read(&self->d, MTTY_MIG_FAULT_FAIL_STATE, buf, sizeof(buf)));
+	ASSERT_EQ(0, mt_fault_write(self->d.uuid, MTTY_MIG_FAULT_FAIL_STATE, "3 17\n"));
+	ASSERT_EQ(0, mt_fault_read(self->d.uuid, MTTY_MIG_FAULT_FAIL_STATE, buf, sizeof(buf)));
 	EXPECT_STREQ("STOP_COPY 17", buf);
 	EXPECT_EQ(-EEXIST, mt_mig_set_state(self->d.v.device, VFIO_DEVICE_STATE_STOP_COPY,
 					    &self->fd));
-	EXPECT_EQ(VFIO_DEVICE_STATE_STOP, inst_state(&self->d));
+	EXPECT_EQ(VFIO_DEVICE_STATE_STOP, mt_inst_state(&self->d));
 
-	ASSERT_EQ(0, dbg_write(&self->d, MTTY_MIG_FAULT_FAIL_STATE, "ReSuMiNg 4095"));
+	ASSERT_EQ(0, mt_fault_write(self->d.uuid, MTTY_MIG_FAULT_FAIL_STATE, "ReSuMiNg 4095"));
 	EXPECT_EQ(-4095, mt_mig_set_state(self->d.v.device, VFIO_DEVICE_STATE_RESUMING,
 					  &self->fd));
-	EXPECT_EQ(VFIO_DEVICE_STATE_STOP, inst_state(&self->d));
+	EXPECT_EQ(VFIO_DEVICE_STATE_STOP, mt_inst_state(&self->d));
 }
 
 TEST_F(flt, fail_state_none_disarms)
 {
 	char buf[64];
 
-	ASSERT_EQ(0, dbg_write(&self->d, MTTY_MIG_FAULT_FAIL_STATE, "stop 5"));
-	ASSERT_EQ(0, dbg_write(&self->d, MTTY_MIG_FAULT_FAIL_STATE, "none"));
-	ASSERT_EQ(0, dbg_read(&self->d, MTTY_MIG_FAULT_FAIL_STATE, buf, sizeof(buf)));
+	ASSERT_EQ(0, mt_fault_write(self->d.uuid, MTTY_MIG_FAULT_FAIL_STATE, "stop 5"));
+	ASSERT_EQ(0, mt_fault_write(self->d.uuid, MTTY_MIG_FAULT_FAIL_STATE, "none"));
+	ASSERT_EQ(0, mt_fault_read(self->d.uuid, MTTY_MIG_FAULT_FAIL_STATE, buf, sizeof(buf)));
 	EXPECT_STREQ("none", buf);
 	EXPECT_EQ(0, mt_mig_set_state(self->d.v.device, VFIO_DEVICE_STATE_STOP, NULL));
-	EXPECT_EQ(VFIO_DEVICE_STATE_STOP, inst_state(&self->d));
+	EXPECT_EQ(VFIO_DEVICE_STATE_STOP, mt_inst_state(&self->d));
 }
 
 TEST_F(flt, fail_state_bad_writes_are_refused_and_change_nothing)
@@ -359,17 +203,18 @@ TEST_F(flt, fail_state_bad_writes_are_refused_and_change_nothing)
 	char buf[64];
 	size_t i;
 
-	ASSERT_EQ(0, dbg_write(&self->d, MTTY_MIG_FAULT_FAIL_STATE, "resuming 7"));
+	ASSERT_EQ(0, mt_fault_write(self->d.uuid, MTTY_MIG_FAULT_FAIL_STATE, "resuming 7"));
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		EXPECT_EQ(-EINVAL, dbg_write(&self->d, MTTY_MIG_FAULT_FAIL_STATE, bad[i]))
+		EXPECT_EQ(-EINVAL, mt_fault_write(self->d.uuid, MTTY_MIG_FAULT_FAIL_STATE, bad[i]))
 			TH_LOG("'%s'", bad[i]);
-		ASSERT_EQ(0, dbg_read(&self->d, MTTY_MIG_FAULT_FAIL_STATE, buf, sizeof(buf)));
+		ASSERT_EQ(0, mt_fault_read(self->d.uuid, MTTY_MIG_FAULT_FAIL_STATE, buf,
+					   sizeof(buf)));
 		EXPECT_STREQ("RESUMING 7", buf) TH_LOG("after '%s'", bad[i]);
 	}
 	/* what was armed still fires: RUNNING -> RUNNING_P2P -> STOP -> RESUMING */
 	EXPECT_EQ(-E2BIG, mt_mig_set_state(self->d.v.device, VFIO_DEVICE_STATE_RESUMING,
 					   &self->fd));
-	EXPECT_EQ(VFIO_DEVICE_STATE_STOP, inst_state(&self->d));
+	EXPECT_EQ(VFIO_DEVICE_STATE_STOP, mt_inst_state(&self->d));
 }
 
 /*
@@ -404,12 +249,12 @@ TEST_F_TIMEOUT(flt, fail_state_on_every_arc, 120)
 	size_t i;
 	int fd2;
 
-	ASSERT_EQ(0, save_stopped(&self->d, &self->good, NULL, 0));
+	ASSERT_EQ(0, mt_save_stopped(&self->d, &self->good, NULL, 0));
 	for (i = 0; i < sizeof(arcs) / sizeof(arcs[0]); i++) {
 		const char *from = mt_state_name(arcs[i].from), *to = mt_state_name(arcs[i].to);
 
 		ASSERT_EQ(0, ioctl(self->d.v.device, VFIO_DEVICE_RESET));
-		ASSERT_EQ(VFIO_DEVICE_STATE_RUNNING, inst_state(&self->d));
+		ASSERT_EQ(VFIO_DEVICE_STATE_RUNNING, mt_inst_state(&self->d));
 		close_fd(&self->fd);
 		ASSERT_EQ(0, mt_mig_set_state(self->d.v.device, arcs[i].from, &self->fd))
 			TH_LOG("to %s", from);
@@ -419,18 +264,20 @@ TEST_F_TIMEOUT(flt, fail_state_on_every_arc, 120)
 		}
 
 		snprintf(arm, sizeof(arm), "%s %d", to, arcs[i].err);
-		ASSERT_EQ(0, dbg_write(&self->d, MTTY_MIG_FAULT_FAIL_STATE, arm));
+		ASSERT_EQ(0, mt_fault_write(self->d.uuid, MTTY_MIG_FAULT_FAIL_STATE, arm));
 		fd2 = -1;
 		EXPECT_EQ(-arcs[i].err, mt_mig_set_state(self->d.v.device, arcs[i].to, &fd2))
 			TH_LOG("%s -> %s", from, to);
 		EXPECT_EQ(-1, fd2);
-		EXPECT_EQ(arcs[i].from, inst_state(&self->d)) TH_LOG("%s -> %s failed", from, to);
-		ASSERT_EQ(0, dbg_read(&self->d, MTTY_MIG_FAULT_FAIL_STATE, buf, sizeof(buf)));
+		EXPECT_EQ(arcs[i].from, mt_inst_state(&self->d))
+			TH_LOG("%s -> %s failed", from, to);
+		ASSERT_EQ(0, mt_fault_read(self->d.uuid, MTTY_MIG_FAULT_FAIL_STATE, buf,
+					   sizeof(buf)));
 		EXPECT_STREQ("none", buf);
 
 		EXPECT_EQ(0, mt_mig_set_state(self->d.v.device, arcs[i].to, &fd2))
 			TH_LOG("%s -> %s retried", from, to);
-		EXPECT_EQ(arcs[i].to, inst_state(&self->d));
+		EXPECT_EQ(arcs[i].to, mt_inst_state(&self->d));
 		if (fd2 >= 0)
 			close(fd2);
 	}
@@ -441,24 +288,6 @@ TEST_F_TIMEOUT(flt, fail_state_on_every_arc, 120)
 /* ------------------------------------------------------------------------ */
 /* fail_save_after / fail_resume_after                                       */
 /* ------------------------------------------------------------------------ */
-
-/* Read @fd in @chunk-byte reads until an error; bytes read before it. */
-static size_t read_until_error(int fd, size_t chunk, int *err)
-{
-	static uint8_t tmp[64 * KIB];
-	size_t total = 0;
-
-	*err = 0;
-	for (;;) {
-		ssize_t n = read(fd, tmp, chunk < sizeof(tmp) ? chunk : sizeof(tmp));
-
-		if (n <= 0) {
-			*err = n < 0 ? -errno : 0;
-			return total;
-		}
-		total += (size_t)n;
-	}
-}
 
 TEST_F(flt, fail_save_after_yields_n_bytes_then_eio)
 {
@@ -478,16 +307,18 @@ TEST_F(flt, fail_save_after_yields_n_bytes_then_eio)
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		ASSERT_EQ(0, ioctl(self->d.v.device, VFIO_DEVICE_RESET));
 		snprintf(val, sizeof(val), "%zu", cases[i].n);
-		ASSERT_EQ(0, dbg_write(&self->d, MTTY_MIG_FAULT_FAIL_SAVE_AFTER, val));
-		ASSERT_EQ(0, dbg_read(&self->d, MTTY_MIG_FAULT_FAIL_SAVE_AFTER, buf, sizeof(buf)));
+		ASSERT_EQ(0, mt_fault_write(self->d.uuid, MTTY_MIG_FAULT_FAIL_SAVE_AFTER, val));
+		ASSERT_EQ(0, mt_fault_read(self->d.uuid, MTTY_MIG_FAULT_FAIL_SAVE_AFTER, buf,
+					   sizeof(buf)));
 		EXPECT_STREQ(val, buf);
 		ASSERT_EQ(0, mt_mig_set_state(self->d.v.device, cases[i].state, &self->fd));
 		ASSERT_GE(self->fd, 0);
-		got = read_until_error(self->fd, cases[i].chunk, &err);
+		err = mt_read_to_end(self->fd, cases[i].chunk, NULL, &got);
 		EXPECT_EQ(cases[i].n, got) TH_LOG("case %zu", i);
 		EXPECT_EQ(-EIO, err) TH_LOG("case %zu", i);
 		/* the fault disarmed itself */
-		ASSERT_EQ(0, dbg_read(&self->d, MTTY_MIG_FAULT_FAIL_SAVE_AFTER, buf, sizeof(buf)));
+		ASSERT_EQ(0, mt_fault_read(self->d.uuid, MTTY_MIG_FAULT_FAIL_SAVE_AFTER, buf,
+					   sizeof(buf)));
 		EXPECT_STREQ("-1", buf);
 		close_fd(&self->fd);
 	}
@@ -509,18 +340,18 @@ TEST_F(flt, fail_resume_after_accepts_n_bytes_then_eio_and_stop_fails)
 	uint32_t st;
 	int ret;
 
-	ASSERT_EQ(0, save_stopped(&self->d, &self->good, NULL, 0));
+	ASSERT_EQ(0, mt_save_stopped(&self->d, &self->good, NULL, 0));
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		ASSERT_EQ(0, ioctl(self->d.v.device, VFIO_DEVICE_RESET));
 		snprintf(val, sizeof(val), "%zu", cases[i].n);
-		ASSERT_EQ(0, dbg_write(&self->d, MTTY_MIG_FAULT_FAIL_RESUME_AFTER, val));
+		ASSERT_EQ(0, mt_fault_write(self->d.uuid, MTTY_MIG_FAULT_FAIL_RESUME_AFTER, val));
 		ASSERT_EQ(0, mt_mig_set_state(self->d.v.device, VFIO_DEVICE_STATE_RESUMING,
 					      &self->fd));
 		ret = write_all(self->fd, self->good.p, self->good.len, cases[i].chunk, &done);
 		EXPECT_EQ(-EIO, ret) TH_LOG("case %zu", i);
 		EXPECT_EQ(cases[i].n, done) TH_LOG("case %zu", i);
-		ASSERT_EQ(0, dbg_read(&self->d, MTTY_MIG_FAULT_FAIL_RESUME_AFTER, buf,
-				      sizeof(buf)));
+		ASSERT_EQ(0, mt_fault_read(self->d.uuid, MTTY_MIG_FAULT_FAIL_RESUME_AFTER, buf,
+					   sizeof(buf)));
 		EXPECT_STREQ("-1", buf);
 		/* the stream stays broken: later writes fail the same way */
 		EXPECT_EQ(-1, write(self->fd, self->good.p + done, 16));
@@ -533,7 +364,7 @@ TEST_F(flt, fail_resume_after_accepts_n_bytes_then_eio_and_stop_fails)
 		close_fd(&self->fd);
 	}
 	ASSERT_EQ(0, ioctl(self->d.v.device, VFIO_DEVICE_RESET));
-	ASSERT_EQ(VFIO_DEVICE_STATE_RUNNING, inst_state(&self->d));
+	ASSERT_EQ(VFIO_DEVICE_STATE_RUNNING, mt_inst_state(&self->d));
 	ASSERT_EQ(0, resume(&self->d, &self->good));
 }
 
@@ -547,27 +378,29 @@ TEST_F(flt, fault_counter_files_refuse_bad_writes)
 	size_t f, i;
 
 	for (f = 0; f < 2; f++) {
-		ASSERT_EQ(0, dbg_read(&self->d, files[f], buf, sizeof(buf)));
+		ASSERT_EQ(0, mt_fault_read(self->d.uuid, files[f], buf, sizeof(buf)));
 		EXPECT_STREQ("-1", buf) TH_LOG("%s starts disarmed", files[f]);
-		ASSERT_EQ(0, dbg_write(&self->d, files[f], "4096"));
+		ASSERT_EQ(0, mt_fault_write(self->d.uuid, files[f], "4096"));
 		for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-			EXPECT_EQ(-EINVAL, dbg_write(&self->d, files[f], bad[i]))
+			EXPECT_EQ(-EINVAL, mt_fault_write(self->d.uuid, files[f], bad[i]))
 				TH_LOG("%s '%s'", files[f], bad[i]);
-			ASSERT_EQ(0, dbg_read(&self->d, files[f], buf, sizeof(buf)));
+			ASSERT_EQ(0, mt_fault_read(self->d.uuid, files[f], buf, sizeof(buf)));
 			EXPECT_STREQ("4096", buf);
 		}
 		/* -1 disarms */
-		EXPECT_EQ(0, dbg_write(&self->d, files[f], "-1")) TH_LOG("%s", files[f]);
-		ASSERT_EQ(0, dbg_read(&self->d, files[f], buf, sizeof(buf)));
+		EXPECT_EQ(0, mt_fault_write(self->d.uuid, files[f], "-1")) TH_LOG("%s", files[f]);
+		ASSERT_EQ(0, mt_fault_read(self->d.uuid, files[f], buf, sizeof(buf)));
 		EXPECT_STREQ("-1", buf) TH_LOG("%s", files[f]);
 	}
-	ASSERT_EQ(0, dbg_write(&self->d, MTTY_MIG_FAULT_TRANSITION_DELAY_MS, "10"));
-	EXPECT_EQ(-EINVAL, dbg_write(&self->d, MTTY_MIG_FAULT_TRANSITION_DELAY_MS, "60001"));
-	EXPECT_EQ(-EINVAL, dbg_write(&self->d, MTTY_MIG_FAULT_TRANSITION_DELAY_MS, "-1"));
-	EXPECT_EQ(-EINVAL, dbg_write(&self->d, MTTY_MIG_FAULT_TRANSITION_DELAY_MS, "x"));
-	ASSERT_EQ(0, dbg_read(&self->d, MTTY_MIG_FAULT_TRANSITION_DELAY_MS, buf, sizeof(buf)));
+	ASSERT_EQ(0, mt_fault_write(self->d.uuid, MTTY_MIG_FAULT_TRANSITION_DELAY_MS, "10"));
+	EXPECT_EQ(-EINVAL, mt_fault_write(self->d.uuid, MTTY_MIG_FAULT_TRANSITION_DELAY_MS,
+					  "60001"));
+	EXPECT_EQ(-EINVAL, mt_fault_write(self->d.uuid, MTTY_MIG_FAULT_TRANSITION_DELAY_MS, "-1"));
+	EXPECT_EQ(-EINVAL, mt_fault_write(self->d.uuid, MTTY_MIG_FAULT_TRANSITION_DELAY_MS, "x"));
+	ASSERT_EQ(0, mt_fault_read(self->d.uuid, MTTY_MIG_FAULT_TRANSITION_DELAY_MS, buf,
+				   sizeof(buf)));
 	EXPECT_STREQ("10", buf);
-	ASSERT_EQ(0, dbg_write(&self->d, MTTY_MIG_FAULT_TRANSITION_DELAY_MS, "0"));
+	ASSERT_EQ(0, mt_fault_write(self->d.uuid, MTTY_MIG_FAULT_TRANSITION_DELAY_MS, "0"));
 }
 
 /* ------------------------------------------------------------------------ */
@@ -578,17 +411,17 @@ TEST_F(flt, transition_delay_applies_to_every_step)
 {
 	double t;
 
-	ASSERT_EQ(0, dbg_write(&self->d, MTTY_MIG_FAULT_TRANSITION_DELAY_MS, "200"));
-	t = now_s();
+	ASSERT_EQ(0, mt_fault_write(self->d.uuid, MTTY_MIG_FAULT_TRANSITION_DELAY_MS, "200"));
+	t = mt_now_s();
 	ASSERT_EQ(0, mt_mig_set_state(self->d.v.device, VFIO_DEVICE_STATE_PRE_COPY, &self->fd));
-	EXPECT_GE(now_s() - t, 0.200) TH_LOG("RUNNING -> PRE_COPY: one step");
-	t = now_s();
+	EXPECT_GE(mt_now_s() - t, 0.200) TH_LOG("RUNNING -> PRE_COPY: one step");
+	t = mt_now_s();
 	ASSERT_EQ(0, mt_mig_set_state(self->d.v.device, VFIO_DEVICE_STATE_STOP_COPY, NULL));
-	EXPECT_GE(now_s() - t, 0.400) TH_LOG("PRE_COPY -> PRE_COPY_P2P -> STOP_COPY");
-	t = now_s();
+	EXPECT_GE(mt_now_s() - t, 0.400) TH_LOG("PRE_COPY -> PRE_COPY_P2P -> STOP_COPY");
+	t = mt_now_s();
 	ASSERT_EQ(0, mt_mig_set_state(self->d.v.device, VFIO_DEVICE_STATE_RUNNING, NULL));
-	EXPECT_GE(now_s() - t, 0.600) TH_LOG("STOP_COPY -> STOP -> RUNNING_P2P -> RUNNING");
-	ASSERT_EQ(0, dbg_write(&self->d, MTTY_MIG_FAULT_TRANSITION_DELAY_MS, "0"));
+	EXPECT_GE(mt_now_s() - t, 0.600) TH_LOG("STOP_COPY -> STOP -> RUNNING_P2P -> RUNNING");
+	ASSERT_EQ(0, mt_fault_write(self->d.uuid, MTTY_MIG_FAULT_TRANSITION_DELAY_MS, "0"));
 }
 
 TEST_F(flt, stop_copy_latency_delays_entering_stop_copy)
@@ -597,18 +430,18 @@ TEST_F(flt, stop_copy_latency_delays_entering_stop_copy)
 
 	ASSERT_EQ(0, mt_dev_attr_write(self->d.uuid, MTTY_MIG_ATTR_STOP_COPY_LATENCY_MS, "300"));
 	ASSERT_EQ(0, mt_mig_set_state(self->d.v.device, VFIO_DEVICE_STATE_STOP, NULL));
-	t = now_s();
+	t = mt_now_s();
 	ASSERT_EQ(0, mt_mig_set_state(self->d.v.device, VFIO_DEVICE_STATE_STOP_COPY, &self->fd));
-	EXPECT_GE(now_s() - t, 0.300);
+	EXPECT_GE(mt_now_s() - t, 0.300);
 	close_fd(&self->fd);
 
 	/* also on the PRE_COPY_P2P -> STOP_COPY arc */
 	ASSERT_EQ(0, mt_mig_set_state(self->d.v.device, VFIO_DEVICE_STATE_RUNNING, NULL));
 	ASSERT_EQ(0, mt_mig_set_state(self->d.v.device, VFIO_DEVICE_STATE_PRE_COPY_P2P,
 				      &self->fd));
-	t = now_s();
+	t = mt_now_s();
 	ASSERT_EQ(0, mt_mig_set_state(self->d.v.device, VFIO_DEVICE_STATE_STOP_COPY, NULL));
-	EXPECT_GE(now_s() - t, 0.300);
+	EXPECT_GE(mt_now_s() - t, 0.300);
 }
 
 #define RATE_BPS 200000ULL
@@ -616,20 +449,20 @@ TEST_F(flt, stop_copy_latency_delays_entering_stop_copy)
 TEST_F(flt, save_rate_bounds_read_time)
 {
 	char val[32];
-	struct buf s = { 0 };
+	struct mt_buf s = { 0 };
 	double t, min;
 
 	snprintf(val, sizeof(val), "%llu", RATE_BPS);
 	ASSERT_EQ(0, mt_dev_attr_write(self->d.uuid, MTTY_MIG_ATTR_SAVE_RATE, val));
 	ASSERT_EQ(0, mt_mig_set_state(self->d.v.device, VFIO_DEVICE_STATE_STOP, NULL));
 	ASSERT_EQ(0, mt_mig_set_state(self->d.v.device, VFIO_DEVICE_STATE_STOP_COPY, &self->fd));
-	t = now_s();
-	ASSERT_EQ(0, read_to_end(self->fd, 16 * KIB, &s));
-	t = now_s() - t;
+	t = mt_now_s();
+	ASSERT_EQ(0, mt_read_to_end(self->fd, 16 * KIB, &s, NULL));
+	t = mt_now_s() - t;
 	min = (double)s.len / RATE_BPS;
 	TH_LOG("%zu bytes in %.3f s (at least %.3f s)", s.len, t, min);
 	EXPECT_GE(t, min);
-	buf_free(&s);
+	mt_buf_free(&s);
 }
 
 TEST_F(flt, resume_rate_bounds_write_time)
@@ -637,13 +470,13 @@ TEST_F(flt, resume_rate_bounds_write_time)
 	char val[32];
 	double t, min;
 
-	ASSERT_EQ(0, save_stopped(&self->d, &self->good, NULL, 0));
+	ASSERT_EQ(0, mt_save_stopped(&self->d, &self->good, NULL, 0));
 	snprintf(val, sizeof(val), "%llu", RATE_BPS);
 	ASSERT_EQ(0, mt_dev_attr_write(self->d.uuid, MTTY_MIG_ATTR_RESUME_RATE, val));
 	ASSERT_EQ(0, mt_mig_set_state(self->d.v.device, VFIO_DEVICE_STATE_RESUMING, &self->fd));
-	t = now_s();
+	t = mt_now_s();
 	ASSERT_EQ(0, write_all(self->fd, self->good.p, self->good.len, 16 * KIB, NULL));
-	t = now_s() - t;
+	t = mt_now_s() - t;
 	min = (double)self->good.len / RATE_BPS;
 	TH_LOG("%zu bytes in %.3f s (at least %.3f s)", self->good.len, t, min);
 	EXPECT_GE(t, min);
@@ -654,11 +487,11 @@ TEST_F(flt, initial_load_delays_metadata_load)
 {
 	double t;
 
-	ASSERT_EQ(0, save_stopped(&self->d, &self->good, NULL, 0));
+	ASSERT_EQ(0, mt_save_stopped(&self->d, &self->good, NULL, 0));
 	ASSERT_EQ(0, mt_dev_attr_write(self->d.uuid, MTTY_MIG_ATTR_INITIAL_LOAD_MS, "300"));
-	t = now_s();
+	t = mt_now_s();
 	ASSERT_EQ(0, resume(&self->d, &self->good));
-	EXPECT_GE(now_s() - t, 0.300);
+	EXPECT_GE(mt_now_s() - t, 0.300);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -667,8 +500,8 @@ TEST_F(flt, initial_load_delays_metadata_load)
 
 FIXTURE(mid)
 {
-	struct inst d;
-	struct buf good;
+	struct mt_inst d;
+	struct mt_buf good;
 	int fd;
 };
 
@@ -698,10 +531,10 @@ FIXTURE_SETUP(mid)
 	uint8_t tmp[512];
 
 	self->fd = -1;
-	inst_init(&self->d);
+	mt_inst_init(&self->d);
 	ASSERT_EQ(0, mt_module_load());
-	ASSERT_EQ(0, inst_up(&self->d, MTTY_MIG_TYPE_2, FLT_MEM));
-	ASSERT_EQ(0, save_stopped(&self->d, &self->good, NULL, 0));
+	ASSERT_EQ(0, mt_inst_up(&self->d, MTTY_MIG_TYPE_2, FLT_MEM, flt_attrs));
+	ASSERT_EQ(0, mt_save_stopped(&self->d, &self->good, NULL, 0));
 	ASSERT_EQ(0, mt_mig_set_state(self->d.v.device, VFIO_DEVICE_STATE_RUNNING, NULL));
 	ASSERT_EQ(0, mt_mig_set_state(self->d.v.device, variant->state, &self->fd));
 	ASSERT_GE(self->fd, 0);
@@ -716,13 +549,13 @@ FIXTURE_TEARDOWN(mid)
 {
 	if (self->fd >= 0)
 		close(self->fd);
-	buf_free(&self->good);
-	EXPECT_EQ(0, inst_down(&self->d));
+	mt_buf_free(&self->good);
+	EXPECT_EQ(0, mt_inst_down(&self->d));
 }
 
 /* The data_fd of a session that was ended under it. */
 static void expect_dead_fd(struct __test_metadata *_metadata, int fd, uint32_t state,
-			   const struct buf *good)
+			   const struct mt_buf *good)
 {
 	if (state == VFIO_DEVICE_STATE_RESUMING) {
 		EXPECT_EQ(-1, write(fd, good->p + 512, 512));
@@ -743,7 +576,7 @@ TEST_F(mid, reset_ends_session)
 	char buf[32];
 
 	ASSERT_EQ(0, ioctl(self->d.v.device, VFIO_DEVICE_RESET));
-	EXPECT_EQ(VFIO_DEVICE_STATE_RUNNING, inst_state(&self->d));
+	EXPECT_EQ(VFIO_DEVICE_STATE_RUNNING, mt_inst_state(&self->d));
 	ASSERT_EQ(0, mt_dev_attr_read(self->d.uuid, MTTY_MIG_ATTR_STATE, buf, sizeof(buf)));
 	EXPECT_STREQ("RUNNING", buf);
 	expect_dead_fd(_metadata, self->fd, variant->state, &self->good);
@@ -760,7 +593,7 @@ TEST_F(mid, close_ends_session)
 	expect_dead_fd(_metadata, self->fd, variant->state, &self->good);
 	close_fd(&self->fd);
 	ASSERT_EQ(0, mt_vfio_open(&self->d.v, self->d.uuid));
-	EXPECT_EQ(VFIO_DEVICE_STATE_RUNNING, inst_state(&self->d));
+	EXPECT_EQ(VFIO_DEVICE_STATE_RUNNING, mt_inst_state(&self->d));
 	ASSERT_EQ(0, mt_dev_attr_read(self->d.uuid, MTTY_MIG_ATTR_STATE, buf, sizeof(buf)));
 	EXPECT_STREQ("RUNNING", buf);
 	migration_works(_metadata, &self->d);
@@ -798,22 +631,22 @@ static void expect_refused(struct __test_metadata *_metadata, const char *uuid,
 
 FIXTURE(sys)
 {
-	struct inst a, b;
+	struct mt_inst a, b;
 };
 
 FIXTURE_SETUP(sys)
 {
-	inst_init(&self->a);
-	inst_init(&self->b);
+	mt_inst_init(&self->a);
+	mt_inst_init(&self->b);
 	ASSERT_EQ(0, mt_module_load());
-	ASSERT_EQ(0, inst_create(&self->a, MTTY_MIG_TYPE_1, 8 * KIB));
-	ASSERT_EQ(0, inst_create(&self->b, MTTY_MIG_TYPE_1, 8 * KIB));
+	ASSERT_EQ(0, mt_inst_create(&self->a, MTTY_MIG_TYPE_1, 8 * KIB, flt_attrs));
+	ASSERT_EQ(0, mt_inst_create(&self->b, MTTY_MIG_TYPE_1, 8 * KIB, flt_attrs));
 }
 
 FIXTURE_TEARDOWN(sys)
 {
-	EXPECT_EQ(0, inst_down(&self->a));
-	EXPECT_EQ(0, inst_down(&self->b));
+	EXPECT_EQ(0, mt_inst_down(&self->a));
+	EXPECT_EQ(0, mt_inst_down(&self->b));
 }
 
 TEST_F(sys, bad_mem_size_is_refused)

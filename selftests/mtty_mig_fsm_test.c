@@ -98,11 +98,6 @@ static int expect(uint32_t from, uint32_t to, bool *fd)
 	return 0;
 }
 
-struct fsm_dev {
-	char uuid[MT_UUID_LEN];
-	struct mt_vfio v;
-};
-
 static int fsm_reset(int device)
 {
 	return ioctl(device, VFIO_DEVICE_RESET) ? -errno : 0;
@@ -110,7 +105,7 @@ static int fsm_reset(int device)
 
 FIXTURE(fsm)
 {
-	struct fsm_dev d;
+	struct mt_inst d;
 };
 
 FIXTURE_VARIANT(fsm)
@@ -128,18 +123,15 @@ FIXTURE_VARIANT_ADD(fsm, from_pre_copy_p2p) { .from = PCP2P };
 
 FIXTURE_SETUP(fsm)
 {
-	self->d.v.container = self->d.v.group = self->d.v.device = -1;
+	mt_inst_init(&self->d);
 	ASSERT_EQ(0, mt_module_load());
-	ASSERT_EQ(0, mt_mdev_create(MT_PARENT "-1", self->d.uuid));
 	/* small memory: the walk is about states, not data */
-	ASSERT_EQ(0, mt_dev_attr_write(self->d.uuid, "mem_size", "1048576"));
-	ASSERT_EQ(0, mt_vfio_open(&self->d.v, self->d.uuid));
+	ASSERT_EQ(0, mt_inst_up(&self->d, MT_PARENT "-1", 1048576, NULL));
 }
 
 FIXTURE_TEARDOWN(fsm)
 {
-	mt_vfio_close(&self->d.v);
-	EXPECT_EQ(0, mt_mdev_remove(self->d.uuid));
+	EXPECT_EQ(0, mt_inst_down(&self->d));
 }
 
 TEST_F(fsm, all_arcs)
@@ -201,22 +193,19 @@ TEST_F(fsm, all_arcs)
 
 FIXTURE(walk)
 {
-	struct fsm_dev d;
+	struct mt_inst d;
 };
 
 FIXTURE_SETUP(walk)
 {
-	self->d.v.container = self->d.v.group = self->d.v.device = -1;
+	mt_inst_init(&self->d);
 	ASSERT_EQ(0, mt_module_load());
-	ASSERT_EQ(0, mt_mdev_create(MT_PARENT "-2", self->d.uuid));
-	ASSERT_EQ(0, mt_dev_attr_write(self->d.uuid, "mem_size", "1048576"));
-	ASSERT_EQ(0, mt_vfio_open(&self->d.v, self->d.uuid));
+	ASSERT_EQ(0, mt_inst_up(&self->d, MT_PARENT "-2", 1048576, NULL));
 }
 
 FIXTURE_TEARDOWN(walk)
 {
-	mt_vfio_close(&self->d.v);
-	EXPECT_EQ(0, mt_mdev_remove(self->d.uuid));
+	EXPECT_EQ(0, mt_inst_down(&self->d));
 }
 
 TEST_F(walk, bfs_single_arcs_reach_every_state)

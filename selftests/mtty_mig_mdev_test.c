@@ -131,7 +131,7 @@ FIXTURE_VARIANT_ADD(dev, two_ports)
 
 FIXTURE_SETUP(dev)
 {
-	self->v.container = self->v.group = self->v.device = -1;
+	mt_vfio_init(&self->v);
 	ASSERT_EQ(0, mt_module_load());
 	ASSERT_EQ(0, mt_mdev_create(variant->type, self->uuid));
 	ASSERT_EQ(0, mt_vfio_open(&self->v, self->uuid));

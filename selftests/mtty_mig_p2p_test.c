@@ -10,7 +10,6 @@
  */
 #include <errno.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <linux/mtty_mig.h>
@@ -20,32 +19,6 @@
 
 #define DEADLINE_S 30
 
-static uint64_t attr(const char *uuid, const char *name)
-{
-	uint64_t v = ~0ull;
-
-	if (mt_dev_attr_read_u64(uuid, name, &v))
-		return ~0ull;
-	return v;
-}
-
-/* wait until attribute @name of @uuid exceeds @than; false on deadline */
-static bool wait_above(const char *uuid, const char *name, uint64_t than)
-{
-	struct timespec t0, t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	do {
-		uint64_t v = attr(uuid, name);
-
-		if (v != ~0ull && v > than)
-			return true;
-		usleep(1000);
-		clock_gettime(CLOCK_MONOTONIC, &t);
-	} while (t.tv_sec - t0.tv_sec < DEADLINE_S);
-	return false;
-}
-
 FIXTURE(p2p)
 {
 	char a[MT_UUID_LEN], b[MT_UUID_LEN];
@@ -54,8 +27,8 @@ FIXTURE(p2p)
 
 FIXTURE_SETUP(p2p)
 {
-	self->va.container = self->va.group = self->va.device = -1;
-	self->vb = self->va;
+	mt_vfio_init(&self->va);
+	mt_vfio_init(&self->vb);
 	ASSERT_EQ(0, mt_module_load());
 	ASSERT_EQ(0, mt_mdev_create(MT_PARENT "-1", self->a));
 	ASSERT_EQ(0, mt_mdev_create(MT_PARENT "-1", self->b));
@@ -68,8 +41,8 @@ FIXTURE_SETUP(p2p)
 	ASSERT_EQ(0, mt_dev_attr_write(self->a, MTTY_MIG_ATTR_P2P_RATE, "2000"));
 	ASSERT_EQ(0, mt_dev_attr_write(self->b, MTTY_MIG_ATTR_P2P_RATE, "2000"));
 	/* both are writing into each other before the test starts */
-	ASSERT_TRUE(wait_above(self->a, MTTY_MIG_ATTR_P2P_RX, 0));
-	ASSERT_TRUE(wait_above(self->b, MTTY_MIG_ATTR_P2P_RX, 0));
+	ASSERT_EQ(0, mt_wait_attr_above(self->a, MTTY_MIG_ATTR_P2P_RX, 0, DEADLINE_S));
+	ASSERT_EQ(0, mt_wait_attr_above(self->b, MTTY_MIG_ATTR_P2P_RX, 0, DEADLINE_S));
 }
 
 FIXTURE_TEARDOWN(p2p)
@@ -88,8 +61,8 @@ TEST_F(p2p, peer_link_reads_back)
 
 	ASSERT_EQ(0, mt_dev_attr_read(self->a, MTTY_MIG_ATTR_PEER, buf, sizeof(buf)));
 	EXPECT_STREQ(self->b, buf);
-	EXPECT_EQ(0, attr(self->a, MTTY_MIG_ATTR_P2P_VIOLATIONS));
-	EXPECT_LT(0, attr(self->a, MTTY_MIG_ATTR_P2P_TX));
+	EXPECT_EQ(0, mt_dev_attr_u64(self->a, MTTY_MIG_ATTR_P2P_VIOLATIONS));
+	EXPECT_LT(0, mt_dev_attr_u64(self->a, MTTY_MIG_ATTR_P2P_TX));
 }
 
 TEST_F(p2p, p2p_state_stops_initiating_but_accepts)
@@ -98,15 +71,15 @@ TEST_F(p2p, p2p_state_stops_initiating_but_accepts)
 
 	ASSERT_EQ(0, mt_mig_set_state(self->va.device, VFIO_DEVICE_STATE_RUNNING_P2P, NULL));
 	/* once the SET returned, A initiates nothing more */
-	tx = attr(self->a, MTTY_MIG_ATTR_P2P_TX);
-	rx = attr(self->a, MTTY_MIG_ATTR_P2P_RX);
+	tx = mt_dev_attr_u64(self->a, MTTY_MIG_ATTR_P2P_TX);
+	rx = mt_dev_attr_u64(self->a, MTTY_MIG_ATTR_P2P_RX);
 	/* B keeps writing into A, and A accepts without a violation */
-	ASSERT_TRUE(wait_above(self->a, MTTY_MIG_ATTR_P2P_RX, rx + 10));
-	EXPECT_EQ(tx, attr(self->a, MTTY_MIG_ATTR_P2P_TX));
-	EXPECT_EQ(0, attr(self->a, MTTY_MIG_ATTR_P2P_VIOLATIONS));
+	ASSERT_EQ(0, mt_wait_attr_above(self->a, MTTY_MIG_ATTR_P2P_RX, rx + 10, DEADLINE_S));
+	EXPECT_EQ(tx, mt_dev_attr_u64(self->a, MTTY_MIG_ATTR_P2P_TX));
+	EXPECT_EQ(0, mt_dev_attr_u64(self->a, MTTY_MIG_ATTR_P2P_VIOLATIONS));
 	/* back to RUNNING, A initiates again */
 	ASSERT_EQ(0, mt_mig_set_state(self->va.device, VFIO_DEVICE_STATE_RUNNING, NULL));
-	EXPECT_TRUE(wait_above(self->a, MTTY_MIG_ATTR_P2P_TX, tx));
+	EXPECT_EQ(0, mt_wait_attr_above(self->a, MTTY_MIG_ATTR_P2P_TX, tx, DEADLINE_S));
 }
 
 TEST_F(p2p, two_phase_stop_has_no_violation)
@@ -116,23 +89,24 @@ TEST_F(p2p, two_phase_stop_has_no_violation)
 	/* phase 1: every device quiesced */
 	ASSERT_EQ(0, mt_mig_set_state(self->va.device, VFIO_DEVICE_STATE_RUNNING_P2P, NULL));
 	ASSERT_EQ(0, mt_mig_set_state(self->vb.device, VFIO_DEVICE_STATE_RUNNING_P2P, NULL));
-	tx_a = attr(self->a, MTTY_MIG_ATTR_P2P_TX);
-	tx_b = attr(self->b, MTTY_MIG_ATTR_P2P_TX);
+	tx_a = mt_dev_attr_u64(self->a, MTTY_MIG_ATTR_P2P_TX);
+	tx_b = mt_dev_attr_u64(self->b, MTTY_MIG_ATTR_P2P_TX);
 	/* phase 2: every device stopped */
 	ASSERT_EQ(0, mt_mig_set_state(self->va.device, VFIO_DEVICE_STATE_STOP, NULL));
 	ASSERT_EQ(0, mt_mig_set_state(self->vb.device, VFIO_DEVICE_STATE_STOP, NULL));
-	EXPECT_EQ(tx_a, attr(self->a, MTTY_MIG_ATTR_P2P_TX));
-	EXPECT_EQ(tx_b, attr(self->b, MTTY_MIG_ATTR_P2P_TX));
-	EXPECT_EQ(0, attr(self->a, MTTY_MIG_ATTR_P2P_VIOLATIONS));
-	EXPECT_EQ(0, attr(self->b, MTTY_MIG_ATTR_P2P_VIOLATIONS));
+	EXPECT_EQ(tx_a, mt_dev_attr_u64(self->a, MTTY_MIG_ATTR_P2P_TX));
+	EXPECT_EQ(tx_b, mt_dev_attr_u64(self->b, MTTY_MIG_ATTR_P2P_TX));
+	EXPECT_EQ(0, mt_dev_attr_u64(self->a, MTTY_MIG_ATTR_P2P_VIOLATIONS));
+	EXPECT_EQ(0, mt_dev_attr_u64(self->b, MTTY_MIG_ATTR_P2P_VIOLATIONS));
 	/* and the two-phase start: both to RUNNING_P2P, then both RUNNING */
 	ASSERT_EQ(0, mt_mig_set_state(self->va.device, VFIO_DEVICE_STATE_RUNNING_P2P, NULL));
 	ASSERT_EQ(0, mt_mig_set_state(self->vb.device, VFIO_DEVICE_STATE_RUNNING_P2P, NULL));
 	ASSERT_EQ(0, mt_mig_set_state(self->va.device, VFIO_DEVICE_STATE_RUNNING, NULL));
 	ASSERT_EQ(0, mt_mig_set_state(self->vb.device, VFIO_DEVICE_STATE_RUNNING, NULL));
-	EXPECT_TRUE(wait_above(self->a, MTTY_MIG_ATTR_P2P_RX, attr(self->a, MTTY_MIG_ATTR_P2P_RX)));
-	EXPECT_EQ(0, attr(self->a, MTTY_MIG_ATTR_P2P_VIOLATIONS));
-	EXPECT_EQ(0, attr(self->b, MTTY_MIG_ATTR_P2P_VIOLATIONS));
+	EXPECT_EQ(0, mt_wait_attr_above(self->a, MTTY_MIG_ATTR_P2P_RX,
+				       mt_dev_attr_u64(self->a, MTTY_MIG_ATTR_P2P_RX), DEADLINE_S));
+	EXPECT_EQ(0, mt_dev_attr_u64(self->a, MTTY_MIG_ATTR_P2P_VIOLATIONS));
+	EXPECT_EQ(0, mt_dev_attr_u64(self->b, MTTY_MIG_ATTR_P2P_VIOLATIONS));
 }
 
 TEST_F(p2p, two_phase_precopy_to_stop_copy_has_no_violation)
@@ -142,13 +116,14 @@ TEST_F(p2p, two_phase_precopy_to_stop_copy_has_no_violation)
 	ASSERT_EQ(0, mt_mig_set_state(self->va.device, VFIO_DEVICE_STATE_PRE_COPY, &fa));
 	ASSERT_EQ(0, mt_mig_set_state(self->vb.device, VFIO_DEVICE_STATE_PRE_COPY, &fb));
 	/* PRE_COPY still initiates P2P */
-	EXPECT_TRUE(wait_above(self->b, MTTY_MIG_ATTR_P2P_RX, attr(self->b, MTTY_MIG_ATTR_P2P_RX)));
+	EXPECT_EQ(0, mt_wait_attr_above(self->b, MTTY_MIG_ATTR_P2P_RX,
+				       mt_dev_attr_u64(self->b, MTTY_MIG_ATTR_P2P_RX), DEADLINE_S));
 	ASSERT_EQ(0, mt_mig_set_state(self->va.device, VFIO_DEVICE_STATE_PRE_COPY_P2P, NULL));
 	ASSERT_EQ(0, mt_mig_set_state(self->vb.device, VFIO_DEVICE_STATE_PRE_COPY_P2P, NULL));
 	ASSERT_EQ(0, mt_mig_set_state(self->va.device, VFIO_DEVICE_STATE_STOP_COPY, NULL));
 	ASSERT_EQ(0, mt_mig_set_state(self->vb.device, VFIO_DEVICE_STATE_STOP_COPY, NULL));
-	EXPECT_EQ(0, attr(self->a, MTTY_MIG_ATTR_P2P_VIOLATIONS));
-	EXPECT_EQ(0, attr(self->b, MTTY_MIG_ATTR_P2P_VIOLATIONS));
+	EXPECT_EQ(0, mt_dev_attr_u64(self->a, MTTY_MIG_ATTR_P2P_VIOLATIONS));
+	EXPECT_EQ(0, mt_dev_attr_u64(self->b, MTTY_MIG_ATTR_P2P_VIOLATIONS));
 	close(fa);
 	close(fb);
 }
@@ -159,19 +134,20 @@ TEST_F(p2p, wrong_order_is_detected)
 
 	/* A stops while B still runs and writes into A: a violation */
 	ASSERT_EQ(0, mt_mig_set_state(self->va.device, VFIO_DEVICE_STATE_STOP, NULL));
-	ASSERT_TRUE(wait_above(self->a, MTTY_MIG_ATTR_P2P_VIOLATIONS, 0));
+	ASSERT_EQ(0, mt_wait_attr_above(self->a, MTTY_MIG_ATTR_P2P_VIOLATIONS, 0, DEADLINE_S));
 	ASSERT_EQ(0, mt_mig_set_state(self->vb.device, VFIO_DEVICE_STATE_STOP, NULL));
-	v = attr(self->a, MTTY_MIG_ATTR_P2P_VIOLATIONS);
+	v = mt_dev_attr_u64(self->a, MTTY_MIG_ATTR_P2P_VIOLATIONS);
 	EXPECT_LT(0, v);
 	EXPECT_NE(~0ull, v);
 	/* a violating write is not applied: A's state did not change while stopped */
 	{
 		char d1[32], d2[32];
 
-		ASSERT_EQ(0, mt_dev_attr_read(self->a, MTTY_MIG_ATTR_DIGEST, d1, sizeof(d1)));
+		ASSERT_EQ(0, mt_digest(self->a, d1, sizeof(d1)));
 		ASSERT_EQ(0, mt_mig_set_state(self->vb.device, VFIO_DEVICE_STATE_RUNNING, NULL));
-		ASSERT_TRUE(wait_above(self->a, MTTY_MIG_ATTR_P2P_VIOLATIONS, v));
-		ASSERT_EQ(0, mt_dev_attr_read(self->a, MTTY_MIG_ATTR_DIGEST, d2, sizeof(d2)));
+		ASSERT_EQ(0, mt_wait_attr_above(self->a, MTTY_MIG_ATTR_P2P_VIOLATIONS, v,
+						DEADLINE_S));
+		ASSERT_EQ(0, mt_digest(self->a, d2, sizeof(d2)));
 		EXPECT_STREQ(d1, d2);
 	}
 }

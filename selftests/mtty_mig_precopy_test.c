@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <linux/mtty_mig.h>
@@ -37,7 +36,7 @@ FIXTURE_SETUP(pre)
 {
 	char val[32];
 
-	self->v.container = self->v.group = self->v.device = -1;
+	mt_vfio_init(&self->v);
 	self->fd = -1;
 	self->buf = malloc(1 << 20);
 	ASSERT_NE(NULL, self->buf);
@@ -61,21 +60,26 @@ FIXTURE_TEARDOWN(pre)
 }
 
 /* read until the temporary end of precopy data; returns bytes read or -errno */
-static long drain(int fd, char *buf, size_t chunk)
+static long drain(int fd, size_t chunk)
 {
-	long total = 0;
+	size_t total;
+	int ret = mt_read_precopy(fd, chunk, NULL, &total);
 
-	for (;;) {
-		ssize_t n = read(fd, buf, chunk);
+	return ret ? ret : (long)total;
+}
 
-		if (n > 0) {
-			total += n;
-			continue;
-		}
-		if (n < 0 && errno == ENOMSG)
-			return total;
-		return n < 0 ? -errno : -EPIPE; /* 0 is not allowed in PRE_COPY */
-	}
+/* mt_wait_until() condition: the engine produced dirty bytes on data_fd @fd */
+struct dirty_wait {
+	int fd, err;
+	uint64_t dirty;
+};
+
+static int has_dirty(void *arg)
+{
+	struct dirty_wait *w = arg;
+
+	w->err = mt_precopy_info(w->fd, NULL, &w->dirty);
+	return w->err ? w->err : w->dirty != 0;
 }
 
 static int write_page(int device, unsigned long page, uint8_t val)
@@ -122,7 +126,7 @@ TEST_F(pre, enomsg_when_drained)
 	long n;
 
 	ASSERT_EQ(0, mt_mig_set_state(self->v.device, VFIO_DEVICE_STATE_PRE_COPY, &self->fd));
-	n = drain(self->fd, self->buf, 65536);
+	n = drain(self->fd, 65536);
 	ASSERT_EQ((long)(INITIAL_BYTES + NR_PAGES * PAGE_REC), n);
 	ASSERT_EQ(0, mt_precopy_info(self->fd, &initial, &dirty));
 	EXPECT_EQ(0, initial);
@@ -144,7 +148,7 @@ TEST_F(pre, dirty_bytes_count_written_pages)
 	size_t i;
 
 	ASSERT_EQ(0, mt_mig_set_state(self->v.device, VFIO_DEVICE_STATE_PRE_COPY, &self->fd));
-	ASSERT_LT(0, drain(self->fd, self->buf, 65536));
+	ASSERT_LT(0, drain(self->fd, 65536));
 	ASSERT_EQ(0, mt_precopy_info(self->fd, &initial, &dirty));
 	ASSERT_EQ(0, dirty);
 
@@ -179,22 +183,18 @@ TEST_F(pre, dirty_bytes_count_written_pages)
 
 TEST_F(pre, engine_dirties_memory_during_precopy)
 {
-	struct timespec t0, t;
+	struct dirty_wait w = { .fd = -1 };
 	uint64_t dirty = 0, writes0 = 0, writes = 0;
 
 	ASSERT_EQ(0, mt_mig_set_state(self->v.device, VFIO_DEVICE_STATE_PRE_COPY, &self->fd));
-	ASSERT_LT(0, drain(self->fd, self->buf, 65536));
+	ASSERT_LT(0, drain(self->fd, 65536));
 	ASSERT_EQ(0, mt_dev_attr_read_u64(self->uuid, MTTY_MIG_ATTR_ENGINE_WRITES, &writes0));
 	ASSERT_EQ(0, mt_dev_attr_write(self->uuid, MTTY_MIG_ATTR_DIRTY_RATE, "1000"));
 	/* wait for the condition, bounded: the engine must produce dirty bytes */
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	do {
-		ASSERT_EQ(0, mt_precopy_info(self->fd, NULL, &dirty));
-		clock_gettime(CLOCK_MONOTONIC, &t);
-		if (dirty)
-			break;
-		usleep(1000);
-	} while (t.tv_sec - t0.tv_sec < 20);
+	w.fd = self->fd;
+	mt_wait_until(has_dirty, &w, 20);
+	ASSERT_EQ(0, w.err);
+	dirty = w.dirty;
 	EXPECT_LT(0, dirty);
 	EXPECT_EQ(0, dirty % PAGE_REC);
 	ASSERT_EQ(0, mt_dev_attr_read_u64(self->uuid, MTTY_MIG_ATTR_ENGINE_WRITES, &writes));
@@ -254,7 +254,7 @@ TEST_F(pre, stop_copy_ends_with_permanent_eof)
 	ssize_t n;
 
 	ASSERT_EQ(0, mt_mig_set_state(self->v.device, VFIO_DEVICE_STATE_PRE_COPY, &self->fd));
-	ASSERT_LT(0, drain(self->fd, self->buf, 65536));
+	ASSERT_LT(0, drain(self->fd, 65536));
 	ASSERT_EQ(0, write_page(self->v.device, 9, 0x99));
 	ASSERT_EQ(0, mt_mig_set_state(self->v.device, VFIO_DEVICE_STATE_STOP_COPY, NULL));
 	ASSERT_EQ(0, mt_mig_data_size(self->v.device, &size));
@@ -298,7 +298,7 @@ TEST_F(pre, data_size_shrinks_after_precopy)
 
 	ASSERT_EQ(0, mt_mig_data_size(self->v.device, &before));
 	ASSERT_EQ(0, mt_mig_set_state(self->v.device, VFIO_DEVICE_STATE_PRE_COPY, &self->fd));
-	ASSERT_LT(0, drain(self->fd, self->buf, 65536));
+	ASSERT_LT(0, drain(self->fd, 65536));
 	ASSERT_EQ(0, mt_mig_data_size(self->v.device, &after));
 	/* precopy moved the memory: what stop-copy still owes is much smaller */
 	EXPECT_LT(after, before / 2);

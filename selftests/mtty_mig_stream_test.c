@@ -26,7 +26,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "kselftest_harness.h"
@@ -120,39 +119,8 @@ static uint32_t xxh32(const void *input, size_t len, uint32_t seed)
 }
 
 /* ------------------------------------------------------------------------ */
-/* Byte buffers and records                                                  */
+/* Records                                                                   */
 /* ------------------------------------------------------------------------ */
-
-struct buf {
-	uint8_t *p;
-	size_t len, cap;
-};
-
-static int buf_put(struct buf *b, const void *data, size_t len)
-{
-	if (b->len + len > b->cap) {
-		size_t cap = b->cap ? b->cap : 64 * KIB;
-		uint8_t *p;
-
-		while (cap < b->len + len)
-			cap *= 2;
-		p = realloc(b->p, cap);
-		if (!p)
-			return -ENOMEM;
-		b->p = p;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, data, len);
-	b->len += len;
-	return 0;
-}
-
-static void buf_free(struct buf *b)
-{
-	free(b->p);
-	b->p = NULL;
-	b->len = b->cap = 0;
-}
 
 #define HDR_SIZE sizeof(struct mtty_mig_rec_hdr)
 #define MAX_RECS 4096
@@ -195,7 +163,7 @@ static void rec_fix_csum(uint8_t *rec, size_t size)
  * says (seq without gaps, checksums right, HEADER first, END last and
  * counting), else a description of the first problem in @why.
  */
-static int recs_parse(const struct buf *s, struct recs *r, char *why, size_t whylen)
+static int recs_parse(const struct mt_buf *s, struct recs *r, char *why, size_t whylen)
 {
 	size_t off = 0, pages = 0;
 
@@ -264,82 +232,6 @@ static int recs_find(const struct recs *r, uint16_t type, int nth)
 		if (r->type[i] == type && nth-- == 0)
 			return (int)i;
 	return -1;
-}
-
-/* ------------------------------------------------------------------------ */
-/* Instances                                                                 */
-/* ------------------------------------------------------------------------ */
-
-struct inst {
-	char uuid[MT_UUID_LEN];
-	struct mt_vfio v;
-	bool created;
-};
-
-static void inst_init(struct inst *d)
-{
-	memset(d, 0, sizeof(*d));
-	d->v.container = d->v.group = d->v.device = -1;
-}
-
-/* Create an instance of @type with @mem_size bytes of memory and open it. */
-static int inst_up(struct inst *d, const char *type, uint64_t mem_size)
-{
-	char val[32];
-	int ret;
-
-	inst_init(d);
-	ret = mt_mdev_create(type, d->uuid);
-	if (ret)
-		return ret;
-	d->created = true;
-	snprintf(val, sizeof(val), "%llu", (unsigned long long)mem_size);
-	ret = mt_dev_attr_write(d->uuid, MTTY_MIG_ATTR_MEM_SIZE, val);
-	if (ret)
-		return ret;
-	return mt_vfio_open(&d->v, d->uuid);
-}
-
-static int inst_down(struct inst *d)
-{
-	int ret = 0;
-
-	mt_vfio_close(&d->v);
-	if (d->created)
-		ret = mt_mdev_remove(d->uuid);
-	d->created = false;
-	return ret;
-}
-
-static uint32_t inst_state(struct inst *d)
-{
-	uint32_t s = ~0U;
-
-	if (mt_mig_get_state(d->v.device, &s))
-		return ~0U;
-	return s;
-}
-
-static int inst_digest(struct inst *d, char *buf, size_t len)
-{
-	return mt_dev_attr_read(d->uuid, MTTY_MIG_ATTR_DIGEST, buf, len);
-}
-
-static uint64_t inst_u64(struct inst *d, const char *attr)
-{
-	uint64_t v = ~0ULL;
-
-	if (mt_dev_attr_read_u64(d->uuid, attr, &v))
-		return ~0ULL;
-	return v;
-}
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -412,7 +304,7 @@ static int write_stream(int fd, const uint8_t *p, size_t len, struct seg *s, siz
  * (PRE_COPY, @enomsg true), appending to @out and writing each chunk to
  * @dest_fd (if >= 0).  Returns 0 or a negative errno.
  */
-static int pump(int src_fd, bool enomsg, struct buf *out, int dest_fd, struct seg *s,
+static int pump(int src_fd, bool enomsg, struct mt_buf *out, int dest_fd, struct seg *s,
 		size_t *moved)
 {
 	static uint8_t chunk[64 * KIB];
@@ -436,7 +328,7 @@ static int pump(int src_fd, bool enomsg, struct buf *out, int dest_fd, struct se
 		}
 		total += (size_t)n;
 		if (out) {
-			ret = buf_put(out, chunk, (size_t)n);
+			ret = mt_buf_put(out, chunk, (size_t)n);
 			if (ret)
 				return ret;
 		}
@@ -451,31 +343,8 @@ static int pump(int src_fd, bool enomsg, struct buf *out, int dest_fd, struct se
 	return 0;
 }
 
-/* Save a stopped copy of @d: RUNNING -> STOP -> STOP_COPY, read to the end, -> STOP. */
-static int save_stop_copy(struct inst *d, struct buf *out, char *digest, size_t dlen)
-{
-	int fd = -1, ret;
-
-	ret = mt_mig_set_state(d->v.device, VFIO_DEVICE_STATE_STOP, NULL);
-	if (ret)
-		return ret;
-	ret = inst_digest(d, digest, dlen);
-	if (ret)
-		return ret;
-	ret = mt_mig_set_state(d->v.device, VFIO_DEVICE_STATE_STOP_COPY, &fd);
-	if (ret)
-		return ret;
-	if (fd < 0)
-		return -EBADF;
-	ret = pump(fd, false, out, -1, NULL, NULL);
-	close(fd);
-	if (ret)
-		return ret;
-	return mt_mig_set_state(d->v.device, VFIO_DEVICE_STATE_STOP, NULL);
-}
-
 /* Fill device memory page @page of @d with a pattern derived from @tag. */
-static int fill_page(struct inst *d, uint64_t page, uint8_t tag)
+static int fill_page(struct mt_inst *d, uint64_t page, uint8_t tag)
 {
 	uint8_t data[MTTY_MIG_PAGE_SIZE];
 	size_t i;
@@ -486,7 +355,7 @@ static int fill_page(struct inst *d, uint64_t page, uint8_t tag)
 			       data, sizeof(data)) == sizeof(data) ? 0 : -EIO;
 }
 
-static int check_page(struct inst *d, uint64_t page, uint8_t tag)
+static int check_page(struct mt_inst *d, uint64_t page, uint8_t tag)
 {
 	uint8_t data[MTTY_MIG_PAGE_SIZE];
 	size_t i;
@@ -500,13 +369,13 @@ static int check_page(struct inst *d, uint64_t page, uint8_t tag)
 	return 0;
 }
 
-static int reg_write(struct inst *d, int port, int reg, uint8_t v)
+static int reg_write(struct mt_inst *d, int port, int reg, uint8_t v)
 {
 	return mt_region_write(d->v.device, MTTY_MIG_SERIAL_REGION,
 			       port * MTTY_MIG_PORT_STRIDE + reg, &v, 1) == 1 ? 0 : -EIO;
 }
 
-static int reg_read(struct inst *d, int port, int reg, uint8_t *v)
+static int reg_read(struct mt_inst *d, int port, int reg, uint8_t *v)
 {
 	return mt_region_read(d->v.device, MTTY_MIG_SERIAL_REGION,
 			      port * MTTY_MIG_PORT_STRIDE + reg, v, 1) == 1 ? 0 : -EIO;
@@ -522,7 +391,7 @@ static int reg_read(struct inst *d, int port, int reg, uint8_t *v)
 
 FIXTURE(rt)
 {
-	struct inst src, dst;
+	struct mt_inst src, dst;
 	int src_fd, dst_fd;
 };
 
@@ -572,11 +441,11 @@ FIXTURE_VARIANT_ADD(rt, one_port_stop_copy_only_random_segments)
 FIXTURE_SETUP(rt)
 {
 	self->src_fd = self->dst_fd = -1;
-	inst_init(&self->src);
-	inst_init(&self->dst);
+	mt_inst_init(&self->src);
+	mt_inst_init(&self->dst);
 	ASSERT_EQ(0, mt_module_load());
-	ASSERT_EQ(0, inst_up(&self->src, variant->type, RT_MEM));
-	ASSERT_EQ(0, inst_up(&self->dst, variant->type, RT_MEM));
+	ASSERT_EQ(0, mt_inst_up(&self->src, variant->type, RT_MEM, NULL));
+	ASSERT_EQ(0, mt_inst_up(&self->dst, variant->type, RT_MEM, NULL));
 }
 
 FIXTURE_TEARDOWN(rt)
@@ -585,8 +454,8 @@ FIXTURE_TEARDOWN(rt)
 		close(self->src_fd);
 	if (self->dst_fd >= 0)
 		close(self->dst_fd);
-	EXPECT_EQ(0, inst_down(&self->src));
-	EXPECT_EQ(0, inst_down(&self->dst));
+	EXPECT_EQ(0, mt_inst_down(&self->src));
+	EXPECT_EQ(0, mt_inst_down(&self->dst));
 }
 
 TEST_F_TIMEOUT(rt, digests_equal_after_manual_round_trip, 120)
@@ -615,7 +484,7 @@ TEST_F_TIMEOUT(rt, digests_equal_after_manual_round_trip, 120)
 	ASSERT_EQ(0, mt_mig_set_state(self->dst.v.device, VFIO_DEVICE_STATE_RESUMING,
 				      &self->dst_fd));
 	ASSERT_GE(self->dst_fd, 0);
-	ASSERT_EQ(VFIO_DEVICE_STATE_RESUMING, inst_state(&self->dst));
+	ASSERT_EQ(VFIO_DEVICE_STATE_RESUMING, mt_inst_state(&self->dst));
 
 	if (variant->precopy) {
 		uint64_t initial = 1, dirty = 0, w0, w1;
@@ -628,7 +497,7 @@ TEST_F_TIMEOUT(rt, digests_equal_after_manual_round_trip, 120)
 		ASSERT_GE(self->src_fd, 0);
 		ASSERT_EQ(0, mt_precopy_info(self->src_fd, &initial, &dirty));
 		ASSERT_GT(initial, 0);
-		w0 = inst_u64(&self->src, MTTY_MIG_ATTR_ENGINE_WRITES);
+		w0 = mt_dev_attr_u64(self->src.uuid, MTTY_MIG_ATTR_ENGINE_WRITES);
 		for (round = 0; round < RT_PRECOPY_ROUNDS; round++) {
 			ASSERT_EQ(0, pump(self->src_fd, true, NULL, self->dst_fd, s, &moved))
 				TH_LOG("precopy round %d", round);
@@ -637,8 +506,8 @@ TEST_F_TIMEOUT(rt, digests_equal_after_manual_round_trip, 120)
 			ASSERT_EQ(0, mt_precopy_info(self->src_fd, &initial, &dirty));
 			EXPECT_EQ(0, initial);
 			/* the engine dirties pages again: wait for them */
-			end = now_s() + 20;
-			while (!dirty && now_s() < end) {
+			end = mt_now_s() + 20;
+			while (!dirty && mt_now_s() < end) {
 				struct pollfd pfd = { .fd = self->src_fd, .events = POLLIN };
 
 				ASSERT_LE(0, poll(&pfd, 1, 100));
@@ -646,7 +515,7 @@ TEST_F_TIMEOUT(rt, digests_equal_after_manual_round_trip, 120)
 			}
 			ASSERT_GT(dirty, 0) TH_LOG("no dirty bytes after round %d", round);
 		}
-		w1 = inst_u64(&self->src, MTTY_MIG_ATTR_ENGINE_WRITES);
+		w1 = mt_dev_attr_u64(self->src.uuid, MTTY_MIG_ATTR_ENGINE_WRITES);
 		EXPECT_GT(w1, w0) TH_LOG("the engine did not write during PRE_COPY");
 		TH_LOG("precopy: %zu bytes in %d rounds, engine wrote %llu pages", total,
 		       RT_PRECOPY_ROUNDS, (unsigned long long)(w1 - w0));
@@ -655,7 +524,7 @@ TEST_F_TIMEOUT(rt, digests_equal_after_manual_round_trip, 120)
 		ASSERT_EQ(0, mt_mig_set_state(self->src.v.device,
 					      VFIO_DEVICE_STATE_PRE_COPY_P2P, &fd));
 		EXPECT_EQ(-1, fd);
-		ASSERT_EQ(VFIO_DEVICE_STATE_PRE_COPY_P2P, inst_state(&self->src));
+		ASSERT_EQ(VFIO_DEVICE_STATE_PRE_COPY_P2P, mt_inst_state(&self->src));
 		ASSERT_EQ(0, mt_mig_set_state(self->src.v.device, VFIO_DEVICE_STATE_STOP_COPY,
 					      &fd));
 		EXPECT_EQ(-1, fd);
@@ -665,8 +534,8 @@ TEST_F_TIMEOUT(rt, digests_equal_after_manual_round_trip, 120)
 					      &self->src_fd));
 		ASSERT_GE(self->src_fd, 0);
 	}
-	ASSERT_EQ(VFIO_DEVICE_STATE_STOP_COPY, inst_state(&self->src));
-	ASSERT_EQ(0, inst_digest(&self->src, src_digest, sizeof(src_digest)));
+	ASSERT_EQ(VFIO_DEVICE_STATE_STOP_COPY, mt_inst_state(&self->src));
+	ASSERT_EQ(0, mt_digest(self->src.uuid, src_digest, sizeof(src_digest)));
 
 	ASSERT_EQ(0, pump(self->src_fd, false, NULL, self->dst_fd, s, NULL));
 	/* end of stream is permanent in STOP_COPY */
@@ -675,12 +544,12 @@ TEST_F_TIMEOUT(rt, digests_equal_after_manual_round_trip, 120)
 
 		EXPECT_EQ(0, read(self->src_fd, &b, 1));
 	}
-	ASSERT_EQ(0, inst_digest(&self->src, src_digest2, sizeof(src_digest2)));
+	ASSERT_EQ(0, mt_digest(self->src.uuid, src_digest2, sizeof(src_digest2)));
 	EXPECT_STREQ(src_digest, src_digest2) TH_LOG("source changed while stopped");
 
 	ASSERT_EQ(0, mt_mig_set_state(self->dst.v.device, VFIO_DEVICE_STATE_STOP, NULL));
-	ASSERT_EQ(VFIO_DEVICE_STATE_STOP, inst_state(&self->dst));
-	ASSERT_EQ(0, inst_digest(&self->dst, dst_digest, sizeof(dst_digest)));
+	ASSERT_EQ(VFIO_DEVICE_STATE_STOP, mt_inst_state(&self->dst));
+	ASSERT_EQ(0, mt_digest(self->dst.uuid, dst_digest, sizeof(dst_digest)));
 	EXPECT_STREQ(src_digest, dst_digest);
 
 	/* the destination runs, with the source's registers and memory */
@@ -726,47 +595,47 @@ enum where {
 
 FIXTURE(bad)
 {
-	struct inst dst;
-	struct buf good;
+	struct mt_inst dst;
+	struct mt_buf good;
 	struct recs *recs;
 	char digest[64];
-	struct buf mod;
+	struct mt_buf mod;
 	int fd;
 };
 
 FIXTURE_SETUP(bad)
 {
-	struct inst src;
+	struct mt_inst src;
 	char why[128] = "";
 	uint64_t page;
 
 	self->fd = -1;
-	inst_init(&self->dst);
+	mt_inst_init(&self->dst);
 	self->recs = calloc(1, sizeof(*self->recs));
 	ASSERT_NE(NULL, self->recs);
 	ASSERT_EQ(0, mt_module_load());
 
 	/* A source with known memory, saved while stopped. */
-	ASSERT_EQ(0, inst_up(&src, MTTY_MIG_TYPE_1, BAD_MEM));
+	ASSERT_EQ(0, mt_inst_up(&src, MTTY_MIG_TYPE_1, BAD_MEM, NULL));
 	ASSERT_EQ(0, mt_dev_attr_write(src.uuid, MTTY_MIG_ATTR_METADATA_SIZE, BAD_METADATA));
 	for (page = 0; page < BAD_PAGES; page++)
 		ASSERT_EQ(0, fill_page(&src, page, (uint8_t)(page + 1)));
 	ASSERT_EQ(0, reg_write(&src, 0, UART_SCR, 0x5a));
-	ASSERT_EQ(0, save_stop_copy(&src, &self->good, self->digest, sizeof(self->digest)));
-	ASSERT_EQ(0, inst_down(&src));
+	ASSERT_EQ(0, mt_save_stopped(&src, &self->good, self->digest, sizeof(self->digest)));
+	ASSERT_EQ(0, mt_inst_down(&src));
 	ASSERT_EQ(0, recs_parse(&self->good, self->recs, why, sizeof(why))) TH_LOG("%s", why);
 	ASSERT_GE(recs_find(self->recs, MTTY_MIG_REC_PAGE, 2), 0);
 
-	ASSERT_EQ(0, inst_up(&self->dst, MTTY_MIG_TYPE_1, BAD_MEM));
+	ASSERT_EQ(0, mt_inst_up(&self->dst, MTTY_MIG_TYPE_1, BAD_MEM, NULL));
 }
 
 FIXTURE_TEARDOWN(bad)
 {
 	if (self->fd >= 0)
 		close(self->fd);
-	EXPECT_EQ(0, inst_down(&self->dst));
-	buf_free(&self->good);
-	buf_free(&self->mod);
+	EXPECT_EQ(0, mt_inst_down(&self->dst));
+	mt_buf_free(&self->good);
+	mt_buf_free(&self->mod);
 	free(self->recs);
 }
 
@@ -776,7 +645,7 @@ static int mod_copy(FIXTURE_DATA(bad) *self, size_t from, size_t to)
 	size_t start = self->recs->off[from];
 	size_t end = to < self->recs->nr ? self->recs->off[to] : self->good.len;
 
-	return buf_put(&self->mod, self->good.p + start, end - start);
+	return mt_buf_put(&self->mod, self->good.p + start, end - start);
 }
 
 static uint8_t *mod_rec(FIXTURE_DATA(bad) *self, size_t idx)
@@ -801,7 +670,7 @@ static uint8_t *good_rec(FIXTURE_DATA(bad) *self, size_t idx)
  * the errno, the device is in the defined state (ERROR), its data_fd is
  * disabled, and no state change but a reset leaves ERROR.
  */
-static void expect_refused_tail(struct __test_metadata *_metadata, struct inst *d, int fd,
+static void expect_refused_tail(struct __test_metadata *_metadata, struct mt_inst *d, int fd,
 				bool latched)
 {
 	static const uint8_t more[HDR_SIZE];
@@ -823,7 +692,7 @@ static void expect_refused_tail(struct __test_metadata *_metadata, struct inst *
 	EXPECT_EQ(ENODEV, errno) TH_LOG("data_fd still live after RESUMING -> STOP failed");
 	EXPECT_EQ(-EINVAL, mt_mig_set_state(d->v.device, VFIO_DEVICE_STATE_RUNNING, NULL));
 	EXPECT_EQ(-EINVAL, mt_mig_set_state(d->v.device, VFIO_DEVICE_STATE_RESUMING, NULL));
-	EXPECT_EQ(BAD_STREAM_STATE, inst_state(d));
+	EXPECT_EQ(BAD_STREAM_STATE, mt_inst_state(d));
 }
 
 /*
@@ -867,7 +736,7 @@ static void expect_refused(struct __test_metadata *_metadata, FIXTURE_DATA(bad) 
 	ASSERT_EQ(0, mt_mig_set_state(self->dst.v.device, VFIO_DEVICE_STATE_STOP, NULL));
 	close(self->fd);
 	self->fd = -1;
-	ASSERT_EQ(0, inst_digest(&self->dst, digest, sizeof(digest)));
+	ASSERT_EQ(0, mt_digest(self->dst.uuid, digest, sizeof(digest)));
 	EXPECT_STREQ(self->digest, digest);
 	ASSERT_EQ(0, mt_mig_set_state(self->dst.v.device, VFIO_DEVICE_STATE_RUNNING, NULL));
 }
@@ -902,7 +771,7 @@ TEST_F(bad, good_stream_is_well_formed_and_resumes)
 				      &self->fd));
 	ASSERT_EQ(0, write_stream(self->fd, self->good.p, self->good.len, NULL, NULL));
 	ASSERT_EQ(0, mt_mig_set_state(self->dst.v.device, VFIO_DEVICE_STATE_STOP, NULL));
-	ASSERT_EQ(0, inst_digest(&self->dst, digest, sizeof(digest)));
+	ASSERT_EQ(0, mt_digest(self->dst.uuid, digest, sizeof(digest)));
 	EXPECT_STREQ(self->digest, digest);
 	ASSERT_EQ(0, mt_mig_set_state(self->dst.v.device, VFIO_DEVICE_STATE_RUNNING, NULL));
 	EXPECT_EQ(0, check_page(&self->dst, BAD_PAGES - 1, (uint8_t)BAD_PAGES));
@@ -956,7 +825,7 @@ TEST_F(bad, truncated_stream_mid_record_is_refused)
 	int i = recs_find(self->recs, MTTY_MIG_REC_PAGE, 2);
 
 	ASSERT_EQ(0, mod_copy(self, 0, i));
-	ASSERT_EQ(0, buf_put(&self->mod, good_rec(self, i), HDR_SIZE + 1000));
+	ASSERT_EQ(0, mt_buf_put(&self->mod, good_rec(self, i), HDR_SIZE + 1000));
 	expect_refused(_metadata, self, self->mod.p, self->mod.len, NULL, AT_STOP);
 }
 
@@ -965,7 +834,7 @@ TEST_F(bad, truncated_stream_mid_header_is_refused)
 	int i = recs_find(self->recs, MTTY_MIG_REC_PAGE, 2);
 
 	ASSERT_EQ(0, mod_copy(self, 0, i));
-	ASSERT_EQ(0, buf_put(&self->mod, good_rec(self, i), HDR_SIZE - 3));
+	ASSERT_EQ(0, mt_buf_put(&self->mod, good_rec(self, i), HDR_SIZE - 3));
 	expect_refused(_metadata, self, self->mod.p, self->mod.len, NULL, AT_STOP);
 }
 
@@ -1058,7 +927,7 @@ TEST_F(bad, record_length_over_cap_is_refused_at_its_header)
 	ASSERT_EQ(0, ioctl(self->dst.v.device, VFIO_DEVICE_RESET));
 
 	/* the same through expect_refused, with the rest of the stream after it */
-	buf_free(&self->mod);
+	mt_buf_free(&self->mod);
 	ASSERT_EQ(0, mod_copy(self, 0, self->recs->nr));
 	rec_hdr(mod_rec(self, i))->length = 0xffffffffU;
 	expect_refused(_metadata, self, self->mod.p, self->mod.len, NULL, AT_WRITE);
@@ -1078,7 +947,7 @@ TEST_F(bad, metadata_length_over_cap_is_refused)
 
 		memcpy(&m, good_rec(self, 1), HDR_SIZE);
 		m.length = MTTY_MIG_METADATA_MAX + 1;
-		ASSERT_EQ(0, buf_put(&self->mod, &m, HDR_SIZE));
+		ASSERT_EQ(0, mt_buf_put(&self->mod, &m, HDR_SIZE));
 	}
 	expect_refused(_metadata, self, self->mod.p, self->mod.len, NULL, AT_WRITE);
 }
@@ -1098,7 +967,7 @@ TEST_F(bad, trailing_garbage_after_end_is_refused)
 	static const uint8_t junk[32] = { 0xde, 0xad, 0xbe, 0xef };
 
 	ASSERT_EQ(0, mod_copy(self, 0, self->recs->nr));
-	ASSERT_EQ(0, buf_put(&self->mod, junk, sizeof(junk)));
+	ASSERT_EQ(0, mt_buf_put(&self->mod, junk, sizeof(junk)));
 	expect_refused(_metadata, self, self->mod.p, self->mod.len, NULL, AT_WRITE);
 }
 
@@ -1108,7 +977,7 @@ TEST_F(bad, trailing_bytes_shorter_than_a_header_are_refused)
 
 	/* nothing may follow END, not even part of a record header */
 	ASSERT_EQ(0, mod_copy(self, 0, self->recs->nr));
-	ASSERT_EQ(0, buf_put(&self->mod, junk, sizeof(junk)));
+	ASSERT_EQ(0, mt_buf_put(&self->mod, junk, sizeof(junk)));
 	expect_refused(_metadata, self, self->mod.p, self->mod.len, NULL, AT_ANY);
 }
 
@@ -1132,11 +1001,11 @@ TEST_F(bad, corrupted_stream_is_refused_whatever_the_segmentation)
 static void refused_by(struct __test_metadata *_metadata, FIXTURE_DATA(bad) *self,
 		       const char *type, uint64_t mem_size)
 {
-	struct inst other;
+	struct mt_inst other;
 
 	/* the stream into a destination that does not match it */
-	ASSERT_EQ(0, inst_down(&self->dst));
-	ASSERT_EQ(0, inst_up(&self->dst, type, mem_size));
+	ASSERT_EQ(0, mt_inst_down(&self->dst));
+	ASSERT_EQ(0, mt_inst_up(&self->dst, type, mem_size, NULL));
 	ASSERT_EQ(0, mt_mig_set_state(self->dst.v.device, VFIO_DEVICE_STATE_RESUMING,
 				      &self->fd));
 	EXPECT_EQ(-BAD_STREAM_ERRNO, write_stream(self->fd, self->good.p, self->good.len, NULL,
@@ -1145,24 +1014,24 @@ static void refused_by(struct __test_metadata *_metadata, FIXTURE_DATA(bad) *sel
 	close(self->fd);
 	self->fd = -1;
 	ASSERT_EQ(0, ioctl(self->dst.v.device, VFIO_DEVICE_RESET));
-	ASSERT_EQ(VFIO_DEVICE_STATE_RUNNING, inst_state(&self->dst));
+	ASSERT_EQ(VFIO_DEVICE_STATE_RUNNING, mt_inst_state(&self->dst));
 
 	/* and a stream of its own kind still resumes there */
 	{
 		char sd[64], dd[64];
-		struct buf s = { 0 };
+		struct mt_buf s = { 0 };
 
-		ASSERT_EQ(0, inst_up(&other, type, mem_size));
+		ASSERT_EQ(0, mt_inst_up(&other, type, mem_size, NULL));
 		ASSERT_EQ(0, fill_page(&other, 0, 9));
-		EXPECT_EQ(0, save_stop_copy(&other, &s, sd, sizeof(sd)));
-		EXPECT_EQ(0, inst_down(&other));
+		EXPECT_EQ(0, mt_save_stopped(&other, &s, sd, sizeof(sd)));
+		EXPECT_EQ(0, mt_inst_down(&other));
 		ASSERT_EQ(0, mt_mig_set_state(self->dst.v.device, VFIO_DEVICE_STATE_RESUMING,
 					      &self->fd));
 		EXPECT_EQ(0, write_stream(self->fd, s.p, s.len, NULL, NULL));
 		EXPECT_EQ(0, mt_mig_set_state(self->dst.v.device, VFIO_DEVICE_STATE_STOP, NULL));
-		EXPECT_EQ(0, inst_digest(&self->dst, dd, sizeof(dd)));
+		EXPECT_EQ(0, mt_digest(self->dst.uuid, dd, sizeof(dd)));
 		EXPECT_STREQ(sd, dd);
-		buf_free(&s);
+		mt_buf_free(&s);
 	}
 }
 

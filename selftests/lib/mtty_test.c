@@ -12,9 +12,11 @@
 #include <sys/ioctl.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <libkmod.h>
+#include <linux/mtty_mig.h>
 
 #include "mtty_test.h"
 
@@ -204,6 +206,41 @@ int mt_dev_attr_read_u64(const char *uuid, const char *attr, uint64_t *val)
 	return 0;
 }
 
+uint64_t mt_dev_attr_u64(const char *uuid, const char *attr)
+{
+	uint64_t v = MT_NO_VALUE;
+
+	return mt_dev_attr_read_u64(uuid, attr, &v) ? MT_NO_VALUE : v;
+}
+
+int mt_digest(const char *uuid, char *buf, size_t len)
+{
+	return mt_dev_attr_read(uuid, MTTY_MIG_ATTR_DIGEST, buf, len);
+}
+
+static int mt_fault_path(char *path, size_t len, const char *uuid, const char *file)
+{
+	int n = snprintf(path, len, MTTY_MIG_DEBUGFS_DIR "/%s/%s", uuid, file);
+
+	return n >= 0 && (size_t)n < len ? 0 : -ENAMETOOLONG;
+}
+
+int mt_fault_write(const char *uuid, const char *file, const char *val)
+{
+	char path[PATH_MAX];
+	int ret = mt_fault_path(path, sizeof(path), uuid, file);
+
+	return ret ? ret : mt_sysfs_write(path, val);
+}
+
+int mt_fault_read(const char *uuid, const char *file, char *buf, size_t len)
+{
+	char path[PATH_MAX];
+	int ret = mt_fault_path(path, sizeof(path), uuid, file);
+
+	return ret ? ret : mt_sysfs_read(path, buf, len);
+}
+
 void mt_uuid_random(char uuid[MT_UUID_LEN])
 {
 	unsigned char b[16];
@@ -252,6 +289,11 @@ bool mt_mdev_exists(const char *uuid)
 	return access(path, F_OK) == 0;
 }
 
+void mt_vfio_init(struct mt_vfio *v)
+{
+	v->container = v->group = v->device = -1;
+}
+
 int mt_vfio_open(struct mt_vfio *v, const char *uuid)
 {
 	struct vfio_group_status status = { .argsz = sizeof(status) };
@@ -259,7 +301,7 @@ int mt_vfio_open(struct mt_vfio *v, const char *uuid)
 	ssize_t n;
 	int ret;
 
-	v->container = v->group = v->device = -1;
+	mt_vfio_init(v);
 	snprintf(link, sizeof(link), MT_DEVICES "/%s/iommu_group", uuid);
 	n = readlink(link, target, sizeof(target) - 1);
 	if (n < 0)
@@ -309,7 +351,7 @@ void mt_vfio_close(struct mt_vfio *v)
 		close(v->group);
 	if (v->container >= 0)
 		close(v->container);
-	v->container = v->group = v->device = -1;
+	mt_vfio_init(v);
 }
 
 int mt_region_info(int device, uint32_t index, struct vfio_region_info *info)
@@ -320,7 +362,8 @@ int mt_region_info(int device, uint32_t index, struct vfio_region_info *info)
 	return ioctl(device, VFIO_DEVICE_GET_REGION_INFO, info) ? -errno : 0;
 }
 
-ssize_t mt_region_read(int device, uint32_t index, uint64_t off, void *buf, size_t len)
+static ssize_t mt_region_rw(int device, uint32_t index, uint64_t off, void *buf, size_t len,
+			    bool wr)
 {
 	struct vfio_region_info info;
 	ssize_t n;
@@ -329,83 +372,89 @@ ssize_t mt_region_read(int device, uint32_t index, uint64_t off, void *buf, size
 	ret = mt_region_info(device, index, &info);
 	if (ret)
 		return ret;
-	n = pread(device, buf, len, info.offset + off);
+	n = wr ? pwrite(device, buf, len, info.offset + off) :
+		    pread(device, buf, len, info.offset + off);
 	return n < 0 ? -errno : n;
+}
+
+ssize_t mt_region_read(int device, uint32_t index, uint64_t off, void *buf, size_t len)
+{
+	return mt_region_rw(device, index, off, buf, len, false);
 }
 
 ssize_t mt_region_write(int device, uint32_t index, uint64_t off, const void *buf, size_t len)
 {
-	struct vfio_region_info info;
-	ssize_t n;
-	int ret;
-
-	ret = mt_region_info(device, index, &info);
-	if (ret)
-		return ret;
-	n = pwrite(device, buf, len, info.offset + off);
-	return n < 0 ? -errno : n;
+	return mt_region_rw(device, index, off, (void *)buf, len, true);
 }
 
-/* VFIO_DEVICE_FEATURE argument: the header followed by the feature payload */
-#define MT_FEATURE_BUF(name, payload)                                                            \
-	uint64_t name##_buf[(sizeof(struct vfio_device_feature) + sizeof(payload) + 7) / 8] = { 0 }; \
-	struct vfio_device_feature *name = (void *)name##_buf
+/*
+ * VFIO_DEVICE_FEATURE with @flags: the header followed by the @len bytes of
+ * @payload, which gets the kernel's answer back.
+ */
+static int mt_feature(int device, uint32_t flags, void *payload, size_t len)
+{
+	uint64_t buf[4] = { 0 }; /* 8-byte header and the largest payload, 8 bytes */
+	struct vfio_device_feature *f = (void *)buf;
+
+	if (len > sizeof(buf) - sizeof(*f))
+		return -EINVAL;
+	f->argsz = sizeof(*f) + len;
+	f->flags = flags;
+	memcpy(f->data, payload, len);
+	if (ioctl(device, VFIO_DEVICE_FEATURE, f))
+		return -errno;
+	memcpy(payload, f->data, len);
+	return 0;
+}
 
 int mt_mig_flags(int device, uint64_t *flags)
 {
-	MT_FEATURE_BUF(f, struct vfio_device_feature_migration);
-	struct vfio_device_feature_migration *mig = (void *)f->data;
+	struct vfio_device_feature_migration mig = { 0 };
+	int ret = mt_feature(device, VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_MIGRATION,
+			     &mig, sizeof(mig));
 
-	f->argsz = sizeof(f_buf);
-	f->flags = VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_MIGRATION;
-	if (ioctl(device, VFIO_DEVICE_FEATURE, f))
-		return -errno;
-	*flags = mig->flags;
-	return 0;
+	if (!ret)
+		*flags = mig.flags;
+	return ret;
 }
 
 int mt_mig_get_state(int device, uint32_t *state)
 {
-	MT_FEATURE_BUF(f, struct vfio_device_feature_mig_state);
-	struct vfio_device_feature_mig_state *mig = (void *)f->data;
+	struct vfio_device_feature_mig_state mig = { 0 };
+	int ret = mt_feature(device,
+			     VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE,
+			     &mig, sizeof(mig));
 
-	f->argsz = sizeof(f_buf);
-	f->flags = VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE;
-	if (ioctl(device, VFIO_DEVICE_FEATURE, f))
-		return -errno;
-	*state = mig->device_state;
-	return 0;
+	if (!ret)
+		*state = mig.device_state;
+	return ret;
 }
 
 int mt_mig_set_state(int device, uint32_t state, int *data_fd)
 {
-	MT_FEATURE_BUF(f, struct vfio_device_feature_mig_state);
-	struct vfio_device_feature_mig_state *mig = (void *)f->data;
+	struct vfio_device_feature_mig_state mig = { .device_state = state, .data_fd = -1 };
+	int ret = mt_feature(device,
+			     VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE,
+			     &mig, sizeof(mig));
 
-	f->argsz = sizeof(f_buf);
-	f->flags = VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE;
-	mig->device_state = state;
-	mig->data_fd = -1;
-	if (ioctl(device, VFIO_DEVICE_FEATURE, f))
-		return -errno;
+	if (ret)
+		return ret;
 	if (data_fd)
-		*data_fd = mig->data_fd;
-	else if (mig->data_fd >= 0)
-		close(mig->data_fd);
+		*data_fd = mig.data_fd;
+	else if (mig.data_fd >= 0)
+		close(mig.data_fd);
 	return 0;
 }
 
 int mt_mig_data_size(int device, uint64_t *len)
 {
-	MT_FEATURE_BUF(f, struct vfio_device_feature_mig_data_size);
-	struct vfio_device_feature_mig_data_size *sz = (void *)f->data;
+	struct vfio_device_feature_mig_data_size sz = { 0 };
+	int ret = mt_feature(device, VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_MIG_DATA_SIZE,
+			     &sz, sizeof(sz));
 
-	f->argsz = sizeof(f_buf);
-	f->flags = VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_MIG_DATA_SIZE;
-	if (ioctl(device, VFIO_DEVICE_FEATURE, f))
-		return -errno;
-	*len = sz->stop_copy_length;
-	return 0;
+	if (!ret)
+		*len = sz.stop_copy_length;
+	return ret;
 }
 
 int mt_precopy_info(int data_fd, uint64_t *initial, uint64_t *dirty)
@@ -435,4 +484,210 @@ const char *mt_state_name(uint32_t state)
 	};
 
 	return state < sizeof(names) / sizeof(names[0]) ? names[state] : "?";
+}
+
+void mt_inst_init(struct mt_inst *d)
+{
+	memset(d, 0, sizeof(*d));
+	mt_vfio_init(&d->v);
+}
+
+int mt_inst_create(struct mt_inst *d, const char *type, uint64_t mem_size,
+		   const char *const *attrs)
+{
+	char val[32];
+	int ret;
+
+	mt_inst_init(d);
+	ret = mt_mdev_create(type, d->uuid);
+	if (ret)
+		return ret;
+	d->created = true;
+	snprintf(val, sizeof(val), "%llu", (unsigned long long)mem_size);
+	ret = mt_dev_attr_write(d->uuid, MTTY_MIG_ATTR_MEM_SIZE, val);
+	for (; !ret && attrs && attrs[0]; attrs += 2)
+		ret = attrs[1] ? mt_dev_attr_write(d->uuid, attrs[0], attrs[1]) : -EINVAL;
+	return ret;
+}
+
+int mt_inst_up(struct mt_inst *d, const char *type, uint64_t mem_size,
+	       const char *const *attrs)
+{
+	int ret = mt_inst_create(d, type, mem_size, attrs);
+
+	return ret ? ret : mt_vfio_open(&d->v, d->uuid);
+}
+
+int mt_inst_down(struct mt_inst *d)
+{
+	int ret = 0;
+
+	mt_vfio_close(&d->v);
+	if (d->created)
+		ret = mt_mdev_remove(d->uuid);
+	d->created = false;
+	return ret;
+}
+
+uint32_t mt_inst_state(const struct mt_inst *d)
+{
+	uint32_t s = MT_NO_STATE;
+
+	return mt_mig_get_state(d->v.device, &s) ? MT_NO_STATE : s;
+}
+
+int mt_buf_put(struct mt_buf *b, const void *data, size_t len)
+{
+	if (len > SIZE_MAX - b->len)
+		return -ENOMEM;
+	if (b->len + len > b->cap) {
+		size_t cap = b->cap ? b->cap : 64 * 1024;
+		uint8_t *p;
+
+		while (cap < b->len + len)
+			cap *= 2;
+		p = realloc(b->p, cap);
+		if (!p)
+			return -ENOMEM;
+		b->p = p;
+		b->cap = cap;
+	}
+	if (len)
+		memcpy(b->p + b->len, data, len);
+	b->len += len;
+	return 0;
+}
+
+void mt_buf_free(struct mt_buf *b)
+{
+	free(b->p);
+	memset(b, 0, sizeof(*b));
+}
+
+static int mt_read_until(int fd, size_t chunk, bool precopy, struct mt_buf *out, size_t *total)
+{
+	size_t got = 0;
+	uint8_t *tmp;
+	int ret = 0;
+
+	if (!chunk)
+		return -EINVAL;
+	tmp = malloc(chunk);
+	if (!tmp)
+		return -ENOMEM;
+	for (;;) {
+		ssize_t n = read(fd, tmp, chunk);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (!(precopy && errno == ENOMSG))
+				ret = -errno;
+			break;
+		}
+		if (n == 0) {
+			if (precopy)
+				ret = -EPIPE; /* PRE_COPY must not end the stream */
+			break;
+		}
+		got += (size_t)n;
+		if (out) {
+			ret = mt_buf_put(out, tmp, (size_t)n);
+			if (ret)
+				break;
+		}
+	}
+	free(tmp);
+	if (total)
+		*total = got;
+	return ret;
+}
+
+int mt_read_to_end(int fd, size_t chunk, struct mt_buf *out, size_t *total)
+{
+	return mt_read_until(fd, chunk, false, out, total);
+}
+
+int mt_read_precopy(int fd, size_t chunk, struct mt_buf *out, size_t *total)
+{
+	return mt_read_until(fd, chunk, true, out, total);
+}
+
+int mt_save_stopped(struct mt_inst *d, struct mt_buf *out, char *digest, size_t dlen)
+{
+	int fd = -1, ret;
+
+	ret = mt_mig_set_state(d->v.device, VFIO_DEVICE_STATE_STOP, NULL);
+	if (!ret && digest)
+		ret = mt_digest(d->uuid, digest, dlen);
+	if (!ret)
+		ret = mt_mig_set_state(d->v.device, VFIO_DEVICE_STATE_STOP_COPY, &fd);
+	if (!ret && fd < 0)
+		ret = -EBADF;
+	if (!ret)
+		ret = mt_read_to_end(fd, 64 * 1024, out, NULL);
+	if (fd >= 0)
+		close(fd);
+	if (!ret)
+		ret = mt_mig_set_state(d->v.device, VFIO_DEVICE_STATE_STOP, NULL);
+	return ret;
+}
+
+double mt_now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+int mt_wait_until(int (*cond)(void *arg), void *arg, double secs)
+{
+	const struct timespec tick = { .tv_nsec = 1000000 };
+	double end = mt_now_s() + secs;
+
+	for (;;) {
+		int ret = cond(arg);
+
+		if (ret)
+			return ret > 0 ? 0 : ret;
+		if (mt_now_s() >= end)
+			return -ETIMEDOUT;
+		nanosleep(&tick, NULL);
+	}
+}
+
+struct mt_attr_wait {
+	const char *uuid, *attr, *want;
+	uint64_t than;
+};
+
+static int mt_attr_above(void *arg)
+{
+	const struct mt_attr_wait *w = arg;
+	uint64_t v = mt_dev_attr_u64(w->uuid, w->attr);
+
+	return v != MT_NO_VALUE && v > w->than;
+}
+
+static int mt_attr_is(void *arg)
+{
+	const struct mt_attr_wait *w = arg;
+	char buf[64];
+
+	return !mt_dev_attr_read(w->uuid, w->attr, buf, sizeof(buf)) && !strcmp(buf, w->want);
+}
+
+int mt_wait_attr_above(const char *uuid, const char *attr, uint64_t than, double secs)
+{
+	struct mt_attr_wait w = { .uuid = uuid, .attr = attr, .than = than };
+
+	return mt_wait_until(mt_attr_above, &w, secs);
+}
+
+int mt_wait_attr_is(const char *uuid, const char *attr, const char *want, double secs)
+{
+	struct mt_attr_wait w = { .uuid = uuid, .attr = attr, .want = want };
+
+	return mt_wait_until(mt_attr_is, &w, secs);
 }
