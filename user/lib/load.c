@@ -22,11 +22,6 @@
 
 #include "vfmig_internal.h"
 
-struct load_arg {
-	struct vfmig_session *s;
-	unsigned dev;
-};
-
 static void load_fail_pop(struct vfmig_session *s, unsigned i, int ret)
 {
 	char why[160];
@@ -45,7 +40,6 @@ static int load_config(struct vfmig_session *s, unsigned i, const struct vfmig_s
 	int ret;
 
 	pthread_mutex_lock(&s->lock);
-	s->ds[i].data_done = true;
 	s->data_done++;
 	pthread_cond_broadcast(&s->cond);
 	while (wait_all && s->data_done < s->ndev && !vfmig_aborted(s))
@@ -71,15 +65,11 @@ static int load_config(struct vfmig_session *s, unsigned i, const struct vfmig_s
 	return 0;
 }
 
-static void *load_thread(void *arg)
+static void load_device(struct vfmig_session *s, unsigned i)
 {
-	struct load_arg *la = arg;
-	struct vfmig_session *s = la->s;
-	unsigned i = la->dev;
 	struct vfmig_device *d = s->devs[i];
 	uint64_t one = 1;
 
-	free(la);
 	for (;;) {
 		struct vfmig_slot sl;
 		uint32_t idx;
@@ -111,7 +101,6 @@ static void *load_thread(void *arg)
 			break;
 		if (last) {
 			pthread_mutex_lock(&s->lock);
-			s->ds[i].loaded = true;
 			s->loads_done++;
 			pthread_mutex_unlock(&s->lock);
 			log_dbg(&s->log, "%s: loaded", d->name);
@@ -122,27 +111,13 @@ static void *load_thread(void *arg)
 	if (write(s->wakefd, &one, sizeof(one)) < 0) {
 		/* eventfd counters do not overflow here; poll sees it readable anyway */
 	}
-	return NULL;
 }
 
 int vfmig_load_start(struct vfmig_session *s)
 {
 	for (unsigned i = 0; i < s->ndev; i++) {
-		struct load_arg *la = malloc(sizeof(*la));
-
-		if (!la) {
-			vfmig_fail(s, VFMIG_ERR_INTERNAL, ENOMEM, -1, "destination",
-				   "out of memory");
+		if (vfmig_thread_start(s, &s->ds[i].load_thread, load_device, i))
 			return -1;
-		}
-		la->s = s;
-		la->dev = i;
-		if (pthread_create(&s->ds[i].load_thread, NULL, load_thread, la)) {
-			free(la);
-			vfmig_fail(s, VFMIG_ERR_INTERNAL, EAGAIN, -1, "destination",
-				   "cannot create a thread");
-			return -1;
-		}
 		s->ds[i].load_started = true;
 	}
 	return 0;

@@ -18,11 +18,13 @@
  * not interrupted (the uAPI offers no way), one blocked on a socket is woken
  * by the coordinator's shutdown().
  *
- * Lock order: multifd.lock -> conn.send_lock is never taken: channels send
- * with multifd.lock dropped.  multifd.lock protects every channel's pending
- * flag and job pointer, quit and the round-robin cursor.
+ * Lock order: session.lock -> multifd.lock (only in vfmig_session_wake());
+ * multifd.lock -> conn.send_lock is never taken: channels send with
+ * multifd.lock dropped.  multifd.lock protects every channel's pending flag
+ * and job pointer, quit and the round-robin cursor.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -51,11 +53,12 @@ void vfmig_buf_free(struct vfmig_buf *b)
 	free(b);
 }
 
-static void *channel_thread(void *arg)
+static void channel_thread(struct vfmig_session *s, unsigned i)
 {
-	struct vfmig_mf_channel *ch = arg;
-	struct vfmig_multifd *mf = ch->mf;
-	struct vfmig_session *s = mf->s;
+	struct vfmig_multifd *mf = &s->mf;
+	struct vfmig_mf_channel *ch = &mf->ch[i];
+	const char *where = ch->conn->id ? "multifd channel" : "main channel";
+	char what[64];
 	int ret;
 
 	for (;;) {
@@ -71,13 +74,12 @@ static void *channel_thread(void *arg)
 		if (!ch->pending) {
 			/* quit with nothing queued: this channel is done. */
 			pthread_mutex_unlock(&mf->lock);
-			if (ch->send_end) {
-				ret = vfmig_send_frame(ch->conn, VFMIG_F_CHANNEL_END, 0, 0, 0, NULL,
-						       0);
-				if (ret && !vfmig_aborted(s))
-					vfmig_fail(s, VFMIG_ERR_TRANSPORT, -ret, -1,
-						   "multifd channel", "channel %u: send: %s",
-						   ch->conn->id, strerror(-ret));
+			ret = ch->send_end ? vfmig_send_frame(ch->conn, VFMIG_F_CHANNEL_END, 0, 0,
+							      0, NULL, 0) :
+					     0;
+			if (ret) {
+				snprintf(what, sizeof(what), "channel %u: send", ch->conn->id);
+				vfmig_fail_send(s, where, what, ret);
 			}
 			break;
 		}
@@ -87,14 +89,9 @@ static void *channel_thread(void *arg)
 		ret = vfmig_send_frame(ch->conn, VFMIG_F_DEVICE_STATE, job->flags, job->dev,
 				       job->idx, job->data, job->len);
 		if (ret) {
-			if (!vfmig_aborted(s))
-				vfmig_fail(
-					s,
-					ret == -ETIMEDOUT ? VFMIG_ERR_TIMEOUT : VFMIG_ERR_TRANSPORT,
-					-ret, -1, ch->conn->id ? "multifd channel" : "main channel",
-					"channel %u: sending device %u chunk %u: %s%s",
-					ch->conn->id, job->dev, job->idx, strerror(-ret),
-					ret == -ETIMEDOUT ? " (peer stopped reading)" : "");
+			snprintf(what, sizeof(what), "channel %u: sending device %u chunk %u",
+				 ch->conn->id, job->dev, job->idx);
+			vfmig_fail_send(s, where, what, ret);
 			break;
 		}
 		pthread_mutex_lock(&mf->lock);
@@ -102,7 +99,6 @@ static void *channel_thread(void *arg)
 		pthread_cond_broadcast(&mf->ready);
 		pthread_mutex_unlock(&mf->lock);
 	}
-	return NULL;
 }
 
 int vfmig_multifd_start(struct vfmig_multifd *mf, struct vfmig_session *s)
@@ -113,10 +109,7 @@ int vfmig_multifd_start(struct vfmig_multifd *mf, struct vfmig_session *s)
 	memset(mf, 0, sizeof(*mf));
 	mf->s = s;
 	mf->ch = calloc(n, sizeof(*mf->ch));
-	mf->save_threads = calloc(s->ndev, sizeof(*mf->save_threads));
-	mf->save_started = calloc(s->ndev, sizeof(*mf->save_started));
-	if (!mf->ch || !mf->save_threads || !mf->save_started ||
-	    pthread_mutex_init(&mf->lock, NULL))
+	if (!mf->ch || pthread_mutex_init(&mf->lock, NULL))
 		goto nomem;
 	if (pthread_condattr_init(&ca) || pthread_cond_init(&mf->ready, &ca)) {
 		pthread_mutex_destroy(&mf->lock);
@@ -125,7 +118,6 @@ int vfmig_multifd_start(struct vfmig_multifd *mf, struct vfmig_session *s)
 	for (unsigned i = 0; i < n; i++) {
 		struct vfmig_mf_channel *ch = &mf->ch[i];
 
-		ch->mf = mf;
 		ch->conn = s->nch ? &s->chans[i] : &s->main;
 		ch->send_end = s->nch != 0;
 		ch->job = vfmig_buf_new(s->chunk);
@@ -144,18 +136,13 @@ int vfmig_multifd_start(struct vfmig_multifd *mf, struct vfmig_session *s)
 	s->mf_up = true;
 	pthread_mutex_unlock(&s->lock);
 	for (unsigned i = 0; i < n; i++) {
-		if (pthread_create(&mf->ch[i].thread, NULL, channel_thread, &mf->ch[i])) {
-			vfmig_fail(s, VFMIG_ERR_INTERNAL, EAGAIN, -1, "source",
-				   "cannot create a thread");
+		if (vfmig_thread_start(s, &mf->ch[i].thread, channel_thread, i))
 			return -1;
-		}
 		mf->ch[i].started = true;
 	}
 	return 0;
 nomem:
 	free(mf->ch);
-	free(mf->save_threads);
-	free(mf->save_started);
 	memset(mf, 0, sizeof(*mf));
 	vfmig_fail(s, VFMIG_ERR_INTERNAL, ENOMEM, -1, "source", "out of memory");
 	return -1;
@@ -198,35 +185,21 @@ int vfmig_multifd_send(struct vfmig_multifd *mf, struct vfmig_buf **bufp)
 	return 0;
 }
 
-struct save_arg {
-	struct vfmig_multifd *mf;
-	unsigned dev;
-};
-
-static void *save_thread(void *arg)
+static void save_thread(struct vfmig_session *s, unsigned i)
 {
-	struct save_arg *sa = arg;
-	struct vfmig_multifd *mf = sa->mf;
-	struct vfmig_session *s = mf->s;
-	unsigned i = sa->dev;
+	struct vfmig_multifd *mf = &s->mf;
 	struct vfmig_device *d = s->devs[i];
-	struct vfmig_error e = { 0 };
 	struct vfmig_buf *buf = NULL;
 	uint32_t idx = 0;
 	ssize_t n;
-	int ret;
 
-	free(sa);
 	/* PRE_COPY_P2P -> STOP_COPY keeps the session; RUNNING_P2P -> STOP_COPY opens one. */
-	ret = vfmig_device_set_state(d, VFMIG_STATE_STOP_COPY, VFMIG_STATE_ERROR, &e);
-	if (ret) {
-		vfmig_fail(s, VFMIG_ERR_DEVICE, -ret, (int)i, d->name, "%s", e.msg);
-		return NULL;
-	}
+	if (vfmig_set_state(s, i, VFMIG_STATE_STOP_COPY, VFMIG_STATE_ERROR))
+		return;
 	buf = vfmig_buf_new(s->chunk);
 	if (!buf) {
 		vfmig_fail(s, VFMIG_ERR_INTERNAL, ENOMEM, (int)i, d->name, "out of memory");
-		return NULL;
+		return;
 	}
 	for (;;) {
 		if (vfmig_aborted(s))
@@ -252,7 +225,6 @@ static void *save_thread(void *arg)
 		if (vfmig_multifd_send(mf, &buf))
 			goto out;
 		atomic_fetch_add(&s->stopcopy_bytes, (uint64_t)n);
-		s->ds[i].stopcopy_bytes += (uint64_t)n;
 	}
 	/* Config state last, in the same sequence: the destination loads it after the data. */
 	n = d->config_size ? d->ops->config_read(d->priv, buf->data, d->config_size) : 0;
@@ -272,7 +244,6 @@ static void *save_thread(void *arg)
 	log_dbg(&s->log, "%s: STOP_COPY data sent (%u chunks)", d->name, idx);
 out:
 	vfmig_buf_free(buf);
-	return NULL;
 }
 
 int vfmig_multifd_save_devices(struct vfmig_multifd *mf)
@@ -280,33 +251,23 @@ int vfmig_multifd_save_devices(struct vfmig_multifd *mf)
 	struct vfmig_session *s = mf->s;
 
 	for (unsigned i = 0; i < s->ndev; i++) {
-		struct save_arg *sa = malloc(sizeof(*sa));
-
-		if (!sa) {
-			vfmig_fail(s, VFMIG_ERR_INTERNAL, ENOMEM, -1, "source", "out of memory");
+		if (vfmig_thread_start(s, &s->ds[i].save_thread, save_thread, i))
 			return -1;
-		}
-		sa->mf = mf;
-		sa->dev = i;
-		if (pthread_create(&mf->save_threads[i], NULL, save_thread, sa)) {
-			free(sa);
-			vfmig_fail(s, VFMIG_ERR_INTERNAL, EAGAIN, -1, "source",
-				   "cannot create a thread");
-			return -1;
-		}
-		mf->save_started[i] = true;
+		s->ds[i].save_started = true;
 	}
 	return 0;
 }
 
 void vfmig_multifd_join_saves(struct vfmig_multifd *mf)
 {
-	if (!mf->save_started)
+	struct vfmig_session *s = mf->s;
+
+	if (!s)
 		return;
-	for (unsigned i = 0; i < mf->s->ndev; i++) {
-		if (mf->save_started[i])
-			pthread_join(mf->save_threads[i], NULL);
-		mf->save_started[i] = false;
+	for (unsigned i = 0; i < s->ndev; i++) {
+		if (s->ds[i].save_started)
+			pthread_join(s->ds[i].save_thread, NULL);
+		s->ds[i].save_started = false;
 	}
 }
 
@@ -353,7 +314,5 @@ void vfmig_multifd_destroy(struct vfmig_multifd *mf)
 		pthread_mutex_destroy(&mf->lock);
 	}
 	free(mf->ch);
-	free(mf->save_threads);
-	free(mf->save_started);
 	memset(mf, 0, sizeof(*mf));
 }

@@ -37,21 +37,24 @@
 int vfmig_precopy_start(struct vfmig_session *s)
 {
 	for (unsigned i = 0; i < s->ndev; i++) {
-		struct vfmig_error e = { 0 };
-		int ret;
-
 		if (!(s->devs[i]->flags & VFMIG_MIG_PRE_COPY))
 			continue;
-		ret = vfmig_device_set_state(s->devs[i], VFMIG_STATE_PRE_COPY, VFMIG_STATE_RUNNING,
-					     &e);
-		if (ret) {
-			vfmig_fail(s, VFMIG_ERR_DEVICE, -ret, (int)i, s->devs[i]->name, "%s",
-				   e.msg);
+		if (vfmig_set_state(s, i, VFMIG_STATE_PRE_COPY, VFMIG_STATE_RUNNING))
 			return -1;
-		}
 		s->ds[i].precopy = true;
 	}
 	return 0;
+}
+
+static int precopy_info(struct vfmig_session *s, unsigned i, uint64_t *init, uint64_t *dirty)
+{
+	struct vfmig_device *d = s->devs[i];
+	int ret = d->ops->precopy_info(d->priv, init, dirty);
+
+	if (ret)
+		vfmig_fail(s, VFMIG_ERR_DEVICE, -ret, (int)i, d->name,
+			   "%s: VFIO_MIG_GET_PRECOPY_INFO: %s", d->name, strerror(-ret));
+	return ret;
 }
 
 static int send_device_precopy(struct vfmig_session *s, unsigned i, uint8_t *buf, uint64_t *moved)
@@ -60,12 +63,8 @@ static int send_device_precopy(struct vfmig_session *s, unsigned i, uint8_t *buf
 	uint64_t init, dirty, budget;
 	int ret;
 
-	ret = d->ops->precopy_info(d->priv, &init, &dirty);
-	if (ret) {
-		vfmig_fail(s, VFMIG_ERR_DEVICE, -ret, (int)i, d->name,
-			   "%s: VFIO_MIG_GET_PRECOPY_INFO: %s", d->name, strerror(-ret));
+	if (precopy_info(s, i, &init, &dirty))
 		return -1;
-	}
 	budget = init + dirty;
 	while (budget && !vfmig_aborted(s)) {
 		ssize_t n = vfmig_device_read(d, buf, (size_t)MIN(budget, (uint64_t)s->chunk));
@@ -85,26 +84,16 @@ static int send_device_precopy(struct vfmig_session *s, unsigned i, uint8_t *buf
 		ret = vfmig_send_frame(&s->main, VFMIG_F_PRECOPY_DATA, 0, i, s->ds[i].pre_idx++,
 				       buf, (uint32_t)n);
 		if (ret) {
-			if (!vfmig_aborted(s))
-				vfmig_fail(s,
-					   ret == -ETIMEDOUT ? VFMIG_ERR_TIMEOUT :
-							       VFMIG_ERR_TRANSPORT,
-					   -ret, -1, "main channel", "send precopy data: %s",
-					   strerror(-ret));
+			vfmig_fail_send(s, "main channel", "send precopy data", ret);
 			return -1;
 		}
-		s->ds[i].pre_bytes += (uint64_t)n;
 		*moved += (uint64_t)n;
 		budget -= MIN(budget, (uint64_t)n);
 	}
 	if (s->ds[i].init_sent)
 		return 0;
-	ret = d->ops->precopy_info(d->priv, &init, &dirty);
-	if (ret) {
-		vfmig_fail(s, VFMIG_ERR_DEVICE, -ret, (int)i, d->name,
-			   "%s: VFIO_MIG_GET_PRECOPY_INFO: %s", d->name, strerror(-ret));
+	if (precopy_info(s, i, &init, &dirty))
 		return -1;
-	}
 	if (init)
 		return 0;
 	pthread_mutex_lock(&s->lock);
@@ -114,9 +103,7 @@ static int send_device_precopy(struct vfmig_session *s, unsigned i, uint8_t *buf
 		return 0;
 	ret = vfmig_send_frame(&s->main, VFMIG_F_INIT_DATA_SENT, 0, i, 0, NULL, 0);
 	if (ret) {
-		if (!vfmig_aborted(s))
-			vfmig_fail(s, VFMIG_ERR_TRANSPORT, -ret, -1, "main channel", "send: %s",
-				   strerror(-ret));
+		vfmig_fail_send(s, "main channel", "send", ret);
 		return -1;
 	}
 	log_dbg(&s->log, "%s: initial bytes sent", d->name);
@@ -213,9 +200,7 @@ int vfmig_precopy_run(struct vfmig_session *s)
 			int r = vfmig_send_frame(&s->main, VFMIG_F_PING, 0, 0, 0, NULL, 0);
 
 			if (r) {
-				if (!vfmig_aborted(s))
-					vfmig_fail(s, VFMIG_ERR_TRANSPORT, -r, -1, "main channel",
-						   "send: %s", strerror(-r));
+				vfmig_fail_send(s, "main channel", "send", r);
 				goto out;
 			}
 			last_send = now;
@@ -252,8 +237,7 @@ int vfmig_precopy_load(struct vfmig_session *s, const struct vfmig_frame *f)
 		s->ds[i].acked = true;
 		ret = vfmig_send_frame(&s->main, VFMIG_F_SWITCHOVER_ACK, 0, i, 0, NULL, 0);
 		if (ret) {
-			vfmig_fail(s, VFMIG_ERR_TRANSPORT, -ret, -1, "main channel", "send ack: %s",
-				   strerror(-ret));
+			vfmig_fail_send(s, "main channel", "send ack", ret);
 			return -1;
 		}
 		log_dbg(&s->log, "%s: initial bytes loaded, switchover-ack sent", d->name);
@@ -271,7 +255,6 @@ int vfmig_precopy_load(struct vfmig_session *s, const struct vfmig_frame *f)
 		return -1;
 	}
 	s->ds[i].pre_idx++;
-	s->ds[i].pre_bytes += f->h.length;
 	s->st.precopy_bytes += f->h.length;
 	s->st.ch[0].bytes += f->h.length;
 	s->st.ch[0].packets++;

@@ -5,7 +5,9 @@
  * checksum, the reorder buffer checks device, idx and duplicates) and queues
  * them in the reorder buffer, which may make the thread wait (backpressure).
  * CHANNEL_END ends a channel cleanly; when every channel has ended the
- * reorder buffer knows that a missing chunk will never come.
+ * reorder buffer knows that a missing chunk will never come.  With multifd
+ * off the destination's main loop queues DEVICE_STATE packets through the
+ * same vfmig_recv_queue().
  *
  * Locks: none of its own; reorder.lock inside vfmig_reorder_push().
  */
@@ -15,35 +17,41 @@
 
 #include "vfmig_internal.h"
 
-struct recv_arg {
-	struct vfmig_session *s;
-	unsigned ch;
-};
-
-static void *recv_thread(void *arg)
+int vfmig_recv_queue(struct vfmig_session *s, struct vfmig_channel_stats *st, struct vfmig_frame *f,
+		     const char *where)
 {
-	struct recv_arg *ra = arg;
-	struct vfmig_session *s = ra->s;
-	struct vfmig_conn *c = &s->chans[ra->ch];
+	char why[256];
+	int ret;
+
+	st->bytes += f->h.length;
+	st->packets++;
+	ret = vfmig_reorder_push(&s->ro, f->h.device, f->h.idx, f->h.flags, f->payload, f->h.length,
+				 why, sizeof(why));
+	if (ret) {
+		if (ret != -ECANCELED)
+			vfmig_fail(s, ret == -ENOBUFS ? VFMIG_ERR_BUDGET : VFMIG_ERR_PROTOCOL, -ret,
+				   (int)f->h.device, where, "%s", why);
+		return -1;
+	}
+	f->payload = NULL; /* owned by the reorder buffer */
+	return 0;
+}
+
+static void recv_channel(struct vfmig_session *s, unsigned ch)
+{
+	struct vfmig_conn *c = &s->chans[ch];
 	char where[32], why[256];
 
 	snprintf(where, sizeof(where), "multifd channel %u", c->id);
-	free(ra);
 	for (;;) {
 		struct vfmig_frame f;
 		enum vfmig_ferr fe;
 		uint64_t t0 = vfmig_now_ns();
-		int err_no, ret;
+		int err_no;
 
 		fe = vfmig_recv_frame(c->fd, &s->lim, -1, &f, &err_no, why, sizeof(why));
 		if (fe) {
-			if (!vfmig_aborted(s))
-				vfmig_fail(s,
-					   fe == VFMIG_FERR_EOF || fe == VFMIG_FERR_IO ?
-						   VFMIG_ERR_TRANSPORT :
-					   fe == VFMIG_FERR_NOMEM ? VFMIG_ERR_INTERNAL :
-								    VFMIG_ERR_PROTOCOL,
-					   err_no, -1, where, "%s: %s", vfmig_ferr_name(fe), why);
+			vfmig_fail_frame(s, where, fe, err_no, why);
 			break;
 		}
 		if (f.h.type == VFMIG_F_CHANNEL_END) {
@@ -56,22 +64,13 @@ static void *recv_thread(void *arg)
 			vfmig_frame_free(&f);
 			break;
 		}
-		c->stats->bytes += f.h.length;
-		c->stats->packets++;
 		c->stats->busy_ns += vfmig_now_ns() - t0;
-		ret = vfmig_reorder_push(&s->ro, f.h.device, f.h.idx, f.h.flags, f.payload,
-					 f.h.length, why, sizeof(why));
-		if (ret) {
+		if (vfmig_recv_queue(s, c->stats, &f, where)) {
 			vfmig_frame_free(&f);
-			if (ret != -ECANCELED)
-				vfmig_fail(s,
-					   ret == -ENOBUFS ? VFMIG_ERR_BUDGET : VFMIG_ERR_PROTOCOL,
-					   -ret, (int)f.h.device, where, "%s", why);
 			break;
 		}
 	}
 	vfmig_reorder_producer_exit(&s->ro);
-	return NULL;
 }
 
 int vfmig_recv_start(struct vfmig_session *s)
@@ -84,21 +83,8 @@ int vfmig_recv_start(struct vfmig_session *s)
 		return -1;
 	}
 	for (unsigned i = 0; i < s->nch; i++) {
-		struct recv_arg *ra = malloc(sizeof(*ra));
-
-		if (!ra) {
-			vfmig_fail(s, VFMIG_ERR_INTERNAL, ENOMEM, -1, "destination",
-				   "out of memory");
+		if (vfmig_thread_start(s, &s->recv_threads[i], recv_channel, i))
 			return -1;
-		}
-		ra->s = s;
-		ra->ch = i;
-		if (pthread_create(&s->recv_threads[i], NULL, recv_thread, ra)) {
-			free(ra);
-			vfmig_fail(s, VFMIG_ERR_INTERNAL, EAGAIN, -1, "destination",
-				   "cannot create a thread");
-			return -1;
-		}
 		s->recv_started++;
 	}
 	return 0;

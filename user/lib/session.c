@@ -128,14 +128,13 @@ static void fail_weak(struct vfmig_session *s, enum vfmig_errclass cls, const ch
 	va_list ap;
 
 	va_start(ap, fmt);
-	fail_va(s, true, cls, 0, -1, s->source ? "source" : "destination", fmt, ap);
+	fail_va(s, true, cls, 0, -1, vfmig_side(s), fmt, ap);
 	va_end(ap);
 }
 
 void vfmig_session_cancel(struct vfmig_session *s)
 {
-	vfmig_fail(s, VFMIG_ERR_CANCELLED, EINTR, -1, s->source ? "source" : "destination",
-		   "interrupted");
+	vfmig_fail(s, VFMIG_ERR_CANCELLED, EINTR, -1, vfmig_side(s), "interrupted");
 }
 
 void vfmig_session_abort(struct vfmig_session *s, enum vfmig_errclass cls, const char *msg)
@@ -280,29 +279,91 @@ static enum vfmig_errclass ferr_class(enum vfmig_ferr fe)
 	}
 }
 
-static void fail_frame(struct vfmig_session *s, const char *where, enum vfmig_ferr fe, int err_no,
-		       const char *why)
+void vfmig_fail_frame(struct vfmig_session *s, const char *where, enum vfmig_ferr fe, int err_no,
+		      const char *why)
 {
 	if (vfmig_aborted(s))
 		return; /* our own shutdown() woke this reader */
 	vfmig_fail(s, ferr_class(fe), err_no, -1, where, "%s: %s", vfmig_ferr_name(fe), why);
 }
 
-static void fail_send(struct vfmig_session *s, const char *where, int ret)
+void vfmig_fail_send(struct vfmig_session *s, const char *where, const char *what, int ret)
 {
 	if (vfmig_aborted(s))
 		return;
 	vfmig_fail(s, ret == -ETIMEDOUT ? VFMIG_ERR_TIMEOUT : VFMIG_ERR_TRANSPORT, -ret, -1, where,
-		   "send: %s%s", strerror(-ret),
+		   "%s: %s%s", what, strerror(-ret),
 		   ret == -ETIMEDOUT ? " (peer stopped reading)" : "");
 }
 
-static void fail_remote(struct vfmig_session *s, const struct vfmig_frame *f)
+int vfmig_set_state(struct vfmig_session *s, unsigned i, enum vfmig_state st,
+		    enum vfmig_state recover)
 {
-	char msg[VFMIG_MSG_MAX + 1];
-	uint32_t cls = get_le32(f->payload);
-	uint32_t err = get_le32(f->payload + 4);
-	uint32_t dev = get_le32(f->payload + 8);
+	struct vfmig_error e = { 0 };
+	int ret = vfmig_device_set_state(s->devs[i], st, recover, &e);
+
+	if (ret)
+		vfmig_fail(s, VFMIG_ERR_DEVICE, -ret, (int)i, s->devs[i]->name, "%s", e.msg);
+	else
+		log_dbg(&s->log, "%s: -> %s", s->devs[i]->name, vfmig_state_name(st));
+	return ret;
+}
+
+struct thread_arg {
+	struct vfmig_session *s;
+	unsigned i;
+	void (*fn)(struct vfmig_session *s, unsigned i);
+};
+
+static void *thread_main(void *arg)
+{
+	struct thread_arg ta = *(struct thread_arg *)arg;
+
+	free(arg);
+	ta.fn(ta.s, ta.i);
+	return NULL;
+}
+
+int vfmig_thread_start(struct vfmig_session *s, pthread_t *t,
+		       void (*fn)(struct vfmig_session *s, unsigned i), unsigned i)
+{
+	struct thread_arg *ta = malloc(sizeof(*ta));
+
+	if (!ta) {
+		vfmig_fail(s, VFMIG_ERR_INTERNAL, ENOMEM, -1, vfmig_side(s), "out of memory");
+		return -1;
+	}
+	*ta = (struct thread_arg){ .s = s, .i = i, .fn = fn };
+	if (pthread_create(t, NULL, thread_main, ta)) {
+		free(ta);
+		vfmig_fail(s, VFMIG_ERR_INTERNAL, EAGAIN, -1, vfmig_side(s),
+			   "cannot create a thread");
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * ERROR and HELLO_ACK payloads: four u32 (ERROR: class, errno, device;
+ * HELLO_ACK: status, options, channels; then a reserved 0) and a message.
+ */
+_Static_assert(VFMIG_ERROR_FIXED == VFMIG_HELLO_ACK_FIXED, "one report layout");
+static uint32_t put_report(uint8_t p[VFMIG_ERROR_FIXED + VFMIG_MSG_MAX], uint32_t a, uint32_t b,
+			   uint32_t c, const char *msg)
+{
+	size_t n = strnlen(msg, VFMIG_MSG_MAX);
+
+	put_le32(p, a);
+	put_le32(p + 4, b);
+	put_le32(p + 8, c);
+	put_le32(p + 12, 0);
+	memcpy(p + VFMIG_ERROR_FIXED, msg, n);
+	return (uint32_t)(VFMIG_ERROR_FIXED + n);
+}
+
+/* The message of an ERROR or HELLO_ACK payload, control bytes from the wire replaced. */
+static void get_report_msg(const struct vfmig_frame *f, char msg[VFMIG_MSG_MAX + 1])
+{
 	size_t n = f->h.length - VFMIG_ERROR_FIXED;
 
 	memcpy(msg, f->payload + VFMIG_ERROR_FIXED, n);
@@ -311,10 +372,36 @@ static void fail_remote(struct vfmig_session *s, const struct vfmig_frame *f)
 		if (msg[i] < 0x20 || msg[i] == 0x7f)
 			msg[i] = '?'; /* never print control bytes from the wire */
 	}
+}
+
+static void fail_remote(struct vfmig_session *s, const struct vfmig_frame *f)
+{
+	char msg[VFMIG_MSG_MAX + 1];
+	uint32_t cls = get_le32(f->payload);
+	uint32_t err = get_le32(f->payload + 4);
+	uint32_t dev = get_le32(f->payload + 8);
+
+	get_report_msg(f, msg);
 	vfmig_fail(s, VFMIG_ERR_REMOTE, (int)err, dev == UINT32_MAX ? -1 : (int)dev,
 		   s->source ? "destination" : "source", "%s (%s)", msg,
 		   vfmig_errclass_name(cls < VFMIG_ERR_NR ? (enum vfmig_errclass)cls :
 							    VFMIG_ERR_INTERNAL));
+}
+
+/* Append to the recorded error's message. */
+static void append_error(struct vfmig_session *s, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void append_error(struct vfmig_session *s, const char *fmt, ...)
+{
+	size_t l;
+	va_list ap;
+
+	pthread_mutex_lock(&s->es.lock);
+	l = strlen(s->es.e.msg);
+	va_start(ap, fmt);
+	vsnprintf(s->es.e.msg + l, sizeof(s->es.e.msg) - l, fmt, ap);
+	va_end(ap);
+	pthread_mutex_unlock(&s->es.lock);
 }
 
 /* Tell the peer why we stop; best effort, never blocks on another sender. */
@@ -322,7 +409,6 @@ static void send_error(struct vfmig_session *s)
 {
 	uint8_t p[VFMIG_ERROR_FIXED + VFMIG_MSG_MAX];
 	struct vfmig_error e;
-	size_t n;
 
 	if (!s->main_up)
 		return;
@@ -331,14 +417,9 @@ static void send_error(struct vfmig_session *s)
 	pthread_mutex_unlock(&s->es.lock);
 	if (e.cls == VFMIG_ERR_REMOTE)
 		return; /* the peer knows */
-	n = strnlen(e.msg, VFMIG_MSG_MAX);
-	put_le32(p, e.cls);
-	put_le32(p + 4, (uint32_t)e.err);
-	put_le32(p + 8, e.device < 0 ? UINT32_MAX : (uint32_t)e.device);
-	put_le32(p + 12, 0);
-	memcpy(p + VFMIG_ERROR_FIXED, e.msg, n);
 	vfmig_send_frame_try(&s->main, VFMIG_F_ERROR, 0, 0, 0, p,
-			     (uint32_t)(VFMIG_ERROR_FIXED + n));
+			     put_report(p, e.cls, (uint32_t)e.err,
+					e.device < 0 ? UINT32_MAX : (uint32_t)e.device, e.msg));
 }
 
 /*
@@ -395,19 +476,6 @@ static void close_all(struct vfmig_session *s)
 	s->main_up = false;
 }
 
-static int set_state(struct vfmig_session *s, unsigned i, enum vfmig_state st,
-		     enum vfmig_state recover)
-{
-	struct vfmig_error e = { 0 };
-	int ret = vfmig_device_set_state(s->devs[i], st, recover, &e);
-
-	if (ret)
-		vfmig_fail(s, VFMIG_ERR_DEVICE, -ret, (int)i, s->devs[i]->name, "%s", e.msg);
-	else
-		log_dbg(&s->log, "%s: -> %s", s->devs[i]->name, vfmig_state_name(st));
-	return ret;
-}
-
 /* Wait (s->lock held) for *flag or abort; false on timeout or abort. */
 static bool wait_flag(struct vfmig_session *s, bool *flag, const char *what)
 {
@@ -423,28 +491,27 @@ static bool wait_flag(struct vfmig_session *s, bool *flag, const char *what)
 	}
 	pthread_mutex_unlock(&s->lock);
 	if (timeout)
-		vfmig_fail(s, VFMIG_ERR_TIMEOUT, ETIMEDOUT, -1,
-			   s->source ? "source" : "destination", "no %s from the peer within %u ms",
-			   what, s->o.timeout_ms);
+		vfmig_fail(s, VFMIG_ERR_TIMEOUT, ETIMEDOUT, -1, vfmig_side(s),
+			   "no %s from the peer within %u ms", what, s->o.timeout_ms);
 	return !vfmig_aborted(s);
 }
 
 /* ---- source ------------------------------------------------------------------------- */
 
-static void *return_path_thread(void *arg)
+static void return_path(struct vfmig_session *s, unsigned unused)
 {
-	struct vfmig_session *s = arg;
 	struct vfmig_frame f;
 	char why[256];
 	int err_no;
 
+	(void)unused;
 	for (;;) {
 		enum vfmig_ferr fe =
 			vfmig_recv_frame(s->main.fd, &s->lim, -1, &f, &err_no, why, sizeof(why));
 
 		if (fe) {
-			fail_frame(s, "main channel", fe, err_no, why);
-			return NULL;
+			vfmig_fail_frame(s, "main channel", fe, err_no, why);
+			return;
 		}
 		switch (f.h.type) {
 		case VFMIG_F_READY:
@@ -469,7 +536,7 @@ static void *return_path_thread(void *arg)
 				vfmig_fail(s, VFMIG_ERR_PROTOCOL, EPROTO, (int)f.h.device,
 					   "main channel",
 					   "unexpected switchover-ack for device %u", f.h.device);
-				return NULL;
+				return;
 			}
 			break;
 		}
@@ -487,16 +554,16 @@ static void *return_path_thread(void *arg)
 			pthread_cond_broadcast(&s->cond);
 			pthread_mutex_unlock(&s->lock);
 			vfmig_frame_free(&f);
-			return NULL;
+			return;
 		case VFMIG_F_ERROR:
 			fail_remote(s, &f);
 			vfmig_frame_free(&f);
-			return NULL;
+			return;
 		default:
 			vfmig_fail(s, VFMIG_ERR_PROTOCOL, EPROTO, -1, "main channel",
 				   "unexpected frame type %u from the destination", f.h.type);
 			vfmig_frame_free(&f);
-			return NULL;
+			return;
 		}
 		vfmig_frame_free(&f);
 	}
@@ -594,7 +661,7 @@ static int src_handshake(struct vfmig_session *s, const struct vfmig_addr *peer)
 	n = vfmig_hello_encode(buf, sizeof(buf), &h);
 	ret = vfmig_send_frame(&s->main, VFMIG_F_HELLO, 0, 0, 0, buf, (uint32_t)n);
 	if (ret) {
-		fail_send(s, "main channel", ret);
+		vfmig_fail_send(s, "main channel", "send", ret);
 		return -1;
 	}
 	s->lim.ndevices = s->ndev;
@@ -602,7 +669,7 @@ static int src_handshake(struct vfmig_session *s, const struct vfmig_addr *peer)
 	fe = vfmig_recv_frame(s->main.fd, &s->lim, (int)s->o.timeout_ms, &f, &err_no, why,
 			      sizeof(why));
 	if (fe) {
-		fail_frame(s, "main channel (handshake)", fe, err_no, why);
+		vfmig_fail_frame(s, "main channel (handshake)", fe, err_no, why);
 		return -1;
 	}
 	if (f.h.type == VFMIG_F_ERROR) {
@@ -619,15 +686,9 @@ static int src_handshake(struct vfmig_session *s, const struct vfmig_addr *peer)
 	status = get_le32(f.payload);
 	opts = get_le32(f.payload + 4);
 	if (status != VFMIG_OK) {
-		size_t ml = f.h.length - VFMIG_HELLO_ACK_FIXED;
 		char msg[VFMIG_MSG_MAX + 1];
 
-		memcpy(msg, f.payload + VFMIG_HELLO_ACK_FIXED, ml);
-		msg[ml] = '\0';
-		for (size_t i = 0; i < ml; i++) {
-			if (msg[i] < 0x20 || msg[i] == 0x7f)
-				msg[i] = '?';
-		}
+		get_report_msg(&f, msg);
 		vfmig_frame_free(&f);
 		vfmig_fail(s,
 			   status == VFMIG_ERR_INCOMPATIBLE ? VFMIG_ERR_INCOMPATIBLE :
@@ -673,7 +734,7 @@ static int src_handshake(struct vfmig_session *s, const struct vfmig_addr *peer)
 		ret = vfmig_send_frame(&s->chans[i], VFMIG_F_CHANNEL_HELLO, 0, 0, 0, ch,
 				       sizeof(ch));
 		if (ret) {
-			fail_send(s, "multifd channel", ret);
+			vfmig_fail_send(s, "multifd channel", "send", ret);
 			return -1;
 		}
 	}
@@ -723,10 +784,8 @@ static void src_rollback(struct vfmig_session *s)
 	if (failed) {
 		pthread_mutex_lock(&s->es.lock);
 		s->es.e.cls = VFMIG_ERR_ROLLBACK;
-		snprintf(s->es.e.msg + strlen(s->es.e.msg),
-			 sizeof(s->es.e.msg) - strlen(s->es.e.msg),
-			 "; rollback to RUNNING failed%s", note);
 		pthread_mutex_unlock(&s->es.lock);
+		append_error(s, "; rollback to RUNNING failed%s", note);
 	}
 }
 
@@ -748,7 +807,7 @@ static int src_switchover(struct vfmig_session *s)
 
 	ret = vfmig_send_frame(&s->main, VFMIG_F_SWITCHOVER_START, 0, 0, 0, NULL, 0);
 	if (ret) {
-		fail_send(s, "main channel", ret);
+		vfmig_fail_send(s, "main channel", "send", ret);
 		return -1;
 	}
 	/* Phase 1: every device P2P-quiesced before any device stops.  Downtime starts. */
@@ -759,9 +818,10 @@ static int src_switchover(struct vfmig_session *s)
 
 		if (!(d->flags & VFMIG_MIG_P2P))
 			continue;
-		if (set_state(s, k,
-			      s->ds[k].precopy ? VFMIG_STATE_PRE_COPY_P2P : VFMIG_STATE_RUNNING_P2P,
-			      VFMIG_STATE_ERROR))
+		if (vfmig_set_state(s, k,
+				    s->ds[k].precopy ? VFMIG_STATE_PRE_COPY_P2P :
+						       VFMIG_STATE_RUNNING_P2P,
+				    VFMIG_STATE_ERROR))
 			return -1;
 	}
 	/* Phase 2: STOP_COPY and the data, every device in its own thread. */
@@ -786,10 +846,8 @@ enum vfmig_errclass vfmig_session_send(struct vfmig_session *s, const struct vfm
 	s->t_start = vfmig_now_ns();
 	if (src_check_devices(s) || src_handshake(s, peer))
 		goto fail;
-	if (pthread_create(&s->rp_thread, NULL, return_path_thread, s)) {
-		vfmig_fail(s, VFMIG_ERR_INTERNAL, EAGAIN, -1, "source", "cannot create a thread");
+	if (vfmig_thread_start(s, &s->rp_thread, return_path, 0))
 		goto fail;
-	}
 	s->rp_started = true;
 	if (!wait_flag(s, &s->ready, "READY (destination devices RESUMING)"))
 		goto fail;
@@ -812,7 +870,7 @@ enum vfmig_errclass vfmig_session_send(struct vfmig_session *s, const struct vfm
 	ret = vfmig_send_frame(&s->main, VFMIG_F_COMMIT, 0, 0, 0, NULL, 0);
 	committed = true;
 	if (ret) {
-		fail_send(s, "main channel", ret);
+		vfmig_fail_send(s, "main channel", "send", ret);
 		goto fail;
 	}
 	pthread_mutex_lock(&s->lock);
@@ -850,12 +908,8 @@ fail:
 		for (unsigned i = 0; i < s->ndev; i++)
 			vfmig_device_set_state(s->devs[i], VFMIG_STATE_STOP, VFMIG_STATE_ERROR,
 					       NULL);
-		pthread_mutex_lock(&s->es.lock);
-		snprintf(s->es.e.msg + strlen(s->es.e.msg),
-			 sizeof(s->es.e.msg) - strlen(s->es.e.msg),
-			 "; failure after COMMIT: the destination may be running, source devices "
-			 "left STOPPED");
-		pthread_mutex_unlock(&s->es.lock);
+		append_error(s, "; failure after COMMIT: the destination may be running, source "
+				"devices left STOPPED");
 	}
 	vfmig_stats_finish(s);
 	return s->es.e.cls ? s->es.e.cls : VFMIG_ERR_INTERNAL;
@@ -866,15 +920,9 @@ fail:
 static int dst_send_ack(struct vfmig_session *s, uint32_t status, uint32_t opts, const char *msg)
 {
 	uint8_t p[VFMIG_HELLO_ACK_FIXED + VFMIG_MSG_MAX];
-	size_t n = strnlen(msg, VFMIG_MSG_MAX);
 
-	put_le32(p, status);
-	put_le32(p + 4, opts);
-	put_le32(p + 8, s->nch);
-	put_le32(p + 12, 0);
-	memcpy(p + VFMIG_HELLO_ACK_FIXED, msg, n);
 	return vfmig_send_frame(&s->main, VFMIG_F_HELLO_ACK, 0, 0, 0, p,
-				(uint32_t)(VFMIG_HELLO_ACK_FIXED + n));
+				put_report(p, status, opts, s->nch, msg));
 }
 
 static int dst_handshake(struct vfmig_session *s, int lfd)
@@ -911,7 +959,7 @@ static int dst_handshake(struct vfmig_session *s, int lfd)
 	s->main_up = true;
 	fe = vfmig_recv_frame(fd, &pre, (int)s->o.timeout_ms, &f, &err_no, why, sizeof(why));
 	if (fe) {
-		fail_frame(s, "main channel (handshake)", fe, err_no, why);
+		vfmig_fail_frame(s, "main channel (handshake)", fe, err_no, why);
 		return -1;
 	}
 	if (f.h.type != VFMIG_F_HELLO) {
@@ -943,7 +991,7 @@ static int dst_handshake(struct vfmig_session *s, int lfd)
 	s->lim.max_chunk = s->chunk;
 	ret = dst_send_ack(s, VFMIG_OK, opts, "ok");
 	if (ret) {
-		fail_send(s, "main channel", ret);
+		vfmig_fail_send(s, "main channel", "send", ret);
 		return -1;
 	}
 
@@ -981,7 +1029,7 @@ static int dst_handshake(struct vfmig_session *s, int lfd)
 				      sizeof(why));
 		if (fe) {
 			close(fd);
-			fail_frame(s, "multifd channel (handshake)", fe, err_no, why);
+			vfmig_fail_frame(s, "multifd channel (handshake)", fe, err_no, why);
 			return -1;
 		}
 		if (f.h.type != VFMIG_F_CHANNEL_HELLO) {
@@ -1018,12 +1066,12 @@ static int dst_phase1(struct vfmig_session *s)
 {
 	/* RESUMING -> STOP validates the stream; then P2P-quiesced RUNNING. */
 	for (unsigned i = 0; i < s->ndev; i++) {
-		if (set_state(s, i, VFMIG_STATE_STOP, VFMIG_STATE_ERROR))
+		if (vfmig_set_state(s, i, VFMIG_STATE_STOP, VFMIG_STATE_ERROR))
 			return -1;
 	}
 	for (unsigned i = 0; i < s->ndev; i++) {
 		if ((s->devs[i]->flags & VFMIG_MIG_P2P) &&
-		    set_state(s, i, VFMIG_STATE_RUNNING_P2P, VFMIG_STATE_ERROR))
+		    vfmig_set_state(s, i, VFMIG_STATE_RUNNING_P2P, VFMIG_STATE_ERROR))
 			return -1;
 	}
 	return 0;
@@ -1035,7 +1083,7 @@ static int dst_complete(struct vfmig_session *s, uint64_t t_switch)
 	int ret;
 
 	for (unsigned i = 0; i < s->ndev; i++) {
-		if (set_state(s, i, VFMIG_STATE_RUNNING, VFMIG_STATE_ERROR))
+		if (vfmig_set_state(s, i, VFMIG_STATE_RUNNING, VFMIG_STATE_ERROR))
 			return -1;
 	}
 	s->st.dest_downtime_ns = vfmig_now_ns() - t_switch;
@@ -1099,7 +1147,7 @@ static int dst_main_loop(struct vfmig_session *s)
 					return -1;
 				ret = vfmig_send_frame(&s->main, VFMIG_F_LOADED, 0, 0, 0, NULL, 0);
 				if (ret) {
-					fail_send(s, "main channel", ret);
+					vfmig_fail_send(s, "main channel", "send", ret);
 					return -1;
 				}
 				loaded = true;
@@ -1109,7 +1157,7 @@ static int dst_main_loop(struct vfmig_session *s)
 		fe = vfmig_recv_frame(s->main.fd, &s->lim, (int)s->o.timeout_ms, &f, &err_no, why,
 				      sizeof(why));
 		if (fe) {
-			fail_frame(s, "main channel", fe, err_no, why);
+			vfmig_fail_frame(s, "main channel", fe, err_no, why);
 			return -1;
 		}
 		ret = 0;
@@ -1146,21 +1194,7 @@ static int dst_main_loop(struct vfmig_session *s)
 				ret = -1;
 				break;
 			}
-			s->st.ch[0].bytes += f.h.length;
-			s->st.ch[0].packets++;
-			ret = vfmig_reorder_push(&s->ro, f.h.device, f.h.idx, f.h.flags, f.payload,
-						 f.h.length, why, sizeof(why));
-			if (ret) {
-				if (ret != -ECANCELED)
-					vfmig_fail(s,
-						   ret == -ENOBUFS ? VFMIG_ERR_BUDGET :
-								     VFMIG_ERR_PROTOCOL,
-						   -ret, (int)f.h.device, "main channel", "%s",
-						   why);
-				ret = -1;
-				break;
-			}
-			f.payload = NULL; /* owned by the reorder buffer */
+			ret = vfmig_recv_queue(s, &s->st.ch[0], &f, "main channel");
 			break;
 		case VFMIG_F_COMMIT:
 			if (!loaded) {
@@ -1222,14 +1256,14 @@ enum vfmig_errclass vfmig_session_recv(struct vfmig_session *s, int lfd)
 
 	touched = true;
 	for (unsigned i = 0; i < s->ndev; i++) {
-		if (set_state(s, i, VFMIG_STATE_RESUMING, VFMIG_STATE_ERROR))
+		if (vfmig_set_state(s, i, VFMIG_STATE_RESUMING, VFMIG_STATE_ERROR))
 			goto fail;
 	}
 	if (vfmig_recv_start(s))
 		goto fail;
 	ret = vfmig_send_frame(&s->main, VFMIG_F_READY, 0, 0, 0, NULL, 0);
 	if (ret) {
-		fail_send(s, "main channel", ret);
+		vfmig_fail_send(s, "main channel", "send", ret);
 		goto fail;
 	}
 	s->st.setup_ns = vfmig_now_ns() - s->t_start;

@@ -188,8 +188,9 @@ enum vfmig_ferr vfmig_hdr_validate(const struct vfmig_frame_hdr *h, const struct
 	return VFMIG_FERR_NONE;
 }
 
-size_t vfmig_frame_encode(uint8_t *buf, uint16_t type, uint32_t flags, uint32_t device,
-			  uint32_t idx, const void *payload, uint32_t len)
+/* The header of a frame, checksum over the header and @payload included. */
+static void hdr_seal(uint8_t hdr[VFMIG_HDR_LEN], uint16_t type, uint32_t flags, uint32_t device,
+		     uint32_t idx, const void *payload, uint32_t len)
 {
 	struct vfmig_frame_hdr h = {
 		.magic = VFMIG_MAGIC,
@@ -201,9 +202,14 @@ size_t vfmig_frame_encode(uint8_t *buf, uint16_t type, uint32_t flags, uint32_t 
 		.length = len,
 	};
 
-	vfmig_hdr_pack(buf, &h);
-	h.checksum = vfmig_frame_checksum(buf, payload, len);
-	put_le64(buf + 24, h.checksum);
+	vfmig_hdr_pack(hdr, &h);
+	put_le64(hdr + 24, vfmig_frame_checksum(hdr, payload, len));
+}
+
+size_t vfmig_frame_encode(uint8_t *buf, uint16_t type, uint32_t flags, uint32_t device,
+			  uint32_t idx, const void *payload, uint32_t len)
+{
+	hdr_seal(buf, type, flags, device, idx, payload, len);
 	if (len)
 		memcpy(buf + VFMIG_HDR_LEN, payload, len);
 	return VFMIG_HDR_LEN + len;
@@ -240,27 +246,18 @@ void vfmig_conn_shutdown(struct vfmig_conn *c)
 static int send_locked(struct vfmig_conn *c, uint16_t type, uint32_t flags, uint32_t device,
 		       uint32_t idx, const void *payload, uint32_t len)
 {
-	struct vfmig_frame_hdr h = {
-		.magic = VFMIG_MAGIC,
-		.version = VFMIG_FRAME_VERSION,
-		.type = type,
-		.flags = flags,
-		.device = device,
-		.idx = idx,
-		.length = len,
-	};
 	uint8_t hdr[VFMIG_HDR_LEN];
-	struct iovec iov[2];
+	struct iovec iov[2] = {
+		{ .iov_base = hdr, .iov_len = VFMIG_HDR_LEN },
+		{ .iov_base = (void *)payload, .iov_len = len },
+	};
 	struct msghdr msg = { .msg_iov = iov, .msg_iovlen = len ? 2 : 1 };
-	uint64_t t0 = vfmig_now_ns();
+	/* Only data packets are counted (and timed) in the channel statistics. */
+	bool counted = c->stats && (type == VFMIG_F_DEVICE_STATE || type == VFMIG_F_PRECOPY_DATA);
+	uint64_t t0 = counted ? vfmig_now_ns() : 0;
 	size_t total = VFMIG_HDR_LEN + (size_t)len;
 
-	vfmig_hdr_pack(hdr, &h);
-	put_le64(hdr + 24, vfmig_frame_checksum(hdr, payload, len));
-	iov[0].iov_base = hdr;
-	iov[0].iov_len = VFMIG_HDR_LEN;
-	iov[1].iov_base = (void *)payload;
-	iov[1].iov_len = len;
+	hdr_seal(hdr, type, flags, device, idx, payload, len);
 	while (total) {
 		ssize_t n = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
 
@@ -281,7 +278,7 @@ static int send_locked(struct vfmig_conn *c, uint16_t type, uint32_t flags, uint
 			}
 		}
 	}
-	if (c->stats && (type == VFMIG_F_DEVICE_STATE || type == VFMIG_F_PRECOPY_DATA)) {
+	if (counted) {
 		c->stats->bytes += len;
 		c->stats->packets++;
 		c->stats->busy_ns += vfmig_now_ns() - t0;
@@ -312,27 +309,31 @@ int vfmig_send_frame_try(struct vfmig_conn *c, uint16_t type, uint32_t flags, ui
 	return ret;
 }
 
-/* 0: all read; 1: end of stream after *got bytes; <0: -errno / -ETIMEDOUT. */
+/*
+ * 0: all read; 1: end of stream after *got bytes; <0: -errno / -ETIMEDOUT.
+ * With a timeout, poll() only when nothing is queued: a frame that is already
+ * (partly) there costs no extra system call.
+ */
 static int read_full(int fd, void *buf, size_t len, int timeout_ms, size_t *got)
 {
+	int flags = timeout_ms >= 0 ? MSG_DONTWAIT : 0;
+
 	*got = 0;
 	while (*got < len) {
-		ssize_t n;
+		ssize_t n = recv(fd, (uint8_t *)buf + *got, len - *got, flags);
 
-		if (timeout_ms >= 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && flags && (errno == EAGAIN || errno == EWOULDBLOCK)) {
 			struct pollfd p = { .fd = fd, .events = POLLIN };
 			int r = poll(&p, 1, timeout_ms);
 
-			if (r < 0 && errno == EINTR)
-				continue;
-			if (r < 0)
+			if (r < 0 && errno != EINTR)
 				return -errno;
 			if (r == 0)
 				return -ETIMEDOUT;
-		}
-		n = recv(fd, (uint8_t *)buf + *got, len - *got, 0);
-		if (n < 0 && errno == EINTR)
 			continue;
+		}
 		if (n < 0)
 			return (errno == EAGAIN || errno == EWOULDBLOCK) ? -ETIMEDOUT : -errno;
 		if (n == 0)
@@ -647,6 +648,16 @@ int vfmig_sock_setup(int fd, unsigned timeout_ms)
 	return 0;
 }
 
+/* "path" or "host:port", for messages. */
+static const char *addr_str(const struct vfmig_addr *a, char *buf, size_t len)
+{
+	if (a->family == AF_UNIX)
+		snprintf(buf, len, "%s", a->path);
+	else
+		snprintf(buf, len, "%s:%s", a->host, a->port);
+	return buf;
+}
+
 static int unix_sockaddr(const struct vfmig_addr *a, struct sockaddr_un *un)
 {
 	memset(un, 0, sizeof(*un));
@@ -717,13 +728,13 @@ int vfmig_connect(const struct vfmig_addr *a, unsigned timeout_ms, struct vfmig_
 		nanosleep(&ts, NULL);
 	}
 	if (fd < 0) {
+		char as[sizeof(a->host) + sizeof(a->port)];
+
 		vfmig_error_set(err,
 				fd == -ECONNREFUSED || fd == -ENOENT ? VFMIG_ERR_TIMEOUT :
 								       VFMIG_ERR_TRANSPORT,
-				-fd, -1, "connect", "connect to %s%s%s%s: %s",
-				a->family == AF_UNIX ? a->path : a->host,
-				a->family == AF_UNIX ? "" : ":",
-				a->family == AF_UNIX ? "" : a->port, "", strerror(-fd));
+				-fd, -1, "connect", "connect to %s: %s",
+				addr_str(a, as, sizeof(as)), strerror(-fd));
 		return fd;
 	}
 	if (vfmig_sock_setup(fd, timeout_ms)) {
@@ -740,6 +751,7 @@ int vfmig_connect(const struct vfmig_addr *a, unsigned timeout_ms, struct vfmig_
 int vfmig_listen(const struct vfmig_addr *a, struct vfmig_error *err)
 {
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE }, *res, *ai;
+	char as[sizeof(a->host) + sizeof(a->port)];
 	int fd = -1, ret, one = 1;
 
 	if (a->family == AF_UNIX) {
@@ -786,9 +798,8 @@ int vfmig_listen(const struct vfmig_addr *a, struct vfmig_error *err)
 fail:
 	if (fd >= 0)
 		close(fd);
-	vfmig_error_set(err, VFMIG_ERR_TRANSPORT, -ret, -1, "listen", "listen on %s%s%s: %s",
-			a->family == AF_UNIX ? a->path : a->host, a->family == AF_UNIX ? "" : ":",
-			a->family == AF_UNIX ? "" : a->port, strerror(-ret));
+	vfmig_error_set(err, VFMIG_ERR_TRANSPORT, -ret, -1, "listen", "listen on %s: %s",
+			addr_str(a, as, sizeof(as)), strerror(-ret));
 	return ret;
 }
 

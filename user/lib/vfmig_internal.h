@@ -5,11 +5,12 @@
  * state and the session object (session.c) with its helpers.
  *
  * Lock order of the whole library (each file repeats its part):
- *   multifd.lock  ->  conn.send_lock
- *   session.lock, reorder.lock, errstate.lock, conn.send_lock: leaves otherwise.
- * vfmig_fail() takes errstate.lock, then session.lock, multifd.lock and
- * reorder.lock one after the other to wake their waiters: call it with no
- * lock held.
+ *   session.lock  ->  multifd.lock, session.lock  ->  reorder.lock
+ *     (only in vfmig_session_wake());
+ *   errstate.lock, conn.send_lock, fake.lock: leaves.
+ * vfmig_fail() takes errstate.lock, drops it, then wakes the waiters under
+ * session.lock (taking multifd.lock and reorder.lock inside it): call it with
+ * no lock held.
  */
 #ifndef VFMIG_INTERNAL_H
 #define VFMIG_INTERNAL_H
@@ -363,7 +364,6 @@ struct vfmig_mf_channel {
 	bool pending; /* job holds a packet to send */
 	struct vfmig_buf *job;
 	pthread_cond_t cond;
-	struct vfmig_multifd *mf;
 	bool send_end; /* send CHANNEL_END when told to quit */
 };
 
@@ -375,8 +375,6 @@ struct vfmig_multifd {
 	unsigned next; /* round-robin cursor */
 	unsigned nch;
 	struct vfmig_mf_channel *ch;
-	pthread_t *save_threads;
-	bool *save_started;
 };
 
 int vfmig_multifd_start(struct vfmig_multifd *mf, struct vfmig_session *s);
@@ -394,20 +392,17 @@ void vfmig_buf_free(struct vfmig_buf *b);
 /* ---- session ------------------------------------------------------------------ */
 
 struct vfmig_dev_state {
-	/* source precopy */
+	/* precopy */
 	bool precopy; /* device is in a PRE_COPY state */
 	bool init_sent;
 	bool acked;
 	uint32_t pre_idx; /* next precopy idx (both sides check it) */
-	uint64_t pre_bytes;
+	/* source STOP_COPY */
+	pthread_t save_thread;
+	bool save_started;
 	/* destination load */
-	bool loaded;	/* data + config written */
-	bool data_done; /* all data before the config packet written */
 	pthread_t load_thread;
 	bool load_started;
-	/* both */
-	uint64_t stopcopy_bytes;
-	pthread_t save_thread;
 };
 
 struct vfmig_session {
@@ -463,6 +458,24 @@ static inline bool vfmig_aborted(struct vfmig_session *s)
 {
 	return atomic_load(&s->es.abort);
 }
+/* "source" or "destination": where a failure of the session itself is reported. */
+static inline const char *vfmig_side(const struct vfmig_session *s)
+{
+	return s->source ? "source" : "destination";
+}
+/* A frame could not be received; nothing when already aborted (our own
+ * shutdown() woke the reader). */
+void vfmig_fail_frame(struct vfmig_session *s, const char *where, enum vfmig_ferr fe, int err_no,
+		      const char *why);
+/* A send failed ("<what>: <strerror>"; -ETIMEDOUT: the peer stopped reading);
+ * nothing when already aborted. */
+void vfmig_fail_send(struct vfmig_session *s, const char *where, const char *what, int ret);
+/* SET device i's state (vfmig_device_set_state()); a failure is recorded. */
+int vfmig_set_state(struct vfmig_session *s, unsigned i, enum vfmig_state st,
+		    enum vfmig_state recover);
+/* Run fn(s, i) in a new thread; on failure records the error and returns -1. */
+int vfmig_thread_start(struct vfmig_session *s, pthread_t *t,
+		       void (*fn)(struct vfmig_session *s, unsigned i), unsigned i);
 /* Wait on s->cond (s->lock held) until deadline; false on timeout. */
 bool vfmig_session_wait(struct vfmig_session *s, uint64_t deadline_ns);
 void vfmig_session_wake(struct vfmig_session *s);
@@ -477,6 +490,14 @@ int vfmig_precopy_load(struct vfmig_session *s, const struct vfmig_frame *f);
 /* recv.c (destination multifd readers) */
 int vfmig_recv_start(struct vfmig_session *s);
 void vfmig_recv_join(struct vfmig_session *s);
+/*
+ * Queue a received DEVICE_STATE frame in the reorder buffer (may wait:
+ * backpressure) and count it in @st.  On success the payload belongs to the
+ * reorder buffer (f->payload is NULL); on failure the error is recorded, the
+ * frame is still the caller's and -1 is returned.
+ */
+int vfmig_recv_queue(struct vfmig_session *s, struct vfmig_channel_stats *st, struct vfmig_frame *f,
+		     const char *where);
 
 /* load.c (destination load threads) */
 int vfmig_load_start(struct vfmig_session *s);

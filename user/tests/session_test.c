@@ -10,8 +10,10 @@
 
 #define NOPRE (VFMIG_MIG_STOP_COPY | VFMIG_MIG_P2P)
 
-static void expect_migrated(struct __test_metadata *_metadata, struct pair *p)
+/* Run the pair: both sides succeed and every destination device equals its source. */
+static void run_migrated(struct __test_metadata *_metadata, struct pair *p)
 {
+	ASSERT_EQ(0, pair_run(p));
 	ASSERT_EQ(VFMIG_OK, p->src_rc) TH_LOG("source: %s", vfmig_session_error(p->ss)->msg);
 	ASSERT_EQ(VFMIG_OK, p->dst_rc) TH_LOG("destination: %s", vfmig_session_error(p->ds)->msg);
 	for (unsigned i = 0; i < p->n; i++) {
@@ -48,14 +50,23 @@ static void replace_dst(struct pair *p, unsigned i, const struct vfmig_fake_cfg 
 	p->dst[i] = vfmig_fake_new("dst", cfg);
 }
 
+/* Device pair i becomes two fakes of @size with @flags, seeded @sseed and @dseed. */
+static void replace_pair(struct pair *p, unsigned i, size_t size, uint64_t flags, uint32_t sseed,
+			 uint32_t dseed)
+{
+	vfmig_device_close(p->src[i]);
+	vfmig_device_close(p->dst[i]);
+	p->src[i] = fake("s", size, flags, sseed);
+	p->dst[i] = fake("d", size, flags, dseed);
+}
+
 TEST(session_migrates_one_device_with_precopy_and_switchover_ack)
 {
 	const struct vfmig_stats *st;
 	struct pair p;
 
 	ASSERT_EQ(0, pair_init(&p, 1));
-	ASSERT_EQ(0, pair_run(&p));
-	expect_migrated(_metadata, &p);
+	run_migrated(_metadata, &p);
 	st = vfmig_session_stats(p.ss);
 	EXPECT_TRUE(st->switchover_ack);
 	EXPECT_TRUE(st->multifd);
@@ -73,8 +84,7 @@ TEST(session_migrates_three_devices_two_phase_p2p)
 
 	ASSERT_EQ(0, pair_init(&p, 3));
 	p.so.channels = 3;
-	ASSERT_EQ(0, pair_run(&p));
-	expect_migrated(_metadata, &p);
+	run_migrated(_metadata, &p);
 	EXPECT_EQ(3, vfmig_session_stats(p.ds)->nchannels);
 	pair_fini(&p);
 }
@@ -85,15 +95,10 @@ TEST(session_migrates_stop_copy_only_devices_over_multifd)
 	uint64_t total = 0;
 
 	ASSERT_EQ(0, pair_init(&p, 2));
-	for (unsigned i = 0; i < 2; i++) {
-		vfmig_device_close(p.src[i]);
-		vfmig_device_close(p.dst[i]);
-		p.src[i] = fake("s", 2 << 20, NOPRE, 10 + i);
-		p.dst[i] = fake("d", 2 << 20, NOPRE, 20 + i);
-	}
+	for (unsigned i = 0; i < 2; i++)
+		replace_pair(&p, i, 2 << 20, NOPRE, 10 + i, 20 + i);
 	p.so.channels = 4;
-	ASSERT_EQ(0, pair_run(&p));
-	expect_migrated(_metadata, &p);
+	run_migrated(_metadata, &p);
 	EXPECT_EQ(0, vfmig_session_stats(p.ss)->precopy_iterations);
 	EXPECT_FALSE(vfmig_session_stats(p.ss)->switchover_ack);
 	for (unsigned c = 1; c <= 4; c++) {
@@ -111,28 +116,23 @@ TEST(session_migrates_with_multifd_off)
 
 	ASSERT_EQ(0, pair_init(&p, 2));
 	p.so.multifd = VFMIG_OFF;
-	ASSERT_EQ(0, pair_run(&p));
-	expect_migrated(_metadata, &p);
+	run_migrated(_metadata, &p);
 	EXPECT_FALSE(vfmig_session_stats(p.ss)->multifd);
 	pair_fini(&p);
 }
 
 TEST(session_dirty_pages_need_more_iterations)
 {
-	struct vfmig_fake_cfg cfg;
+	struct vfmig_fake_cfg cfg = fake_cfg(1 << 20, ALL_FLAGS, 100);
 	struct pair p;
 
 	ASSERT_EQ(0, pair_init(&p, 1));
-	vfmig_fake_cfg_init(&cfg);
-	cfg.mem_size = 1 << 20;
-	cfg.seed = 100;
 	cfg.dirty_pages_per_info = 8;
 	cfg.dirty_info_calls = 6;
 	replace_src(&p, 0, &cfg);
 	p.so.downtime_limit_ms = 0; /* only max-iterations ends precopy */
 	p.so.max_iterations = 5;
-	ASSERT_EQ(0, pair_run(&p));
-	expect_migrated(_metadata, &p);
+	run_migrated(_metadata, &p);
 	/* At least max-iterations: the switchover also waits for the ack. */
 	EXPECT_LE(5, vfmig_session_stats(p.ss)->precopy_iterations);
 	EXPECT_NE(p.src_digest[0], vfmig_fake_digest(p.src[0])); /* it did change */
@@ -143,18 +143,14 @@ TEST(session_dirty_pages_need_more_iterations)
 
 TEST(session_switchover_ack_off_and_mtty_style_eof)
 {
-	struct vfmig_fake_cfg cfg;
+	struct vfmig_fake_cfg cfg = fake_cfg(1 << 20, ALL_FLAGS, 100);
 	struct pair p;
 
 	ASSERT_EQ(0, pair_init(&p, 1));
-	vfmig_fake_cfg_init(&cfg);
-	cfg.mem_size = 1 << 20;
-	cfg.seed = 100;
 	cfg.zero_for_enomsg = true; /* read() returns 0, not -ENOMSG, at the temporary end */
 	replace_src(&p, 0, &cfg);
 	p.so.switchover_ack = VFMIG_OFF;
-	ASSERT_EQ(0, pair_run(&p));
-	expect_migrated(_metadata, &p);
+	run_migrated(_metadata, &p);
 	EXPECT_FALSE(vfmig_session_stats(p.ds)->switchover_ack);
 	pair_fini(&p);
 }
@@ -165,8 +161,7 @@ TEST(session_load_config_after_iter)
 
 	ASSERT_EQ(0, pair_init(&p, 3));
 	p.dopt.load_config_after_iter = VFMIG_ON;
-	ASSERT_EQ(0, pair_run(&p));
-	expect_migrated(_metadata, &p);
+	run_migrated(_metadata, &p);
 	EXPECT_TRUE(vfmig_session_stats(p.ss)->load_config_after_iter);
 	pair_fini(&p);
 }
@@ -176,14 +171,10 @@ TEST(session_small_budget_backpressure_single_channel)
 	struct pair p;
 
 	ASSERT_EQ(0, pair_init(&p, 1));
-	vfmig_device_close(p.src[0]);
-	vfmig_device_close(p.dst[0]);
-	p.src[0] = fake("s", 4 << 20, NOPRE, 1);
-	p.dst[0] = fake("d", 4 << 20, NOPRE, 2);
+	replace_pair(&p, 0, 4 << 20, NOPRE, 1, 2);
 	p.so.multifd = VFMIG_OFF;
 	p.dopt.max_queued_bytes = 2 * (64 << 10);
-	ASSERT_EQ(0, pair_run(&p));
-	expect_migrated(_metadata, &p);
+	run_migrated(_metadata, &p);
 	/* budget + one needed chunk per device */
 	EXPECT_GE(2 * (64 << 10) + (64 << 10), vfmig_session_stats(p.ds)->reorder_peak_bytes);
 	pair_fini(&p);
@@ -198,7 +189,7 @@ TEST(session_refuses_multi_device_without_p2p)
 	p.src[1] = fake("nop2p", 1 << 20, VFMIG_MIG_STOP_COPY | VFMIG_MIG_PRE_COPY, 5);
 	ASSERT_EQ(0, pair_run(&p));
 	EXPECT_EQ(VFMIG_ERR_INCOMPATIBLE, p.src_rc);
-	EXPECT_NE(NULL, strstr(vfmig_session_error(p.ss)->msg, "lacks P2P"));
+	EXPECT_MSG(p.ss, "lacks P2P");
 	EXPECT_EQ(VFMIG_STATE_RUNNING, vfmig_fake_state(p.src[0]));
 	EXPECT_EQ(VFMIG_STATE_RUNNING, vfmig_fake_state(p.src[1]));
 	EXPECT_EQ(0, vfmig_fake_resets(p.dst[0]));
@@ -206,6 +197,36 @@ TEST(session_refuses_multi_device_without_p2p)
 }
 
 /* ---- failure injection ----------------------------------------------------------- */
+
+/* One faulty 1 MiB device among @n pairs (default 1), seeded as pair_init() seeds it. */
+struct fault {
+	unsigned n;
+	bool dst;	/* the faulty device is a destination device */
+	unsigned dev;	/* its index */
+	uint64_t flags; /* its migration flags (default all) */
+	unsigned fail_read_at, fail_write_at;
+	enum vfmig_state fail_state;
+	void (*hook)(void *pair, unsigned n); /* before the n-th STOP_COPY read */
+};
+
+/* Set the pair up with the fault and run it; the caller checks and pair_fini()s. */
+static void run_fault(struct __test_metadata *_metadata, struct pair *p, const struct fault *ft)
+{
+	struct vfmig_fake_cfg cfg = fake_cfg(1 << 20, ft->flags ? ft->flags : ALL_FLAGS,
+					     (ft->dst ? 200 : 100) + ft->dev);
+
+	ASSERT_EQ(0, pair_init(p, ft->n ? ft->n : 1));
+	cfg.fail_stopcopy_read_at = ft->fail_read_at;
+	cfg.fail_resume_write_at = ft->fail_write_at;
+	cfg.fail_set_state = ft->fail_state;
+	cfg.stopcopy_read_hook = ft->hook;
+	cfg.hook_opaque = p;
+	if (ft->dst)
+		replace_dst(p, ft->dev, &cfg);
+	else
+		replace_src(p, ft->dev, &cfg);
+	ASSERT_EQ(0, pair_run(p));
+}
 
 static void kill_channel_hook(void *opaque, unsigned n)
 {
@@ -217,22 +238,15 @@ static void kill_channel_hook(void *opaque, unsigned n)
 
 TEST(session_channel_killed_mid_stop_copy_rolls_source_back)
 {
-	struct vfmig_fake_cfg cfg;
+	struct vfmig_fake_cfg cfg = fake_cfg(1 << 20, NOPRE, 100);
 	struct pair p;
 
 	ASSERT_EQ(0, pair_init(&p, 2));
-	for (unsigned i = 0; i < 2; i++) {
-		vfmig_fake_cfg_init(&cfg);
-		cfg.mem_size = 1 << 20;
-		cfg.flags = NOPRE;
-		cfg.seed = 100 + i;
-		cfg.stopcopy_read_hook = i == 0 ? kill_channel_hook : NULL;
-		cfg.hook_opaque = &p;
-		replace_src(&p, i, &cfg);
-		cfg.seed = 200 + i;
-		cfg.stopcopy_read_hook = NULL;
-		replace_dst(&p, i, &cfg);
-	}
+	for (unsigned i = 0; i < 2; i++)
+		replace_pair(&p, i, 1 << 20, NOPRE, 100 + i, 200 + i);
+	cfg.stopcopy_read_hook = kill_channel_hook;
+	cfg.hook_opaque = &p;
+	replace_src(&p, 0, &cfg);
 	ASSERT_EQ(0, pair_run(&p));
 	expect_rolled_back(_metadata, &p);
 	EXPECT_TRUE(p.src_rc == VFMIG_ERR_TRANSPORT || p.src_rc == VFMIG_ERR_REMOTE)
@@ -242,37 +256,24 @@ TEST(session_channel_killed_mid_stop_copy_rolls_source_back)
 
 TEST(session_source_device_read_error_rolls_back)
 {
-	struct vfmig_fake_cfg cfg;
+	static const struct fault ft = { .flags = NOPRE, .fail_read_at = 4 };
 	struct pair p;
 
-	ASSERT_EQ(0, pair_init(&p, 1));
-	vfmig_fake_cfg_init(&cfg);
-	cfg.mem_size = 1 << 20;
-	cfg.flags = NOPRE;
-	cfg.seed = 100;
-	cfg.fail_stopcopy_read_at = 4;
-	replace_src(&p, 0, &cfg);
-	ASSERT_EQ(0, pair_run(&p));
+	run_fault(_metadata, &p, &ft);
 	expect_rolled_back(_metadata, &p);
 	EXPECT_EQ(VFMIG_ERR_DEVICE, p.src_rc);
-	EXPECT_NE(NULL, strstr(vfmig_session_error(p.ss)->msg, "read STOP_COPY data"));
+	EXPECT_MSG(p.ss, "read STOP_COPY data");
 	EXPECT_EQ(VFMIG_ERR_REMOTE, p.dst_rc);
-	EXPECT_NE(NULL, strstr(vfmig_session_error(p.ds)->msg, "read STOP_COPY data"));
+	EXPECT_MSG(p.ds, "read STOP_COPY data");
 	pair_fini(&p);
 }
 
 TEST(session_destination_write_error_rolls_source_back)
 {
-	struct vfmig_fake_cfg cfg;
+	static const struct fault ft = { .dst = true, .fail_write_at = 2 };
 	struct pair p;
 
-	ASSERT_EQ(0, pair_init(&p, 1));
-	vfmig_fake_cfg_init(&cfg);
-	cfg.mem_size = 1 << 20;
-	cfg.seed = 200;
-	cfg.fail_resume_write_at = 2;
-	replace_dst(&p, 0, &cfg);
-	ASSERT_EQ(0, pair_run(&p));
+	run_fault(_metadata, &p, &ft);
 	expect_rolled_back(_metadata, &p);
 	EXPECT_EQ(VFMIG_ERR_DEVICE, p.dst_rc);
 	EXPECT_EQ(VFMIG_ERR_REMOTE, p.src_rc);
@@ -281,35 +282,23 @@ TEST(session_destination_write_error_rolls_source_back)
 
 TEST(session_phase1_state_failure_rolls_back)
 {
-	struct vfmig_fake_cfg cfg;
+	static const struct fault ft = { .n = 2, .dev = 1, .fail_state = VFMIG_STATE_PRE_COPY_P2P };
 	struct pair p;
 
-	ASSERT_EQ(0, pair_init(&p, 2));
-	vfmig_fake_cfg_init(&cfg);
-	cfg.mem_size = 1 << 20;
-	cfg.seed = 101;
-	cfg.fail_set_state = VFMIG_STATE_PRE_COPY_P2P;
-	replace_src(&p, 1, &cfg);
-	ASSERT_EQ(0, pair_run(&p));
+	run_fault(_metadata, &p, &ft);
 	expect_rolled_back(_metadata, &p);
 	EXPECT_EQ(VFMIG_ERR_DEVICE, p.src_rc);
-	EXPECT_NE(NULL, strstr(vfmig_session_error(p.ss)->msg, "PRE_COPY_P2P"));
+	EXPECT_MSG(p.ss, "PRE_COPY_P2P");
 	pair_fini(&p);
 }
 
 TEST(session_destination_validation_failure_rolls_source_back)
 {
-	struct vfmig_fake_cfg cfg;
+	/* A destination device that refuses RESUMING -> STOP (its final check). */
+	static const struct fault ft = { .dst = true, .fail_state = VFMIG_STATE_STOP };
 	struct pair p;
 
-	/* A destination device that refuses RESUMING -> STOP (its final check). */
-	ASSERT_EQ(0, pair_init(&p, 1));
-	vfmig_fake_cfg_init(&cfg);
-	cfg.mem_size = 1 << 20;
-	cfg.seed = 200;
-	cfg.fail_set_state = VFMIG_STATE_STOP;
-	replace_dst(&p, 0, &cfg);
-	ASSERT_EQ(0, pair_run(&p));
+	run_fault(_metadata, &p, &ft);
 	EXPECT_EQ(VFMIG_ERR_DEVICE, p.dst_rc);
 	EXPECT_EQ(VFMIG_ERR_REMOTE, p.src_rc);
 	EXPECT_EQ(VFMIG_STATE_RUNNING, vfmig_fake_state(p.src[0]));
@@ -327,22 +316,14 @@ static void cancel_hook(void *opaque, unsigned n)
 
 TEST(session_cancel_mid_stop_copy_rolls_back)
 {
-	struct vfmig_fake_cfg cfg;
+	static const struct fault ft = { .flags = NOPRE, .hook = cancel_hook };
 	struct pair p;
 
-	ASSERT_EQ(0, pair_init(&p, 1));
-	vfmig_fake_cfg_init(&cfg);
-	cfg.mem_size = 1 << 20;
-	cfg.flags = NOPRE;
-	cfg.seed = 100;
-	cfg.stopcopy_read_hook = cancel_hook;
-	cfg.hook_opaque = &p;
-	replace_src(&p, 0, &cfg);
-	ASSERT_EQ(0, pair_run(&p));
+	run_fault(_metadata, &p, &ft);
 	expect_rolled_back(_metadata, &p);
 	EXPECT_EQ(VFMIG_ERR_CANCELLED, p.src_rc);
 	EXPECT_EQ(VFMIG_ERR_REMOTE, p.dst_rc);
-	EXPECT_NE(NULL, strstr(vfmig_session_error(p.ds)->msg, "interrupted"));
+	EXPECT_MSG(p.ds, "interrupted");
 	pair_fini(&p);
 }
 
@@ -356,18 +337,10 @@ static void cancel_dst_hook(void *opaque, unsigned n)
 
 TEST(session_destination_cancel_rolls_source_back)
 {
-	struct vfmig_fake_cfg cfg;
+	static const struct fault ft = { .flags = NOPRE, .hook = cancel_dst_hook };
 	struct pair p;
 
-	ASSERT_EQ(0, pair_init(&p, 1));
-	vfmig_fake_cfg_init(&cfg);
-	cfg.mem_size = 1 << 20;
-	cfg.flags = NOPRE;
-	cfg.seed = 100;
-	cfg.stopcopy_read_hook = cancel_dst_hook;
-	cfg.hook_opaque = &p;
-	replace_src(&p, 0, &cfg);
-	ASSERT_EQ(0, pair_run(&p));
+	run_fault(_metadata, &p, &ft);
 	expect_rolled_back(_metadata, &p);
 	EXPECT_EQ(VFMIG_ERR_CANCELLED, p.dst_rc);
 	pair_fini(&p);

@@ -32,8 +32,8 @@ struct pair {
 	uint64_t src_digest[PAIR_MAX];
 };
 
-static inline struct vfmig_device *fake(const char *name, size_t size, uint64_t flags,
-					uint32_t seed)
+/* A fake device of @size bytes with @flags, its memory seeded with @seed. */
+static inline struct vfmig_fake_cfg fake_cfg(size_t size, uint64_t flags, uint32_t seed)
 {
 	struct vfmig_fake_cfg cfg;
 
@@ -41,13 +41,21 @@ static inline struct vfmig_device *fake(const char *name, size_t size, uint64_t 
 	cfg.mem_size = size;
 	cfg.flags = flags;
 	cfg.seed = seed;
+	return cfg;
+}
+
+static inline struct vfmig_device *fake(const char *name, size_t size, uint64_t flags,
+					uint32_t seed)
+{
+	struct vfmig_fake_cfg cfg = fake_cfg(size, flags, seed);
+
 	return vfmig_fake_new(name, &cfg);
 }
 
-static inline struct vfmig_device *fake_cfg(const char *name, const struct vfmig_fake_cfg *cfg)
-{
-	return vfmig_fake_new(name, cfg);
-}
+/* The error recorded by session @s mentions @needle. */
+#define EXPECT_MSG(s, needle)                                        \
+	EXPECT_NE(NULL, strstr(vfmig_session_error(s)->msg, needle)) \
+	TH_LOG("message: %s", vfmig_session_error(s)->msg)
 
 #define ALL_FLAGS (VFMIG_MIG_STOP_COPY | VFMIG_MIG_P2P | VFMIG_MIG_PRE_COPY)
 
@@ -83,11 +91,10 @@ static inline void *pair_recv_thread(void *arg)
 	return NULL;
 }
 
-/* Listen, create both sessions (so hooks can reach them), run, join. */
-static inline int pair_run(struct pair *p)
+/* Listen on a UNIX socket in a new private directory (pair_fini() removes both). */
+static inline int pair_listen(struct pair *p)
 {
 	struct vfmig_error e;
-	pthread_t t;
 	char a[128];
 
 	snprintf(p->dir, sizeof(p->dir), "/tmp/vfmig-test.XXXXXX");
@@ -97,7 +104,15 @@ static inline int pair_run(struct pair *p)
 	if (vfmig_addr_parse(a, &p->addr, &e))
 		return -1;
 	p->lfd = vfmig_listen(&p->addr, &e);
-	if (p->lfd < 0)
+	return p->lfd < 0 ? -1 : 0;
+}
+
+/* Listen, create both sessions (so hooks can reach them), run, join. */
+static inline int pair_run(struct pair *p)
+{
+	pthread_t t;
+
+	if (pair_listen(p))
 		return -1;
 	p->ds = vfmig_session_new(false, p->dst, p->n, &p->dopt);
 	p->ss = vfmig_session_new(true, p->src, p->n, &p->so);

@@ -285,16 +285,22 @@ static int parse_args(int argc, char **argv, struct args *a)
 
 /* ---- signals ------------------------------------------------------------------- */
 
+/* SIGINT and SIGTERM cancel the migration; SIGUSR1 ends the signal thread. */
+static void signal_set(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGINT);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGUSR1);
+}
+
 static void *signal_thread(void *arg)
 {
 	struct sigctl *sc = arg;
 	sigset_t set;
 	int sig;
 
-	sigemptyset(&set);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGUSR1);
+	signal_set(&set);
 	for (;;) {
 		if (sigwait(&set, &sig))
 			continue;
@@ -728,10 +734,7 @@ int main(int argc, char **argv)
 		return cmd_info(&a);
 
 	/* Every thread inherits this mask; only the signal thread takes them. */
-	sigemptyset(&set);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGUSR1);
+	signal_set(&set);
 	if (pthread_sigmask(SIG_BLOCK, &set, NULL) ||
 	    pthread_create(&st, NULL, signal_thread, &sc)) {
 		fprintf(stderr, "vfio-mig: cannot set up signal handling\n");
