@@ -1,37 +1,326 @@
 #!/bin/sh
-# calibration (temporary)
+# SPDX-License-Identifier: GPL-2.0-only
+#
+# `make bench`: the migration benchmark, run in the TCG test VM.  It is not a
+# test: it prints absolute numbers and ratios measured side by side in one run
+# (under TCG only the ratios mean anything), and exits non-zero only when a
+# migration or a plain copy fails.  Documentation/benchmarks.rst explains
+# every measurement and records a run.
+#
+#   A. stop-copy throughput: engine vs a plain read/write copy of the data_fd
+#   B. downtime, 1 vs N multifd channels, 1 and 4 devices, device rate
+#      modelled (RATE) and unlimited
+#   C. downtime with switchover-ack on vs off, destination initial-load delay
+#   D. precopy convergence with the internal engine dirtying memory
+#
+# Every configuration runs REPS times, interleaved with the configurations
+# it is compared with; the tables show medians.
 . /opt/mtty-mig/guest/lib.sh
+
+REPS=${REPS:-3}
+N=4				# multifd channels of the "N" configurations
+MEM=16777216			# 16 MiB of device memory per device
+RATE=8388608			# "realistic" device save/resume rate: 8 MiB/s (see the doc)
+HOT=51200			# dirty_rate that re-dirties the whole memory during a pass:
+				# the module's ceiling, 1024 pages per 20 ms tick
+LOAD_MS=500			# destination initial_load_ms for section C
+
+J=/tmp/bench.json
+R=/tmp/bench.rows
+ERR=/tmp/bench.err
+fail=0
+: >"$R"
+
+# ---- helpers ----------------------------------------------------------------
+
+# jget SECTION KEY: a top-level value of the "source"/"destination" object in $J
+jget() {
+	awk -v sec="$1" -v key="$2" '
+		/^  "source":/ { cur = "source" }
+		/^  "destination":/ { cur = "destination" }
+		cur == sec && index($0, "\"" key "\":") == 5 {
+			v = $0; sub(/^[^:]*:/, "", v); sub(/,$/, "", v); gsub(/"/, "", v)
+			print v; exit
+		}' "$J"
+}
+
+# rec CFG key=value...: one measured row
+rec() { echo "$*" >>"$R"; }
+
+# med CFG KEY: median of KEY over the rows of CFG (empty if none)
+med() {
+	awk -v cfg="$1" -v key="$2" '
+		$1 == cfg { for (i = 2; i <= NF; i++) { split($i, kv, "=");
+			if (kv[1] == key) v[n++] = kv[2] + 0 } }
+		END {
+			if (!n) exit
+			for (i = 1; i < n; i++) for (j = i; j > 0 && v[j-1] > v[j]; j--) {
+				t = v[j]; v[j] = v[j-1]; v[j-1] = t }
+			print (n % 2) ? v[int(n/2)] : (v[n/2-1] + v[n/2]) / 2
+		}' "$R"
+}
+
+# medq CFG NUM DEN: median over the rows of CFG of NUM/DEN (a per-run rate)
+medq() {
+	awk -v cfg="$1" -v a="$2" -v b="$3" '
+		$1 == cfg { split("", x); for (i = 2; i <= NF; i++) { split($i, kv, "=");
+			x[kv[1]] = kv[2] + 0 } ; if (x[b] > 0) v[n++] = x[a] / x[b] }
+		END {
+			if (!n) exit
+			for (i = 1; i < n; i++) for (j = i; j > 0 && v[j-1] > v[j]; j--) {
+				t = v[j]; v[j] = v[j-1]; v[j-1] = t }
+			printf "%.9g\n", (n % 2) ? v[int(n/2)] : (v[n/2-1] + v[n/2]) / 2
+		}' "$R"
+}
+
+# tally CFG KEY: "value xcount" of a text column, e.g. "max-iterations x3"
+tally() {
+	awk -v cfg="$1" -v key="$2" '
+		$1 == cfg { for (i = 2; i <= NF; i++) { split($i, kv, "=");
+			if (kv[1] == key) c[kv[2]]++ } }
+		END { s = ""; for (k in c) s = s (s ? "," : "") k " x" c[k]; print s }' "$R"
+}
+
+# calc AWK-EXPR: floating-point arithmetic for the tables ("-" on bad input)
+calc() { awk "BEGIN { x = $1; print x }" 2>/dev/null || echo -; }
+ms() { [ -n "$1" ] && calc "sprintf(\"%.1f\", $1 / 1e6)" || echo -; }
+mib() { [ -n "$1" ] && calc "sprintf(\"%.1f\", $1 / 1048576)" || echo -; }
+mibps() { [ -n "$1" ] && [ -n "$2" ] && calc "$2 > 0 ? sprintf(\"%.1f\", $1 / 1048576 / ($2 / 1e9)) : \"-\"" || echo -; }
+ratio() { [ -n "$1" ] && [ -n "$2" ] && calc "$2 > 0 ? sprintf(\"%.2f\", $1 / $2) : \"-\"" || echo -; }
+
+now_ns() { awk '{ printf "%.0f\n", $1 * 1e9 }' /proc/uptime; }
+
+# migrate CFG vfio-mig-options... SRC=DST...: one engine run, recorded as CFG
+migrate() {
+	local cfg=$1 w0 w1 s u rc
+	shift
+	w0=0
+	for u in $SRCS; do w0=$((w0 + $(attr "$u" engine_writes))); done
+	vfio-mig migrate --json "$@" >"$J" 2>"$ERR"
+	rc=$?
+	if [ $rc -ne 0 ] || [ "$(jget source ok)" != true ]; then
+		say "!! $cfg: vfio-mig migrate $* failed (exit $rc):"
+		sed 's/^/!!   /' "$ERR"
+		fail=1
+		return
+	fi
+	# The destination must hold what the source had when it stopped.
+	for s in "$@"; do
+		case $s in *=*) ;; *) continue ;; esac
+		if [ "$(attr "${s%%=*}" digest)" != "$(attr "${s#*=}" digest)" ]; then
+			say "!! $cfg: digest of ${s#*=} differs from its source after migration"
+			fail=1
+		fi
+	done
+	w1=0
+	for u in $SRCS; do w1=$((w1 + $(attr "$u" engine_writes))); done
+	rec "$cfg" down=$(jget source downtime_ns) ddown=$(jget destination dest_downtime_ns) \
+		scB=$(jget source stopcopy_bytes) scns=$(jget source stopcopy_ns) \
+		preB=$(jget source precopy_bytes) prens=$(jget source precopy_ns) \
+		it=$(jget source precopy_iterations) conv=$(jget source converged_by) \
+		est=$(jget source est_stopcopy_bytes) bw=$(jget source bandwidth_Bps) \
+		ack=$(jget source switchover_ack_wait_ns) total=$(jget source total_ns) \
+		setup=$(jget source setup_ns) writes=$((w1 - w0))
+}
+
+# plain CFG SRC DST: one vfio-mig-copy run, recorded as CFG
+plain() {
+	local cfg=$1 out rc
+	out=$(vfio-mig-copy "$2" "$3" 2>"$ERR")
+	rc=$?
+	if [ $rc -ne 0 ]; then
+		say "!! $cfg: vfio-mig-copy $2 $3 failed (exit $rc):"
+		sed 's/^/!!   /' "$ERR"
+		fail=1
+		return
+	fi
+	if [ "$(attr "$2" digest)" != "$(attr "$3" digest)" ]; then
+		say "!! $cfg: digest of $3 differs from its source after the plain copy"
+		fail=1
+	fi
+	# "bytes=B copy_ns=T total_ns=U" -> "scB=B scns=T total=U"
+	rec "$cfg" $(echo "$out" | sed 's/bytes=/scB=/; s/copy_ns=/scns=/; s/total_ns=/total=/')
+}
+
+# rates RATE DEV...: save_rate on sources, resume_rate on destinations
+rates() {
+	local r=$1 u
+	shift
+	for u in "$@"; do set_attr "$u" save_rate "$r"; set_attr "$u" resume_rate "$r"; done
+}
+
+row() { printf '  %-34s %s\n' "$1" "$2"; }
+
+T0=$(now_ns)
+say "== mtty-mig bench: kernel $(uname -r), $(nproc) vCPUs (TCG), $REPS runs per configuration (medians)"
 load_modules
-J=/tmp/j.json
-jget() { awk -v sec="$1" -v key="$2" '
-	/^  "source":/ {cur="source"} /^  "destination":/ {cur="destination"}
-	cur==sec && index($0, "\"" key "\":") { v=$0; sub(/^[^:]*:/,"",v); sub(/,$/,"",v); gsub(/"/,"",v); print v; exit }' "$J"; }
-show() { say "  rc=$rc pre_it=$(jget source precopy_iterations) pre_B=$(jget source precopy_bytes) pre_ns=$(jget source precopy_ns) sc_B=$(jget source stopcopy_bytes) sc_ns=$(jget source stopcopy_ns) down_ns=$(jget source downtime_ns) ddown=$(jget destination dest_downtime_ns) ack_ns=$(jget source switchover_ack_wait_ns) conv=$(jget source converged_by) bw=$(jget source bandwidth_Bps) tot=$(jget source total_ns)"; }
-mig() { vfio-mig migrate --json "$@" >$J 2>/tmp/err; rc=$?; [ $rc = 0 ] || cat /tmp/err; show; }
-t0=$(date +%s)
-s=$(mdev_new mtty_mig-1 mem_size=67108864); d=$(mdev_new mtty_mig-1 mem_size=67108864)
-say "== plain copy 64M"; for i in 1 2; do vfio-mig-copy $s $d; done
-say "== engine 64M unlimited ack off c4"; for i in 1 2; do mig -c 4 -a off $s=$d; done
-say "== engine 64M unlimited ack off c1"; mig -c 1 -a off $s=$d
-say "== engine 64M unlimited ack on c4"; mig -c 4 $s=$d
-mdev_rm $s; mdev_rm $d
-say "t=$(( $(date +%s) - t0 ))"
-s=$(mdev_new mtty_mig-1 mem_size=16777216 dirty_rate=51200); d=$(mdev_new mtty_mig-1 mem_size=16777216)
-say "== engine 16M dirty 51200 -i1 ack off d0 c1/c4"
-for c in 1 4 1 4; do mig -c $c -a off -i 1 -d 0 $s=$d; say "   writes $(attr $s engine_writes)"; done
-say "== plain 16M"; vfio-mig-copy $s $d
-say "t=$(( $(date +%s) - t0 ))"
-set_attr $s save_rate 8388608; set_attr $d resume_rate 8388608
-say "== 16M rate 8M/s dirty 51200 -i1 ack off c1/c4"
-for c in 1 4; do mig -c $c -a off -i 1 -d 0 $s=$d; done
-say "== plain 16M rate 8M"; vfio-mig-copy $s $d
-mdev_rm $s; mdev_rm $d
-say "t=$(( $(date +%s) - t0 ))"
-s=$(mdev_new mtty_mig-1 mem_size=16777216); d=$(mdev_new mtty_mig-1 mem_size=16777216 initial_load_ms=500)
-say "== ack on/off initial_load 500"
-for a in on off on off; do mig -c 2 -a $a $s=$d; done
-mdev_rm $s; mdev_rm $d
-say "== convergence 64M"
-s=$(mdev_new mtty_mig-1 mem_size=67108864); d=$(mdev_new mtty_mig-1 mem_size=67108864)
-for r in 0 2000 10000 40000; do set_attr $s dirty_rate $r; mig -c 2 $s=$d; done
-say "t=$(( $(date +%s) - t0 ))"
+
+# ---- devices ------------------------------------------------------------------
+# Four sources whose engine re-dirties all of their memory during a pass, four
+# destinations.  A pair keeps its numbers (s1 -> d1, ...).
+s1=$(mdev_new mtty_mig-1 mem_size=$MEM dirty_rate=$HOT)
+s2=$(mdev_new mtty_mig-1 mem_size=$MEM dirty_rate=$HOT)
+s3=$(mdev_new mtty_mig-1 mem_size=$MEM dirty_rate=$HOT)
+s4=$(mdev_new mtty_mig-1 mem_size=$MEM dirty_rate=$HOT)
+d1=$(mdev_new mtty_mig-1 mem_size=$MEM)
+d2=$(mdev_new mtty_mig-1 mem_size=$MEM)
+d3=$(mdev_new mtty_mig-1 mem_size=$MEM)
+d4=$(mdev_new mtty_mig-1 mem_size=$MEM)
+ALL="$s1 $s2 $s3 $s4 $d1 $d2 $d3 $d4"
+ONE="$s1=$d1"
+FOUR="$s1=$d1 $s2=$d2 $s3=$d3 $s4=$d4"
+# Switch over right after the first precopy pass (-i 1 and a limit no
+# estimate meets), without waiting for acks: the STOP_COPY data is then the
+# memory the engine re-dirtied during that pass, i.e. nearly all of it.
+HOTOPTS="--switchover-ack off --max-iterations 1 --downtime-limit 0"
+
+# Warm-up (TCG translation, first touch of every page); not recorded.
+say "== warm-up"
+SRCS="$s1 $s2 $s3 $s4"
+migrate warmup -c $N $HOTOPTS $FOUR
+plain warmup "$s1" "$d1"
+
+say "== A/B: stop-copy throughput and downtime ($REPS rounds)"
+for i in $(seq "$REPS"); do
+	for rate in 0 $RATE; do
+		rates "$rate" $ALL
+		tag=unl; [ "$rate" = 0 ] || tag=dev
+		SRCS=$s1
+		plain "plain.$tag" "$s1" "$d1"
+		migrate "1d.1c.$tag" -c 1 $HOTOPTS $ONE
+		migrate "1d.Nc.$tag" -c $N $HOTOPTS $ONE
+		SRCS="$s1 $s2 $s3 $s4"
+		migrate "4d.1c.$tag" -c 1 $HOTOPTS $FOUR
+		migrate "4d.Nc.$tag" -c $N $HOTOPTS $FOUR
+	done
+	say "   round $i done ($(ms $(( $(now_ns) - T0 ))) ms since start)"
+done
+rates 0 $ALL
+
+# ---- C: switchover-ack ----------------------------------------------------------
+# Destinations that sleep LOAD_MS when they load the METADATA initial bytes.
+# A 64 KiB device: its whole precopy stream (~130 KiB) fits in the socket
+# buffers, so without an ack the source can switch over before the
+# destination has loaded it.  A 16 MiB device: the destination's main thread
+# applies precopy data in order, so its sleep back-pressures the source.
+cs=$(mdev_new mtty_mig-1 mem_size=65536)
+cd=$(mdev_new mtty_mig-1 mem_size=65536 initial_load_ms=$LOAD_MS)
+bs=$s1
+bd=$(mdev_new mtty_mig-1 mem_size=$MEM initial_load_ms=$LOAD_MS)
+set_attr "$bs" dirty_rate 0
+say "== C: switchover-ack on/off, initial_load_ms=$LOAD_MS ($REPS rounds)"
+for i in $(seq "$REPS"); do
+	for a in on off; do
+		SRCS=$cs
+		migrate "ack.small.$a" -c $N --switchover-ack $a "$cs=$cd"
+		SRCS=$bs
+		migrate "ack.big.$a" -c $N --switchover-ack $a "$bs=$bd"
+	done
+done
+
+# ---- D: precopy convergence -------------------------------------------------------
+# Default convergence options (--downtime-limit 300, --max-iterations 30,
+# switchover-ack on), N channels, the engine dirtying at several rates.
+# 32 MiB: a dirty set as large as the memory (32 MiB at ~70 MiB/s) must not
+# fit in the 300 ms limit, or every rate would converge.
+CMEM=33554432
+LEVELS="0 2500 10000 20000 40000"
+vs=$(mdev_new mtty_mig-1 mem_size=$CMEM)
+vd=$(mdev_new mtty_mig-1 mem_size=$CMEM)
+say "== D: precopy convergence, $(mib $CMEM) MiB, dirty_rate $LEVELS pages/s ($REPS rounds)"
+SRCS=$vs
+for i in $(seq "$REPS"); do
+	for r in $LEVELS; do
+		set_attr "$vs" dirty_rate "$r"
+		migrate "conv.$r" -c $N "$vs=$vd"
+	done
+done
+T1=$(now_ns)
+
+# ---- report ------------------------------------------------------------------------
+say
+say "================================================================================"
+say "mtty-mig bench: $(nproc) vCPUs TCG; medians of $REPS; device memory $(mib $MEM) MiB;"
+say "modelled device rate $(mib $RATE) MiB/s save and resume; $N = N channels"
+say "================================================================================"
+
+say
+say "A. Stop-copy throughput, 1 device.  xfer: SET STOP_COPY to the last byte read and"
+say "   sent (engine: stopcopy_ns) or written (plain); e2e: to the destination RUNNING"
+say "   (engine: downtime_ns; plain: total_ns).  Rates are medians of per-run rates."
+printf '  %-28s %6s %8s %8s %8s %8s %8s %8s\n' "" "MiB" "xfer ms" "MiB/s" "e2e ms" "MiB/s" \
+	"xfer/pl" "e2e/pl"
+for tag in unl dev; do
+	[ $tag = unl ] && lbl="unlimited" || lbl="device $(mib $RATE) MiB/s"
+	pX=$(medq plain.$tag scB scns); pE=$(medq plain.$tag scB total)
+	for cfg in plain.$tag 1d.1c.$tag 1d.Nc.$tag; do
+		case $cfg in
+		plain.*) name="plain copy, $lbl"; e2e=total ;;
+		1d.1c.*) name="engine 1 ch, $lbl"; e2e=down ;;
+		*) name="engine $N ch, $lbl"; e2e=down ;;
+		esac
+		x=$(medq $cfg scB scns); e=$(medq $cfg scB $e2e)
+		printf '  %-28s %6s %8s %8s %8s %8s %8s %8s\n' "$name" "$(mib "$(med $cfg scB)")" \
+			"$(ms "$(med $cfg scns)")" "$(mibps "$x" 1)" "$(ms "$(med $cfg $e2e)")" \
+			"$(mibps "$e" 1)" "$(ratio "$x" "$pX")" "$(ratio "$e" "$pE")"
+	done
+done
+
+say
+say "B. Downtime: first source device stopping -> last destination device RUNNING."
+say "   The stop-copy set (what the engine re-dirtied during the pass) varies between"
+say "   runs: /MiB is the median of downtime per stop-copy MiB."
+printf '  %-24s %7s %8s %7s %8s %9s %9s\n' "" "1ch MiB" "1ch ms" "${N}ch MiB" "${N}ch ms" \
+	"1ch/${N}ch" "(/MiB)"
+for tag in unl dev; do
+	[ $tag = unl ] && lbl="unlimited" || lbl="$(mib $RATE) MiB/s"
+	for d in 1d 4d; do
+		d1c=$(med $d.1c.$tag down); dNc=$(med $d.Nc.$tag down)
+		printf '  %-24s %7s %8s %7s %8s %9s %9s\n' "${d%d} dev, $lbl" \
+			"$(mib "$(med $d.1c.$tag scB)")" "$(ms "$d1c")" \
+			"$(mib "$(med $d.Nc.$tag scB)")" "$(ms "$dNc")" "$(ratio "$d1c" "$dNc")" \
+			"$(ratio "$(medq $d.1c.$tag down scB)" "$(medq $d.Nc.$tag down scB)")"
+	done
+done
+for tag in unl dev; do
+	[ $tag = unl ] && lbl="unlimited" || lbl="$(mib $RATE) MiB/s"
+	row "4 dev / 1 dev, $lbl:" \
+		"downtime $(ratio "$(med 4d.Nc.$tag down)" "$(med 1d.Nc.$tag down)") (${N} ch, 4x the data), precopy time $(ratio "$(med 4d.Nc.$tag prens)" "$(med 1d.Nc.$tag prens)") ($(ms "$(med 4d.Nc.$tag prens)") vs $(ms "$(med 1d.Nc.$tag prens)") ms)"
+done
+
+say
+say "C. Switchover-ack, destination initial_load_ms=$LOAD_MS"
+printf '  %-30s %10s %10s %10s %10s %10s\n' "" "downtime" "ack wait" "precopy" "total" "off / on"
+for sz in small big; do
+	[ $sz = small ] && lbl="64 KiB device" || lbl="$(mib $MEM) MiB device"
+	on=$(med ack.$sz.on down)
+	for a in on off; do
+		dt=$(med ack.$sz.$a down)
+		r=; [ $a = off ] && r=$(ratio "$dt" "$on")
+		printf '  %-30s %10s %10s %10s %10s %10s\n' "$lbl, ack $a" "$(ms "$dt")" \
+			"$(ms "$(med ack.$sz.$a ack)")" "$(ms "$(med ack.$sz.$a prens)")" \
+			"$(ms "$(med ack.$sz.$a total)")" "$r"
+	done
+done
+
+say
+say "D. Precopy convergence, 1 device of $(mib $CMEM) MiB, $N channels, default limits"
+say "   (--downtime-limit 300, --max-iterations 30, switchover-ack on)"
+printf '  %-7s %8s %5s %9s %9s %9s %9s %10s  %s\n' "dirty/s" "achieved" "iter" "precopyMiB" \
+	"est MiB" "stopcMiB" "bw MiB/s" "downtime" "switched over by"
+for r in $LEVELS; do
+	cfg=conv.$r
+	# achieved dirty rate: the engine's writes over the time it could write
+	ach=$(calc "sprintf(\"%.0f\", $(med $cfg writes) / (($(med $cfg setup) + $(med $cfg prens)) / 1e9))")
+	printf '  %-7s %8s %5s %9s %9s %9s %9s %10s  %s\n' "$r" "$ach" "$(med $cfg it)" \
+		"$(mib "$(med $cfg preB)")" "$(mib "$(med $cfg est)")" "$(mib "$(med $cfg scB)")" \
+		"$(mib "$(med $cfg bw)")" "$(ms "$(med $cfg down)")" "$(tally $cfg conv)"
+done
+
+say
+say "bench: $(ms $((T1 - T0))) ms of VM time for the measurements"
+if [ $fail -ne 0 ]; then
+	say "bench: FAILED: at least one migration or copy failed (see the !! lines)"
+	exit 1
+fi
+say "bench: done"
