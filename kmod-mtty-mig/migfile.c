@@ -90,6 +90,8 @@ static int mtty_mig_file_release(struct inode *inode, struct file *filp)
 	return 0;
 }
 
+#define MTTY_MIG_RATE_BURST_NS	(10 * NSEC_PER_MSEC)
+
 /*
  * Under migf->lock, after @done more bytes moved: how long the caller must
  * sleep (after unlocking) so the stream goes no faster than @rate bytes/s.
@@ -109,9 +111,20 @@ static unsigned int mtty_mig_throttle_ms(struct mtty_mig_file *migf, u64 rate,
 		migf->rate_t0 = now;
 		migf->rate_pos0 = migf->pos - done;
 	}
-	due = mul_u64_u64_div_u64(migf->pos - migf->rate_pos0, NSEC_PER_SEC,
-				  rate);
+	due = mul_u64_u64_div_u64(migf->pos - done - migf->rate_pos0,
+				  NSEC_PER_SEC, rate);
 	elapsed = ktime_to_ns(ktime_sub(now, migf->rate_t0));
+	/*
+	 * A device link does not bank idle time: after a pause (the user read
+	 * another device meanwhile) the pace restarts with at most
+	 * MTTY_MIG_RATE_BURST_NS of credit, instead of letting the device
+	 * burst at CPU speed until it has caught up with the clock.
+	 */
+	if (elapsed > due + MTTY_MIG_RATE_BURST_NS) {
+		elapsed = due + MTTY_MIG_RATE_BURST_NS;
+		migf->rate_t0 = ktime_sub_ns(now, elapsed);
+	}
+	due += mul_u64_u64_div_u64(done, NSEC_PER_SEC, rate);
 	if (due <= elapsed)
 		return 0;
 	return min_t(u64, DIV_ROUND_UP_ULL(due - elapsed, NSEC_PER_MSEC),

@@ -57,15 +57,13 @@ static int precopy_info(struct vfmig_session *s, unsigned i, uint64_t *init, uin
 	return ret;
 }
 
-static int send_device_precopy(struct vfmig_session *s, unsigned i, uint8_t *buf, uint64_t *moved)
+/* Read up to @budget bytes of precopy data from device @i and send them. */
+static int send_chunks(struct vfmig_session *s, unsigned i, uint8_t *buf, uint64_t budget,
+		       uint64_t *moved)
 {
 	struct vfmig_device *d = s->devs[i];
-	uint64_t init, dirty, budget;
 	int ret;
 
-	if (precopy_info(s, i, &init, &dirty))
-		return -1;
-	budget = init + dirty;
 	while (budget && !vfmig_aborted(s)) {
 		ssize_t n = vfmig_device_read(d, buf, (size_t)MIN(budget, (uint64_t)s->chunk));
 
@@ -90,12 +88,14 @@ static int send_device_precopy(struct vfmig_session *s, unsigned i, uint8_t *buf
 		*moved += (uint64_t)n;
 		budget -= MIN(budget, (uint64_t)n);
 	}
-	if (s->ds[i].init_sent)
-		return 0;
-	if (precopy_info(s, i, &init, &dirty))
-		return -1;
-	if (init)
-		return 0;
+	return 0;
+}
+
+/* Every initial byte of device @i is sent: tell the destination (switchover-ack). */
+static int mark_init_sent(struct vfmig_session *s, unsigned i)
+{
+	int ret;
+
 	pthread_mutex_lock(&s->lock);
 	s->ds[i].init_sent = true;
 	pthread_mutex_unlock(&s->lock);
@@ -106,8 +106,31 @@ static int send_device_precopy(struct vfmig_session *s, unsigned i, uint8_t *buf
 		vfmig_fail_send(s, "main channel", "send", ret);
 		return -1;
 	}
-	log_dbg(&s->log, "%s: initial bytes sent", d->name);
+	log_dbg(&s->log, "%s: initial bytes sent", s->devs[i]->name);
 	return 0;
+}
+
+/*
+ * One device's share of an iteration. The initial bytes go first and
+ * INIT_DATA_SENT follows them at once (as QEMU emits it in the iteration
+ * where initial_bytes reaches 0), so the destination's switchover-ack waits
+ * for the initial bytes only, not for the whole first pass of dirty data.
+ */
+static int send_device_precopy(struct vfmig_session *s, unsigned i, uint8_t *buf, uint64_t *moved)
+{
+	uint64_t init, dirty;
+
+	if (precopy_info(s, i, &init, &dirty))
+		return -1;
+	if (!s->ds[i].init_sent) {
+		if (init && send_chunks(s, i, buf, init, moved))
+			return -1;
+		if (init && precopy_info(s, i, &init, &dirty))
+			return -1;
+		if (!init && mark_init_sent(s, i))
+			return -1;
+	}
+	return send_chunks(s, i, buf, dirty, moved);
 }
 
 static uint64_t estimate_stopcopy(struct vfmig_session *s)
