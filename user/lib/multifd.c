@@ -5,12 +5,19 @@
  *
  * A save thread moves its device to STOP_COPY, reads its data_fd in
  * chunk-size pieces until end of stream, then reads the config region, and
- * hands each piece to vfmig_multifd_send().  That picks the next idle
- * channel round-robin and swaps the caller's full buffer with the channel's
- * empty one (no copy); a caller waits while every channel is busy, which is
- * the source's only backpressure and bounds its memory to
- * (channels + devices) * chunk.  With --multifd off there is one "channel":
- * the main connection.
+ * hands each piece to vfmig_multifd_send().  That appends the caller's full
+ * buffer to a FIFO queue and gives it an empty one from a pool (no copy), so
+ * the device is read again at once, while its chunk waits for a channel.
+ * Whenever a channel is idle it takes the oldest queued buffer (idle
+ * channels are picked round-robin).  A device has at most one buffer in the
+ * queue: a caller whose previous chunk is still queued waits for a channel,
+ * which is the source's only backpressure and bounds its memory to
+ * (channels + 2 * devices) * chunk.  The queue is what keeps a slow device's
+ * reads going while faster devices keep every channel busy: with one buffer
+ * per device, a save thread that waited for a channel did not read its
+ * device meanwhile, and several devices on fewer channels serialised behind
+ * each other.  With --multifd off there is one "channel": the main
+ * connection.
  *
  * Every loop checks the abort flag between chunks; a failed thread records
  * its error with vfmig_fail() (first error wins) and leaves aborting and
@@ -21,7 +28,7 @@
  * Lock order: session.lock -> multifd.lock (only in vfmig_session_wake());
  * multifd.lock -> conn.send_lock is never taken: channels send with
  * multifd.lock dropped.  multifd.lock protects every channel's pending flag
- * and job pointer, quit and the round-robin cursor.
+ * and job pointer, the queue, the pool, quit and the round-robin cursor.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -53,6 +60,39 @@ void vfmig_buf_free(struct vfmig_buf *b)
 	free(b);
 }
 
+/* Give queued buffers, oldest first, to idle channels (round-robin). */
+static void dispatch_locked(struct vfmig_multifd *mf)
+{
+	bool moved = false;
+
+	while (mf->q_len) {
+		struct vfmig_mf_channel *ch = NULL;
+		struct vfmig_buf *b;
+
+		for (unsigned k = 0; k < mf->nch; k++) {
+			unsigned i = (mf->next + k) % mf->nch;
+
+			if (!mf->ch[i].pending) {
+				ch = &mf->ch[i];
+				mf->next = (i + 1) % mf->nch;
+				break;
+			}
+		}
+		if (!ch)
+			break;
+		b = mf->queue[mf->q_head];
+		mf->q_head = (mf->q_head + 1) % mf->ndev;
+		mf->q_len--;
+		mf->queued[b->dev] = false;
+		ch->job = b;
+		ch->pending = true;
+		pthread_cond_signal(&ch->cond);
+		moved = true;
+	}
+	if (moved)
+		pthread_cond_broadcast(&mf->ready);
+}
+
 static void channel_thread(struct vfmig_session *s, unsigned i)
 {
 	struct vfmig_multifd *mf = &s->mf;
@@ -72,7 +112,7 @@ static void channel_thread(struct vfmig_session *s, unsigned i)
 			break;
 		}
 		if (!ch->pending) {
-			/* quit with nothing queued: this channel is done. */
+			/* quit with nothing queued (an idle channel means an empty queue). */
 			pthread_mutex_unlock(&mf->lock);
 			ret = ch->send_end ? vfmig_send_frame(ch->conn, VFMIG_F_CHANNEL_END, 0, 0,
 							      0, NULL, 0) :
@@ -95,8 +135,10 @@ static void channel_thread(struct vfmig_session *s, unsigned i)
 			break;
 		}
 		pthread_mutex_lock(&mf->lock);
+		mf->pool[mf->pool_len++] = job;
+		ch->job = NULL;
 		ch->pending = false;
-		pthread_cond_broadcast(&mf->ready);
+		dispatch_locked(mf);
 		pthread_mutex_unlock(&mf->lock);
 	}
 }
@@ -108,23 +150,34 @@ int vfmig_multifd_start(struct vfmig_multifd *mf, struct vfmig_session *s)
 
 	memset(mf, 0, sizeof(*mf));
 	mf->s = s;
+	mf->ndev = s->ndev;
 	mf->ch = calloc(n, sizeof(*mf->ch));
-	if (!mf->ch || pthread_mutex_init(&mf->lock, NULL))
+	mf->queue = calloc(s->ndev, sizeof(*mf->queue));
+	mf->queued = calloc(s->ndev, sizeof(*mf->queued));
+	mf->pool = calloc(n + s->ndev, sizeof(*mf->pool));
+	if (!mf->ch || !mf->queue || !mf->queued || !mf->pool ||
+	    pthread_mutex_init(&mf->lock, NULL))
 		goto nomem;
 	if (pthread_condattr_init(&ca) || pthread_cond_init(&mf->ready, &ca)) {
 		pthread_mutex_destroy(&mf->lock);
 		goto nomem;
+	}
+	/* The save threads hold one buffer each; the pool backs the queue and the channels. */
+	for (unsigned i = 0; i < n + s->ndev; i++) {
+		mf->pool[i] = vfmig_buf_new(s->chunk);
+		if (!mf->pool[i]) {
+			pthread_condattr_destroy(&ca);
+			vfmig_fail(s, VFMIG_ERR_INTERNAL, ENOMEM, -1, "source", "out of memory");
+			goto undo;
+		}
+		mf->pool_len = i + 1;
 	}
 	for (unsigned i = 0; i < n; i++) {
 		struct vfmig_mf_channel *ch = &mf->ch[i];
 
 		ch->conn = s->nch ? &s->chans[i] : &s->main;
 		ch->send_end = s->nch != 0;
-		ch->job = vfmig_buf_new(s->chunk);
-		if (!ch->job || pthread_cond_init(&ch->cond, &ca)) {
-			vfmig_buf_free(ch->job);
-			ch->job = NULL;
-			mf->nch = i;
+		if (pthread_cond_init(&ch->cond, &ca)) {
 			pthread_condattr_destroy(&ca);
 			vfmig_fail(s, VFMIG_ERR_INTERNAL, ENOMEM, -1, "source", "out of memory");
 			goto undo;
@@ -143,6 +196,9 @@ int vfmig_multifd_start(struct vfmig_multifd *mf, struct vfmig_session *s)
 	return 0;
 nomem:
 	free(mf->ch);
+	free(mf->queue);
+	free(mf->queued);
+	free(mf->pool);
 	memset(mf, 0, sizeof(*mf));
 	vfmig_fail(s, VFMIG_ERR_INTERNAL, ENOMEM, -1, "source", "out of memory");
 	return -1;
@@ -154,33 +210,27 @@ undo:
 int vfmig_multifd_send(struct vfmig_multifd *mf, struct vfmig_buf **bufp)
 {
 	struct vfmig_session *s = mf->s;
-	struct vfmig_mf_channel *ch = NULL;
-	struct vfmig_buf *empty;
+	unsigned dev = (*bufp)->dev;
 
 	pthread_mutex_lock(&mf->lock);
-	for (;;) {
-		if (vfmig_aborted(s)) {
-			pthread_mutex_unlock(&mf->lock);
-			return -ECANCELED;
-		}
-		for (unsigned k = 0; k < mf->nch; k++) {
-			unsigned i = (mf->next + k) % mf->nch;
-
-			if (!mf->ch[i].pending) {
-				ch = &mf->ch[i];
-				mf->next = (i + 1) % mf->nch;
-				break;
-			}
-		}
-		if (ch)
-			break;
+	/* One queued buffer per device: the previous one must have gone to a channel. */
+	while (mf->queued[dev] && !vfmig_aborted(s))
 		pthread_cond_wait(&mf->ready, &mf->lock);
+	if (vfmig_aborted(s)) {
+		pthread_mutex_unlock(&mf->lock);
+		return -ECANCELED;
 	}
-	empty = ch->job;
-	ch->job = *bufp;
-	*bufp = empty;
-	ch->pending = true;
-	pthread_cond_signal(&ch->cond);
+	/* Never empty: at most ndev - 1 other buffers are queued, nch sent, ndev - 1 held. */
+	if (!mf->pool_len) {
+		pthread_mutex_unlock(&mf->lock);
+		vfmig_fail(s, VFMIG_ERR_INTERNAL, EFAULT, (int)dev, "source", "no free buffer");
+		return -EFAULT;
+	}
+	mf->queue[(mf->q_head + mf->q_len) % mf->ndev] = *bufp;
+	mf->q_len++;
+	mf->queued[dev] = true;
+	*bufp = mf->pool[--mf->pool_len];
+	dispatch_locked(mf);
 	pthread_mutex_unlock(&mf->lock);
 	return 0;
 }
@@ -310,9 +360,16 @@ void vfmig_multifd_destroy(struct vfmig_multifd *mf)
 			vfmig_buf_free(mf->ch[i].job);
 			pthread_cond_destroy(&mf->ch[i].cond);
 		}
+		for (unsigned k = 0; k < mf->q_len; k++)
+			vfmig_buf_free(mf->queue[(mf->q_head + k) % mf->ndev]);
+		for (unsigned k = 0; k < mf->pool_len; k++)
+			vfmig_buf_free(mf->pool[k]);
 		pthread_cond_destroy(&mf->ready);
 		pthread_mutex_destroy(&mf->lock);
 	}
 	free(mf->ch);
+	free(mf->queue);
+	free(mf->queued);
+	free(mf->pool);
 	memset(mf, 0, sizeof(*mf));
 }

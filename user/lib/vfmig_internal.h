@@ -361,20 +361,30 @@ struct vfmig_mf_channel {
 	struct vfmig_conn *conn;
 	pthread_t thread;
 	bool started;
-	bool pending; /* job holds a packet to send */
-	struct vfmig_buf *job;
+	bool pending;	       /* job holds a packet to send */
+	struct vfmig_buf *job; /* NULL while idle */
 	pthread_cond_t cond;
 	bool send_end; /* send CHANNEL_END when told to quit */
 };
 
+/*
+ * Full buffers wait in a FIFO (at most one per device) until a channel is
+ * idle; empty ones wait in a pool.  2 x devices + channels buffers in all:
+ * one per device being filled, one per device queued, one per channel.
+ */
 struct vfmig_multifd {
 	struct vfmig_session *s;
-	pthread_mutex_t lock; /* protects every channel's pending/job, quit, next */
-	pthread_cond_t ready; /* a channel became idle */
+	pthread_mutex_t lock; /* protects quit, next, the channels, the queue and the pool */
+	pthread_cond_t ready; /* a queued buffer went to a channel */
 	bool quit;
-	unsigned next; /* round-robin cursor */
-	unsigned nch;
+	unsigned next; /* round-robin cursor over idle channels */
+	unsigned nch, ndev;
 	struct vfmig_mf_channel *ch;
+	struct vfmig_buf **queue; /* [ndev] ring, oldest first */
+	unsigned q_head, q_len;
+	bool *queued;		 /* [ndev]: device has a buffer in queue */
+	struct vfmig_buf **pool; /* [nch + ndev] empty buffers */
+	unsigned pool_len;
 };
 
 int vfmig_multifd_start(struct vfmig_multifd *mf, struct vfmig_session *s);

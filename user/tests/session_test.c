@@ -180,6 +180,80 @@ TEST(session_small_budget_backpressure_single_channel)
 	pair_fini(&p);
 }
 
+/*
+ * A save thread keeps reading its device while its previous chunk waits for
+ * a busy channel.  The hook makes a helper thread hold the only channel's
+ * send lock before the first STOP_COPY read (the channel then blocks in its
+ * first send) and release it once the device's third read starts: chunk 0
+ * in the channel, chunk 1 queued, chunk 2 being read.  A source that waits
+ * for a channel before reading again never gets there (the helper gives up
+ * after 5 s and the test fails).
+ */
+struct stall {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct pair *p;
+	bool started, held, reached, in_time;
+	pthread_t t;
+};
+
+static void *stall_thread(void *arg)
+{
+	struct stall *st = arg;
+	pthread_mutex_t *send_lock = &st->p->ss->chans[0].send_lock;
+	struct timespec ts;
+
+	pthread_mutex_lock(send_lock);
+	pthread_mutex_lock(&st->lock);
+	st->held = true;
+	pthread_cond_broadcast(&st->cond);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 5;
+	while (!st->reached && pthread_cond_timedwait(&st->cond, &st->lock, &ts) != ETIMEDOUT)
+		;
+	st->in_time = st->reached;
+	pthread_mutex_unlock(&st->lock);
+	pthread_mutex_unlock(send_lock);
+	return NULL;
+}
+
+static void stall_hook(void *opaque, unsigned n)
+{
+	struct stall *st = opaque;
+
+	pthread_mutex_lock(&st->lock);
+	if (n == 1 && !pthread_create(&st->t, NULL, stall_thread, st)) {
+		st->started = true;
+		while (!st->held)
+			pthread_cond_wait(&st->cond, &st->lock);
+	}
+	if (n == 3) {
+		st->reached = true;
+		pthread_cond_broadcast(&st->cond);
+	}
+	pthread_mutex_unlock(&st->lock);
+}
+
+TEST(session_source_reads_ahead_while_the_channel_is_busy)
+{
+	struct vfmig_fake_cfg cfg = fake_cfg(1 << 20, NOPRE, 100);
+	struct stall st = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
+	struct pair p;
+
+	ASSERT_EQ(0, pair_init(&p, 1));
+	replace_pair(&p, 0, 1 << 20, NOPRE, 100, 200);
+	st.p = &p;
+	cfg.stopcopy_read_hook = stall_hook;
+	cfg.hook_opaque = &st;
+	replace_src(&p, 0, &cfg);
+	p.so.channels = 1;
+	run_migrated(_metadata, &p);
+	ASSERT_TRUE(st.started);
+	pthread_join(st.t, NULL);
+	EXPECT_TRUE(st.in_time) TH_LOG("the third read waited for the channel");
+	pair_fini(&p);
+}
+
 TEST(session_refuses_multi_device_without_p2p)
 {
 	struct pair p;
