@@ -16,7 +16,11 @@
 
 TOP		:= $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
 BUILD		?= $(TOP)/build
-KVER		?= $(shell $(TOP)/scripts/kver.sh 2>/dev/null)
+# Evaluated again in every sub-make, so a `make check` that first installs the
+# kernel headers builds against them. Not exported for the same reason.
+ifeq ($(strip $(KVER)),)
+KVER		:= $(shell $(TOP)/scripts/kver.sh 2>/dev/null)
+endif
 KDIR		?= /usr/src/linux-headers-$(KVER)
 KSRC_TARBALL	?= /usr/src/linux-source-6.12.tar.xz
 KSRC		?=
@@ -29,7 +33,7 @@ CP_DIR		:= $(BUILD)/checkpatch
 KSFT_INSTALL	:= $(BUILD)/kselftest
 MODULE		:= $(TOP)/kmod-mtty-mig/mtty_mig.ko
 
-export TOP BUILD KVER KDIR UAPI_DIR KSFT_DIR
+export TOP BUILD UAPI_DIR KSFT_DIR
 
 .PHONY: all deps module mtty-sample uapi ksft user selftests check check-host check-vm \
 	demo bench vm-shell lint sparse clean install modules_install help
