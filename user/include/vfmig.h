@@ -257,7 +257,7 @@ void vfmig_options_init(struct vfmig_options *o);
 struct vfmig_channel_stats {
 	uint64_t bytes;
 	uint64_t packets;
-	uint64_t busy_ns; /* time spent in socket sends/receives of packets */
+	uint64_t busy_ns; /* sending packets, or receiving them from the header on */
 };
 
 enum vfmig_converge {

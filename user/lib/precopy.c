@@ -281,5 +281,6 @@ int vfmig_precopy_load(struct vfmig_session *s, const struct vfmig_frame *f)
 	s->st.precopy_bytes += f->h.length;
 	s->st.ch[0].bytes += f->h.length;
 	s->st.ch[0].packets++;
+	s->st.ch[0].busy_ns += f->rx_ns;
 	return 0;
 }

@@ -25,6 +25,7 @@ int vfmig_recv_queue(struct vfmig_session *s, struct vfmig_channel_stats *st, st
 
 	st->bytes += f->h.length;
 	st->packets++;
+	st->busy_ns += f->rx_ns;
 	ret = vfmig_reorder_push(&s->ro, f->h.device, f->h.idx, f->h.flags, f->payload, f->h.length,
 				 why, sizeof(why));
 	if (ret) {
@@ -46,7 +47,6 @@ static void recv_channel(struct vfmig_session *s, unsigned ch)
 	for (;;) {
 		struct vfmig_frame f;
 		enum vfmig_ferr fe;
-		uint64_t t0 = vfmig_now_ns();
 		int err_no;
 
 		fe = vfmig_recv_frame(c->fd, &s->lim, -1, &f, &err_no, why, sizeof(why));
@@ -64,7 +64,6 @@ static void recv_channel(struct vfmig_session *s, unsigned ch)
 			vfmig_frame_free(&f);
 			break;
 		}
-		c->stats->busy_ns += vfmig_now_ns() - t0;
 		if (vfmig_recv_queue(s, c->stats, &f, where)) {
 			vfmig_frame_free(&f);
 			break;

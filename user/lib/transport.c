@@ -354,11 +354,13 @@ enum vfmig_ferr vfmig_recv_frame(int fd, const struct vfmig_limits *lim, int tim
 {
 	uint8_t hdr[VFMIG_HDR_LEN];
 	enum vfmig_ferr fe;
+	uint64_t t0;
 	size_t got;
 	int ret;
 
 	*err_no = 0;
 	f->payload = NULL;
+	f->rx_ns = 0;
 	ret = read_full(fd, hdr, sizeof(hdr), timeout_ms, &got);
 	if (ret == 1 && got == 0) {
 		snprintf(why, whylen, "connection closed by peer");
@@ -379,6 +381,8 @@ enum vfmig_ferr vfmig_recv_frame(int fd, const struct vfmig_limits *lim, int tim
 		snprintf(why, whylen, "recv: %s", strerror(-ret));
 		return VFMIG_FERR_IO;
 	}
+	/* Throughput counts transfer time, not the wait for a frame to start. */
+	t0 = vfmig_now_ns();
 	vfmig_hdr_unpack(hdr, &f->h);
 	fe = vfmig_hdr_validate(&f->h, lim, why, whylen);
 	if (fe)
@@ -405,6 +409,7 @@ enum vfmig_ferr vfmig_recv_frame(int fd, const struct vfmig_limits *lim, int tim
 			return ret == -ETIMEDOUT ? VFMIG_FERR_TIMEOUT : VFMIG_FERR_IO;
 		}
 	}
+	f->rx_ns = vfmig_now_ns() - t0;
 	if (vfmig_frame_checksum(hdr, f->payload, f->h.length) != f->h.checksum) {
 		vfmig_frame_free(f);
 		snprintf(why, whylen, "%s device %u idx %u: checksum mismatch",

@@ -222,6 +222,7 @@ int vfmig_send_frame_try(struct vfmig_conn *c, uint16_t type, uint32_t flags, ui
 struct vfmig_frame {
 	struct vfmig_frame_hdr h;
 	uint8_t *payload; /* malloc'ed, NULL when length == 0 */
+	uint64_t rx_ns;	  /* from the header's arrival to the payload's end */
 };
 
 /*
