@@ -831,18 +831,27 @@ TEST_F_TIMEOUT(cli, two_hosts_over_veth_ipv6, 300)
 	cli_two_hosts(_metadata, self, "[2001:db8::2]:4445", "[2001:db8::2]:4445");
 }
 
-TEST_F_TIMEOUT(cli, destination_killed_source_rolls_back, 300)
+/*
+ * Start vfio-mig recv and send in the two namespaces with a quiet source
+ * that is slow to save, wait until both sides are mid migration, send @sig
+ * to the destination (@to_recv) or the source, and check the exit codes and
+ * that the source is back, unchanged.
+ */
+static void interrupt_mid_migration(struct __test_metadata *_metadata, FIXTURE_DATA(cli) *self,
+				    const char *port, bool to_recv, int sig, int want_src,
+				    int want_dst)
 {
-	char *recv_argv[] = { VFIO_MIG, "recv", "--listen", "tcp:192.0.2.2:4446", "--quiet",
+	char addr[64];
+	char *recv_argv[] = { VFIO_MIG, "recv", "--listen", addr, "--quiet", "--timeout", "30",
 			      self->dst.uuid[0], self->dst.uuid[1], NULL };
-	char *send_argv[] = { VFIO_MIG, "send", "--to", "tcp:192.0.2.2:4446", "--timeout", "30",
+	char *send_argv[] = { VFIO_MIG, "send", "--to", addr, "--timeout", "30",
 			      self->src.uuid[0], self->src.uuid[1], NULL };
 	char d0[2][32], d[32];
 	pid_t rp, sp;
-	int src;
+	int src, dst;
 	unsigned i;
 
-	/* a quiet source, slow to save, so the kill lands mid migration */
+	snprintf(addr, sizeof(addr), "tcp:192.0.2.2:%s", port);
 	for (i = 0; i < 2; i++) {
 		ASSERT_EQ(0, mt_dev_attr_write(self->src.uuid[i], MTTY_MIG_ATTR_DIRTY_RATE, "0"));
 		ASSERT_EQ(0, mt_dev_attr_write(self->src.uuid[i], MTTY_MIG_ATTR_SAVE_RATE,
@@ -853,17 +862,37 @@ TEST_F_TIMEOUT(cli, destination_killed_source_rolls_back, 300)
 	sp = spawn("mtsrc", send_argv, "/tmp/mtty-send.log");
 	ASSERT_EQ(0, mt_wait_attr_is(self->dst.uuid[1], MTTY_MIG_ATTR_STATE, "RESUMING", 60));
 	ASSERT_EQ(0, mt_wait_attr_is(self->src.uuid[0], MTTY_MIG_ATTR_STATE, "PRE_COPY", 60));
-	ASSERT_EQ(0, kill(rp, SIGKILL));
-	EXPECT_EQ(128 + SIGKILL, wait_exit(rp, 30));
+	ASSERT_EQ(0, kill(to_recv ? rp : sp, sig));
 	src = wait_exit(sp, 120);
-	/* a transport failure, reported as such, and the source intact */
-	EXPECT_EQ(VFMIG_ERR_TRANSPORT, src) sh("cat /tmp/mtty-send.log");
+	dst = wait_exit(rp, 120);
+	EXPECT_EQ(want_src, src) sh("cat /tmp/mtty-send.log");
+	EXPECT_EQ(want_dst, dst) sh("cat /tmp/mtty-recv.log");
 	for (i = 0; i < 2; i++) {
 		ASSERT_EQ(0, mt_digest(self->src.uuid[i], d, sizeof(d)));
 		EXPECT_STREQ(d0[i], d);
 		EXPECT_EQ(0, mt_wait_attr_is(self->src.uuid[i], MTTY_MIG_ATTR_STATE, "RUNNING", 5));
 		EXPECT_EQ(0, mt_wait_attr_is(self->dst.uuid[i], MTTY_MIG_ATTR_STATE, "RUNNING", 5));
 	}
+}
+
+TEST_F_TIMEOUT(cli, destination_killed_source_rolls_back, 300)
+{
+	/* a dead peer is a transport failure, and the source is intact */
+	interrupt_mid_migration(_metadata, self, "4446", true, SIGKILL, VFMIG_ERR_TRANSPORT,
+				128 + SIGKILL);
+}
+
+TEST_F_TIMEOUT(cli, sigint_on_source_cancels_both_sides, 300)
+{
+	/* Ctrl-C on the source: it cancels, tells the destination, rolls back */
+	interrupt_mid_migration(_metadata, self, "4447", false, SIGINT, VFMIG_ERR_CANCELLED,
+				VFMIG_ERR_REMOTE);
+}
+
+TEST_F_TIMEOUT(cli, sigint_on_destination_cancels_both_sides, 300)
+{
+	interrupt_mid_migration(_metadata, self, "4448", true, SIGINT, VFMIG_ERR_REMOTE,
+				VFMIG_ERR_CANCELLED);
 }
 
 TEST_F_TIMEOUT(cli, incompatible_destination_exit_code, 120)

@@ -274,6 +274,34 @@ TEST_F(dev, device_memory_round_trip)
 	}
 }
 
+TEST(device_memory_of_one_gib)
+{
+	uint8_t out[4096], in[4096];
+	char uuid[MT_UUID_LEN];
+	struct mt_vfio v;
+	struct vfio_region_info r;
+	size_t i;
+
+	ASSERT_EQ(0, mt_module_load());
+	ASSERT_EQ(0, mt_mdev_create(MT_PARENT "-1", uuid));
+	ASSERT_EQ(0, mt_dev_attr_write(uuid, "mem_size", "1073741824"));
+	ASSERT_EQ(0, mt_vfio_open(&v, uuid));
+	ASSERT_EQ(0, mt_region_info(v.device, VFIO_PCI_BAR1_REGION_INDEX, &r));
+	EXPECT_EQ(1ull << 30, r.size);
+	for (i = 0; i < sizeof(out); i++)
+		out[i] = (uint8_t)(i ^ 0x5a);
+	/* the last page of the gigabyte round-trips */
+	ASSERT_EQ(sizeof(out), mt_region_write(v.device, VFIO_PCI_BAR1_REGION_INDEX,
+					       r.size - sizeof(out), out, sizeof(out)));
+	ASSERT_EQ(sizeof(in), mt_region_read(v.device, VFIO_PCI_BAR1_REGION_INDEX,
+					     r.size - sizeof(in), in, sizeof(in)));
+	EXPECT_EQ(0, memcmp(out, in, sizeof(in)));
+	mt_vfio_close(&v);
+	/* one page more than the maximum is refused */
+	EXPECT_EQ(-EINVAL, mt_dev_attr_write(uuid, "mem_size", "1073745920"));
+	ASSERT_EQ(0, mt_mdev_remove(uuid));
+}
+
 TEST_F(dev, out_of_range_access_fails)
 {
 	struct vfio_region_info r;
