@@ -74,6 +74,18 @@ enum vfmig_errclass {
 	VFMIG_ERR_BUDGET = 9,	    /* destination reorder budget cannot hold the skew */
 	VFMIG_ERR_REMOTE = 10,	    /* the peer reported a failure */
 	VFMIG_ERR_ROLLBACK = 11,    /* a device could not be put back (see message) */
+	/*
+	 * Source: COMMIT left, and the destination neither confirmed (COMPLETE)
+	 * nor reported its devices reset.  The source devices stay stopped with
+	 * their state: whether the destination runs must be decided outside.
+	 */
+	VFMIG_ERR_OUTCOME_UNKNOWN = 12,
+	/*
+	 * COMMIT reached the destination (it owns the device state) but a device
+	 * failed to start: destination devices are left as they are, never
+	 * reset; the source devices stay stopped.
+	 */
+	VFMIG_ERR_INCOMPLETE = 13,
 	VFMIG_ERR_NR,
 };
 
@@ -214,7 +226,7 @@ int vfmig_addr_parse(const char *s, struct vfmig_addr *a, struct vfmig_error *er
 /* Listening socket for the destination; returns fd or -errno. */
 int vfmig_listen(const struct vfmig_addr *a, struct vfmig_error *err);
 
-/* ---- sessions (session.c) ----------------------------------------------- */
+/* ---- sessions (core.c, source.c, dest.c) ----------------------------------------------- */
 
 enum vfmig_onoff { VFMIG_AUTO = 0, VFMIG_ON, VFMIG_OFF };
 
@@ -246,7 +258,10 @@ struct vfmig_options {
 	unsigned max_iterations;    /* default 30 */
 	uint64_t max_queued_bytes;  /* destination reorder budget (default 256 MiB) */
 	uint32_t chunk_size;	    /* STOP_COPY/PRE_COPY read size (default 1 MiB) */
-	unsigned timeout_ms;	    /* no-progress timeout (default 30000) */
+	unsigned timeout_ms;	    /* no-progress timeout, every wait (default 30000) */
+	unsigned max_precopy_ms;    /* source: precopy time limit, 0 none (default 600000) */
+	unsigned max_channels;	    /* destination: most channels accepted (default 16) */
+	uint32_t max_chunk;	    /* destination: largest chunk accepted (default 4 MiB) */
 	int verbose;		    /* 0 errors+warnings, 1 info, 2 debug */
 	const char *log_prefix;	    /* "src", "dst" */
 	void (*progress)(const struct vfmig_progress *p, void *opaque);
@@ -264,6 +279,7 @@ enum vfmig_converge {
 	VFMIG_CONVERGE_NONE,	 /* no precopy-capable device */
 	VFMIG_CONVERGE_DOWNTIME, /* estimate under --downtime-limit */
 	VFMIG_CONVERGE_MAX_ITER, /* --max-iterations reached */
+	VFMIG_CONVERGE_MAX_TIME, /* --max-precopy-time reached */
 };
 
 struct vfmig_stats {

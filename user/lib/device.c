@@ -32,6 +32,8 @@ static const char *const errclass_names[VFMIG_ERR_NR] = {
 	[VFMIG_ERR_BUDGET] = "reorder budget exceeded",
 	[VFMIG_ERR_REMOTE] = "peer failed",
 	[VFMIG_ERR_ROLLBACK] = "rollback failed",
+	[VFMIG_ERR_OUTCOME_UNKNOWN] = "outcome unknown",
+	[VFMIG_ERR_INCOMPLETE] = "committed, destination incomplete",
 };
 
 const char *vfmig_errclass_name(enum vfmig_errclass cls)
@@ -154,6 +156,22 @@ int vfmig_device_write_all(struct vfmig_device *dev, const void *buf, size_t len
 		len -= (size_t)n;
 	}
 	return 0;
+}
+
+int vfmig_device_set_state_keep(struct vfmig_device *dev, enum vfmig_state target,
+				struct vfmig_error *err)
+{
+	enum vfmig_state now = VFMIG_STATE_ERROR;
+	int ret = dev->ops->set_state(dev->priv, target);
+
+	if (!ret)
+		return 0;
+	if (dev->ops->get_state(dev->priv, &now))
+		now = VFMIG_STATE_ERROR;
+	vfmig_error_set(err, VFMIG_ERR_DEVICE, -ret, -1, dev->name,
+			"%s: set state %s failed: %s (device left %s)", dev->name,
+			vfmig_state_name(target), strerror(-ret), vfmig_state_name(now));
+	return ret;
 }
 
 int vfmig_device_set_state(struct vfmig_device *dev, enum vfmig_state target,

@@ -12,7 +12,10 @@
  * dropped its lock), and its bytes stay counted against the budget until
  * vfmig_reorder_release().
  *
- * Locks: session.lock for data_done / loads_done and the config barrier;
+ * It sees no session: struct vfmig_loader holds the devices, the reorder
+ * buffer, the error object and the eventfd that wakes the destination.
+ *
+ * Locks: loader.lock for data_done / loads_done and the config barrier;
  * reorder.lock inside vfmig_reorder_pop/release.  Never both at once.
  */
 #include <errno.h>
@@ -22,33 +25,51 @@
 
 #include "vfmig_internal.h"
 
-static void load_fail_pop(struct vfmig_session *s, unsigned i, int ret)
+int vfmig_loader_init(struct vfmig_loader *ld)
+{
+	if (pthread_mutex_init(&ld->lock, NULL))
+		return -ENOMEM;
+	if (vfmig_cond_init_mono(&ld->cond)) {
+		pthread_mutex_destroy(&ld->lock);
+		return -ENOMEM;
+	}
+	atomic_init(&ld->data_bytes, 0);
+	atomic_init(&ld->config_bytes, 0);
+	return 0;
+}
+
+void vfmig_loader_destroy(struct vfmig_loader *ld)
+{
+	pthread_cond_destroy(&ld->cond);
+	pthread_mutex_destroy(&ld->lock);
+}
+
+static void load_fail_pop(struct vfmig_loader *ld, unsigned i, int ret)
 {
 	char why[160];
 
 	if (ret == -ECANCELED)
 		return;
-	vfmig_reorder_why(&s->ro, why, sizeof(why));
-	vfmig_fail(s, ret == -ENOBUFS ? VFMIG_ERR_BUDGET : VFMIG_ERR_PROTOCOL, -ret, (int)i,
+	vfmig_reorder_why(ld->ro, why, sizeof(why));
+	vfmig_fail(ld->ctl, ret == -ENOBUFS ? VFMIG_ERR_BUDGET : VFMIG_ERR_PROTOCOL, -ret, (int)i,
 		   "reorder buffer", "%s", why);
 }
 
-static int load_config(struct vfmig_session *s, unsigned i, const struct vfmig_slot *sl)
+static int load_config(struct vfmig_loader *ld, unsigned i, const struct vfmig_slot *sl)
 {
-	struct vfmig_device *d = s->devs[i];
-	bool wait_all = s->options & VFMIG_OPT_LOAD_CONFIG_AFTER_ITER;
+	struct vfmig_device *d = ld->devs[i];
 	int ret;
 
-	pthread_mutex_lock(&s->lock);
-	s->data_done++;
-	pthread_cond_broadcast(&s->cond);
-	while (wait_all && s->data_done < s->ndev && !vfmig_aborted(s))
-		pthread_cond_wait(&s->cond, &s->lock);
-	pthread_mutex_unlock(&s->lock);
-	if (vfmig_aborted(s))
+	pthread_mutex_lock(&ld->lock);
+	ld->data_done++;
+	pthread_cond_broadcast(&ld->cond);
+	while (ld->config_after_iter && ld->data_done < ld->ndev && !vfmig_aborted(ld->ctl))
+		pthread_cond_wait(&ld->cond, &ld->lock);
+	pthread_mutex_unlock(&ld->lock);
+	if (vfmig_aborted(ld->ctl))
 		return -1;
 	if (sl->len != d->config_size) {
-		vfmig_fail(s, VFMIG_ERR_PROTOCOL, EPROTO, (int)i, d->name,
+		vfmig_fail(ld->ctl, VFMIG_ERR_PROTOCOL, EPROTO, (int)i, d->name,
 			   "%s: config state of %u bytes, device has %u", d->name, sl->len,
 			   d->config_size);
 		return -1;
@@ -57,17 +78,18 @@ static int load_config(struct vfmig_session *s, unsigned i, const struct vfmig_s
 		return 0;
 	ret = d->ops->config_write(d->priv, sl->data, sl->len);
 	if (ret) {
-		vfmig_fail(s, VFMIG_ERR_DEVICE, -ret, (int)i, d->name,
+		vfmig_fail(ld->ctl, VFMIG_ERR_DEVICE, -ret, (int)i, d->name,
 			   "%s: write config region: %s", d->name, strerror(-ret));
 		return -1;
 	}
-	atomic_fetch_add(&s->config_bytes, sl->len);
+	atomic_fetch_add(&ld->config_bytes, sl->len);
 	return 0;
 }
 
-static void load_device(struct vfmig_session *s, unsigned i)
+static void load_device(void *arg, unsigned i)
 {
-	struct vfmig_device *d = s->devs[i];
+	struct vfmig_loader *ld = arg;
+	struct vfmig_device *d = ld->devs[i];
 	uint64_t one = 1;
 
 	for (;;) {
@@ -76,58 +98,68 @@ static void load_device(struct vfmig_session *s, unsigned i)
 		bool last;
 		int ret;
 
-		ret = vfmig_reorder_pop(&s->ro, i, &sl, &idx);
+		ret = vfmig_reorder_pop(ld->ro, i, &sl, &idx);
 		if (ret) {
-			load_fail_pop(s, i, ret);
+			load_fail_pop(ld, i, ret);
 			break;
 		}
 		last = sl.flags & VFMIG_FLAG_CONFIG;
 		if (last) {
-			ret = load_config(s, i, &sl);
-		} else if (vfmig_aborted(s)) {
+			ret = load_config(ld, i, &sl);
+		} else if (vfmig_aborted(ld->ctl)) {
 			ret = -1;
 		} else {
 			ret = vfmig_device_write_all(d, sl.data, sl.len);
 			if (ret)
-				vfmig_fail(s, VFMIG_ERR_DEVICE, -ret, (int)i, d->name,
+				vfmig_fail(ld->ctl, VFMIG_ERR_DEVICE, -ret, (int)i, d->name,
 					   "%s: write STOP_COPY chunk %u: %s", d->name, idx,
 					   strerror(-ret));
 			else
-				atomic_fetch_add(&s->stopcopy_bytes, sl.len);
+				atomic_fetch_add(&ld->data_bytes, sl.len);
 		}
-		free(sl.data);
-		vfmig_reorder_release(&s->ro, i, sl.len);
+		vfmig_payload_free(sl.data, sl.len);
+		vfmig_reorder_release(ld->ro, i, sl.len);
 		if (ret)
 			break;
 		if (last) {
-			pthread_mutex_lock(&s->lock);
-			s->loads_done++;
-			pthread_mutex_unlock(&s->lock);
-			log_dbg(&s->log, "%s: loaded", d->name);
+			pthread_mutex_lock(&ld->lock);
+			ld->loads_done++;
+			pthread_mutex_unlock(&ld->lock);
+			log_dbg(ld->log, "%s: loaded", d->name);
 			break;
 		}
 	}
-	/* Wake the main loop: either everything is loaded or an error is recorded. */
-	if (write(s->wakefd, &one, sizeof(one)) < 0) {
+	/* Wake the destination: either everything is loaded or an error is recorded. */
+	if (write(ld->wakefd, &one, sizeof(one)) < 0) {
 		/* eventfd counters do not overflow here; poll sees it readable anyway */
 	}
 }
 
-int vfmig_load_start(struct vfmig_session *s)
+int vfmig_load_start(struct vfmig_loader *ld)
 {
-	for (unsigned i = 0; i < s->ndev; i++) {
-		if (vfmig_thread_start(s, &s->ds[i].load_thread, load_device, i))
+	for (unsigned i = 0; i < ld->ndev; i++) {
+		if (vfmig_thread_start(ld->ctl, &ld->load_threads[i], load_device, ld, i))
 			return -1;
-		s->ds[i].load_started = true;
+		ld->load_started[i] = true;
 	}
 	return 0;
 }
 
-void vfmig_load_join(struct vfmig_session *s)
+void vfmig_load_join(struct vfmig_loader *ld)
 {
-	for (unsigned i = 0; i < s->ndev; i++) {
-		if (s->ds[i].load_started)
-			pthread_join(s->ds[i].load_thread, NULL);
-		s->ds[i].load_started = false;
+	for (unsigned i = 0; i < ld->ndev; i++) {
+		if (ld->load_started[i])
+			pthread_join(ld->load_threads[i], NULL);
+		ld->load_started[i] = false;
 	}
+}
+
+unsigned vfmig_loads_done(struct vfmig_loader *ld)
+{
+	unsigned n;
+
+	pthread_mutex_lock(&ld->lock);
+	n = ld->loads_done;
+	pthread_mutex_unlock(&ld->lock);
+	return n;
 }

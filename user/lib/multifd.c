@@ -19,13 +19,14 @@
  * each other.  With --multifd off there is one "channel": the main
  * connection.
  *
- * Every loop checks the abort flag between chunks; a failed thread records
- * its error with vfmig_fail() (first error wins) and leaves aborting and
- * joining to the coordinator.  A thread blocked in read() on a device is
- * not interrupted (the uAPI offers no way), one blocked on a socket is woken
- * by the coordinator's shutdown().
+ * It sees no session: the connections, the devices and the error object
+ * (struct vfmig_ctl) are handed to vfmig_multifd_start().  Every loop checks
+ * the abort flag between chunks; a failed thread records its error with
+ * vfmig_fail() (first error wins) and leaves aborting and joining to the
+ * source.  A thread blocked in read() on a device is not interrupted (the
+ * uAPI offers no way); a send gives up on the abort flag within 100 ms.
  *
- * Lock order: session.lock -> multifd.lock (only in vfmig_session_wake());
+ * Lock order: session.lock -> multifd.lock (only when the session wakes it);
  * multifd.lock -> conn.send_lock is never taken: channels send with
  * multifd.lock dropped.  multifd.lock protects every channel's pending flag
  * and job pointer, the queue, the pool, quit and the round-robin cursor.
@@ -93,9 +94,9 @@ static void dispatch_locked(struct vfmig_multifd *mf)
 		pthread_cond_broadcast(&mf->ready);
 }
 
-static void channel_thread(struct vfmig_session *s, unsigned i)
+static void channel_thread(void *arg, unsigned i)
 {
-	struct vfmig_multifd *mf = &s->mf;
+	struct vfmig_multifd *mf = arg;
 	struct vfmig_mf_channel *ch = &mf->ch[i];
 	const char *where = ch->conn->id ? "multifd channel" : "main channel";
 	char what[64];
@@ -105,9 +106,9 @@ static void channel_thread(struct vfmig_session *s, unsigned i)
 		struct vfmig_buf *job;
 
 		pthread_mutex_lock(&mf->lock);
-		while (!ch->pending && !mf->quit && !vfmig_aborted(s))
+		while (!ch->pending && !mf->quit && !vfmig_aborted(mf->ctl))
 			pthread_cond_wait(&ch->cond, &mf->lock);
-		if (vfmig_aborted(s)) {
+		if (vfmig_aborted(mf->ctl)) {
 			pthread_mutex_unlock(&mf->lock);
 			break;
 		}
@@ -119,7 +120,10 @@ static void channel_thread(struct vfmig_session *s, unsigned i)
 					     0;
 			if (ret) {
 				snprintf(what, sizeof(what), "channel %u: send", ch->conn->id);
-				vfmig_fail_send(s, where, what, ret);
+				vfmig_fail_send(mf->ctl, where, what, ret);
+			} else if (ch->send_end) {
+				/* Nothing may follow CHANNEL_END, not even a PING. */
+				atomic_store(&ch->conn->ended, true);
 			}
 			break;
 		}
@@ -131,7 +135,7 @@ static void channel_thread(struct vfmig_session *s, unsigned i)
 		if (ret) {
 			snprintf(what, sizeof(what), "channel %u: sending device %u chunk %u",
 				 ch->conn->id, job->dev, job->idx);
-			vfmig_fail_send(s, where, what, ret);
+			vfmig_fail_send(mf->ctl, where, what, ret);
 			break;
 		}
 		pthread_mutex_lock(&mf->lock);
@@ -143,31 +147,40 @@ static void channel_thread(struct vfmig_session *s, unsigned i)
 	}
 }
 
-int vfmig_multifd_start(struct vfmig_multifd *mf, struct vfmig_session *s)
+int vfmig_multifd_start(struct vfmig_multifd *mf, struct vfmig_ctl *ctl, struct vfmig_log *log,
+			struct vfmig_conn **conns, unsigned nconn, bool send_end,
+			struct vfmig_device **devs, unsigned ndev, uint32_t chunk,
+			atomic_uint_fast64_t *data_bytes, atomic_uint_fast64_t *config_bytes)
 {
-	pthread_condattr_t ca;
-	unsigned n = s->nch ? s->nch : 1;
+	unsigned n = nconn;
 
 	memset(mf, 0, sizeof(*mf));
-	mf->s = s;
-	mf->ndev = s->ndev;
+	mf->ctl = ctl;
+	mf->log = log;
+	mf->devs = devs;
+	mf->chunk = chunk;
+	mf->data_bytes = data_bytes;
+	mf->config_bytes = config_bytes;
+	mf->ndev = ndev;
 	mf->ch = calloc(n, sizeof(*mf->ch));
-	mf->queue = calloc(s->ndev, sizeof(*mf->queue));
-	mf->queued = calloc(s->ndev, sizeof(*mf->queued));
-	mf->pool = calloc(n + s->ndev, sizeof(*mf->pool));
-	if (!mf->ch || !mf->queue || !mf->queued || !mf->pool ||
-	    pthread_mutex_init(&mf->lock, NULL))
+	mf->queue = calloc(ndev, sizeof(*mf->queue));
+	mf->queued = calloc(ndev, sizeof(*mf->queued));
+	mf->pool = calloc(n + ndev, sizeof(*mf->pool));
+	mf->save_threads = calloc(ndev, sizeof(*mf->save_threads));
+	mf->save_started = calloc(ndev, sizeof(*mf->save_started));
+	if (!mf->ch || !mf->queue || !mf->queued || !mf->pool || !mf->save_threads ||
+	    !mf->save_started || pthread_mutex_init(&mf->lock, NULL))
 		goto nomem;
-	if (pthread_condattr_init(&ca) || pthread_cond_init(&mf->ready, &ca)) {
+	if (vfmig_cond_init_mono(&mf->ready)) {
 		pthread_mutex_destroy(&mf->lock);
 		goto nomem;
 	}
+	mf->up = true;
 	/* The save threads hold one buffer each; the pool backs the queue and the channels. */
-	for (unsigned i = 0; i < n + s->ndev; i++) {
-		mf->pool[i] = vfmig_buf_new(s->chunk);
+	for (unsigned i = 0; i < n + ndev; i++) {
+		mf->pool[i] = vfmig_buf_new(chunk);
 		if (!mf->pool[i]) {
-			pthread_condattr_destroy(&ca);
-			vfmig_fail(s, VFMIG_ERR_INTERNAL, ENOMEM, -1, "source", "out of memory");
+			vfmig_fail(ctl, VFMIG_ERR_INTERNAL, ENOMEM, -1, "source", "out of memory");
 			goto undo;
 		}
 		mf->pool_len = i + 1;
@@ -175,21 +188,17 @@ int vfmig_multifd_start(struct vfmig_multifd *mf, struct vfmig_session *s)
 	for (unsigned i = 0; i < n; i++) {
 		struct vfmig_mf_channel *ch = &mf->ch[i];
 
-		ch->conn = s->nch ? &s->chans[i] : &s->main;
-		ch->send_end = s->nch != 0;
-		if (pthread_cond_init(&ch->cond, &ca)) {
-			pthread_condattr_destroy(&ca);
-			vfmig_fail(s, VFMIG_ERR_INTERNAL, ENOMEM, -1, "source", "out of memory");
+		ch->mf = mf;
+		ch->conn = conns[i];
+		ch->send_end = send_end;
+		if (vfmig_cond_init_mono(&ch->cond)) {
+			vfmig_fail(ctl, VFMIG_ERR_INTERNAL, ENOMEM, -1, "source", "out of memory");
 			goto undo;
 		}
 		mf->nch = i + 1;
 	}
-	pthread_condattr_destroy(&ca);
-	pthread_mutex_lock(&s->lock);
-	s->mf_up = true;
-	pthread_mutex_unlock(&s->lock);
 	for (unsigned i = 0; i < n; i++) {
-		if (vfmig_thread_start(s, &mf->ch[i].thread, channel_thread, i))
+		if (vfmig_thread_start(ctl, &mf->ch[i].thread, channel_thread, mf, i))
 			return -1;
 		mf->ch[i].started = true;
 	}
@@ -199,8 +208,10 @@ nomem:
 	free(mf->queue);
 	free(mf->queued);
 	free(mf->pool);
+	free(mf->save_threads);
+	free(mf->save_started);
 	memset(mf, 0, sizeof(*mf));
-	vfmig_fail(s, VFMIG_ERR_INTERNAL, ENOMEM, -1, "source", "out of memory");
+	vfmig_fail(ctl, VFMIG_ERR_INTERNAL, ENOMEM, -1, "source", "out of memory");
 	return -1;
 undo:
 	vfmig_multifd_destroy(mf);
@@ -209,21 +220,21 @@ undo:
 
 int vfmig_multifd_send(struct vfmig_multifd *mf, struct vfmig_buf **bufp)
 {
-	struct vfmig_session *s = mf->s;
 	unsigned dev = (*bufp)->dev;
 
 	pthread_mutex_lock(&mf->lock);
 	/* One queued buffer per device: the previous one must have gone to a channel. */
-	while (mf->queued[dev] && !vfmig_aborted(s))
+	while (mf->queued[dev] && !vfmig_aborted(mf->ctl))
 		pthread_cond_wait(&mf->ready, &mf->lock);
-	if (vfmig_aborted(s)) {
+	if (vfmig_aborted(mf->ctl)) {
 		pthread_mutex_unlock(&mf->lock);
 		return -ECANCELED;
 	}
 	/* Never empty: at most ndev - 1 other buffers are queued, nch sent, ndev - 1 held. */
 	if (!mf->pool_len) {
 		pthread_mutex_unlock(&mf->lock);
-		vfmig_fail(s, VFMIG_ERR_INTERNAL, EFAULT, (int)dev, "source", "no free buffer");
+		vfmig_fail(mf->ctl, VFMIG_ERR_INTERNAL, EFAULT, (int)dev, "source",
+			   "no free buffer");
 		return -EFAULT;
 	}
 	mf->queue[(mf->q_head + mf->q_len) % mf->ndev] = *bufp;
@@ -235,36 +246,41 @@ int vfmig_multifd_send(struct vfmig_multifd *mf, struct vfmig_buf **bufp)
 	return 0;
 }
 
-static void save_thread(struct vfmig_session *s, unsigned i)
+static void save_thread(void *arg, unsigned i)
 {
-	struct vfmig_multifd *mf = &s->mf;
-	struct vfmig_device *d = s->devs[i];
+	struct vfmig_multifd *mf = arg;
+	struct vfmig_device *d = mf->devs[i];
+	struct vfmig_error e = { 0 };
 	struct vfmig_buf *buf = NULL;
 	uint32_t idx = 0;
 	ssize_t n;
+	int ret;
 
 	/* PRE_COPY_P2P -> STOP_COPY keeps the session; RUNNING_P2P -> STOP_COPY opens one. */
-	if (vfmig_set_state(s, i, VFMIG_STATE_STOP_COPY, VFMIG_STATE_ERROR))
+	ret = vfmig_device_set_state(d, VFMIG_STATE_STOP_COPY, VFMIG_STATE_ERROR, &e);
+	if (ret) {
+		vfmig_fail(mf->ctl, VFMIG_ERR_DEVICE, -ret, (int)i, d->name, "%s", e.msg);
 		return;
-	buf = vfmig_buf_new(s->chunk);
+	}
+	buf = vfmig_buf_new(mf->chunk);
 	if (!buf) {
-		vfmig_fail(s, VFMIG_ERR_INTERNAL, ENOMEM, (int)i, d->name, "out of memory");
+		vfmig_fail(mf->ctl, VFMIG_ERR_INTERNAL, ENOMEM, (int)i, d->name, "out of memory");
 		return;
 	}
 	for (;;) {
-		if (vfmig_aborted(s))
+		if (vfmig_aborted(mf->ctl))
 			goto out;
-		n = vfmig_device_read(d, buf->data, s->chunk);
+		n = vfmig_device_read(d, buf->data, mf->chunk);
 		if (n == 0)
 			break; /* permanent end of stream */
 		if (n < 0) {
-			vfmig_fail(s, VFMIG_ERR_DEVICE, (int)-n, (int)i, d->name,
+			vfmig_fail(mf->ctl, VFMIG_ERR_DEVICE, (int)-n, (int)i, d->name,
 				   "%s: read STOP_COPY data (chunk %u): %s", d->name, idx,
 				   strerror((int)-n));
 			goto out;
 		}
 		if (idx >= VFMIG_IDX_INVALID - 1) {
-			vfmig_fail(s, VFMIG_ERR_PROTOCOL, ERANGE, (int)i, d->name,
+			vfmig_fail(mf->ctl, VFMIG_ERR_PROTOCOL, ERANGE, (int)i, d->name,
 				   "%s: more than %u chunks", d->name, VFMIG_IDX_INVALID - 1);
 			goto out;
 		}
@@ -274,12 +290,12 @@ static void save_thread(struct vfmig_session *s, unsigned i)
 		buf->len = (uint32_t)n;
 		if (vfmig_multifd_send(mf, &buf))
 			goto out;
-		atomic_fetch_add(&s->stopcopy_bytes, (uint64_t)n);
+		atomic_fetch_add(mf->data_bytes, (uint64_t)n);
 	}
 	/* Config state last, in the same sequence: the destination loads it after the data. */
 	n = d->config_size ? d->ops->config_read(d->priv, buf->data, d->config_size) : 0;
 	if (n < 0 || (size_t)n != d->config_size) {
-		vfmig_fail(s, VFMIG_ERR_DEVICE, n < 0 ? (int)-n : EIO, (int)i, d->name,
+		vfmig_fail(mf->ctl, VFMIG_ERR_DEVICE, n < 0 ? (int)-n : EIO, (int)i, d->name,
 			   "%s: read config region: %s", d->name,
 			   n < 0 ? strerror((int)-n) : "short read");
 		goto out;
@@ -290,39 +306,37 @@ static void save_thread(struct vfmig_session *s, unsigned i)
 	buf->len = (uint32_t)n;
 	if (vfmig_multifd_send(mf, &buf))
 		goto out;
-	atomic_fetch_add(&s->config_bytes, (uint64_t)n);
-	log_dbg(&s->log, "%s: STOP_COPY data sent (%u chunks)", d->name, idx);
+	atomic_fetch_add(mf->config_bytes, (uint64_t)n);
+	log_dbg(mf->log, "%s: STOP_COPY data sent (%u chunks)", d->name, idx);
 out:
 	vfmig_buf_free(buf);
 }
 
 int vfmig_multifd_save_devices(struct vfmig_multifd *mf)
 {
-	struct vfmig_session *s = mf->s;
-
-	for (unsigned i = 0; i < s->ndev; i++) {
-		if (vfmig_thread_start(s, &s->ds[i].save_thread, save_thread, i))
+	for (unsigned i = 0; i < mf->ndev; i++) {
+		if (vfmig_thread_start(mf->ctl, &mf->save_threads[i], save_thread, mf, i))
 			return -1;
-		s->ds[i].save_started = true;
+		mf->save_started[i] = true;
 	}
 	return 0;
 }
 
 void vfmig_multifd_join_saves(struct vfmig_multifd *mf)
 {
-	struct vfmig_session *s = mf->s;
-
-	if (!s)
+	if (!mf->save_started)
 		return;
-	for (unsigned i = 0; i < s->ndev; i++) {
-		if (s->ds[i].save_started)
-			pthread_join(s->ds[i].save_thread, NULL);
-		s->ds[i].save_started = false;
+	for (unsigned i = 0; i < mf->ndev; i++) {
+		if (mf->save_started[i])
+			pthread_join(mf->save_threads[i], NULL);
+		mf->save_started[i] = false;
 	}
 }
 
 void vfmig_multifd_wake(struct vfmig_multifd *mf)
 {
+	if (!mf->up)
+		return;
 	pthread_mutex_lock(&mf->lock);
 	pthread_cond_broadcast(&mf->ready);
 	for (unsigned i = 0; i < mf->nch; i++)
@@ -332,7 +346,7 @@ void vfmig_multifd_wake(struct vfmig_multifd *mf)
 
 void vfmig_multifd_finish(struct vfmig_multifd *mf)
 {
-	if (!mf->ch)
+	if (!mf->up)
 		return;
 	pthread_mutex_lock(&mf->lock);
 	mf->quit = true;
@@ -346,16 +360,12 @@ void vfmig_multifd_finish(struct vfmig_multifd *mf)
 	}
 }
 
+/* The caller unpublished mf (under the lock its wake takes) before this. */
 void vfmig_multifd_destroy(struct vfmig_multifd *mf)
 {
-	struct vfmig_session *s = mf->s;
-
-	if (!s)
-		return;
-	pthread_mutex_lock(&s->lock);
-	s->mf_up = false;
-	pthread_mutex_unlock(&s->lock);
-	if (mf->ch) {
+	if (mf->up) {
+		vfmig_multifd_join_saves(mf);
+		vfmig_multifd_finish(mf);
 		for (unsigned i = 0; i < mf->nch; i++) {
 			vfmig_buf_free(mf->ch[i].job);
 			pthread_cond_destroy(&mf->ch[i].cond);
@@ -371,5 +381,7 @@ void vfmig_multifd_destroy(struct vfmig_multifd *mf)
 	free(mf->queue);
 	free(mf->queued);
 	free(mf->pool);
+	free(mf->save_threads);
+	free(mf->save_started);
 	memset(mf, 0, sizeof(*mf));
 }

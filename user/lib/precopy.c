@@ -1,28 +1,34 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
- * precopy.c - PRE_COPY iterations (source) and their loading (destination).
+ * precopy.c - PRE_COPY iterations on the source.
  *
- * Source, each iteration: for every device in PRE_COPY ask
+ * Each iteration: for every device in PRE_COPY ask
  * VFIO_MIG_GET_PRECOPY_INFO, read up to initial_bytes + dirty_bytes in
  * chunks (read() -ENOMSG, or 0 from drivers like mtty, means "nothing now")
  * and send them on the main channel.  When a device's initial_bytes reach 0
  * it sends INIT_DATA_SENT; with switchover-ack the destination answers
  * SWITCHOVER_ACK once those bytes are written to its device, and the source
- * never switches over before every ack.
+ * never switches over before every ack (QEMU: vfio_switchover_ack_needed(),
+ * qemu_loadvm_approve_switchover() in migration/savevm.c).
  *
  * Convergence: switch over when the estimated STOP_COPY time (the sum of
  * VFIO_DEVICE_FEATURE_MIG_DATA_SIZE over the bandwidth measured during
- * precopy) is under --downtime-limit, or after --max-iterations; in both
- * cases only once every initial byte is sent and acknowledged.  An unknown
- * data size counts as 100 GiB, as QEMU does, so the limit is never violated
- * by a device that cannot estimate.
+ * precopy) is under --downtime-limit, after --max-iterations, or after
+ * --max-precopy-time; in each case only once every needed ack arrived.  An
+ * unknown data size counts as 100 GiB, as QEMU does.
  *
- * An iteration that moved nothing waits 20 ms on the session condvar (woken
- * at once by an ack or an abort) and sends a PING every second so that the
- * destination's no-progress timeout only fires on a dead source.
+ * Termination is bounded from the first iteration: once --max-iterations or
+ * --max-precopy-time is reached, or every initial byte is sent, missing
+ * acks have --timeout to arrive, else the migration fails.  Without
+ * switchover-ack a device whose initial bytes never reach 0 is switched over
+ * at --max-iterations: STOP_COPY carries everything.
  *
- * Locks: session.lock for ds[].init_sent/acked and s->acks (shared with the
- * return-path thread).
+ * An iteration that moved nothing waits 20 ms on the condvar (woken at once
+ * by an ack or an abort).  Liveness PINGs are the keepalive thread's.
+ *
+ * It sees no session: struct vfmig_precopy holds the main connection, the
+ * devices, the error object and the ack state it shares with the source's
+ * return-path thread (under *lock).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -32,57 +38,88 @@
 
 #define UNKNOWN_SIZE (100ull << 30)
 #define IDLE_WAIT_NS (20ull * 1000 * 1000)
-#define PING_NS (1000ull * 1000 * 1000)
 
-int vfmig_precopy_start(struct vfmig_session *s)
+int vfmig_precopy_start(struct vfmig_precopy *pc)
 {
-	for (unsigned i = 0; i < s->ndev; i++) {
-		if (!(s->devs[i]->flags & VFMIG_MIG_PRE_COPY))
+	for (unsigned i = 0; i < pc->ndev; i++) {
+		struct vfmig_device *d = pc->devs[i];
+		struct vfmig_error e = { 0 };
+		int ret;
+
+		if (!(d->flags & VFMIG_MIG_PRE_COPY))
 			continue;
-		if (vfmig_set_state(s, i, VFMIG_STATE_PRE_COPY, VFMIG_STATE_RUNNING))
+		ret = vfmig_device_set_state(d, VFMIG_STATE_PRE_COPY, VFMIG_STATE_RUNNING, &e);
+		if (ret) {
+			vfmig_fail(pc->ctl, VFMIG_ERR_DEVICE, -ret, (int)i, d->name, "%s", e.msg);
 			return -1;
-		s->ds[i].precopy = true;
+		}
+		pc->precopy[i] = true;
 	}
 	return 0;
 }
 
-static int precopy_info(struct vfmig_session *s, unsigned i, uint64_t *init, uint64_t *dirty)
+unsigned vfmig_precopy_acks_needed(const struct vfmig_precopy *pc)
 {
-	struct vfmig_device *d = s->devs[i];
+	unsigned n = 0;
+
+	for (unsigned i = 0; pc->sack && i < pc->ndev; i++)
+		n += pc->precopy[i];
+	return n;
+}
+
+int vfmig_precopy_ack(struct vfmig_precopy *pc, unsigned dev)
+{
+	int ret = 0;
+
+	pthread_mutex_lock(pc->lock);
+	if (dev >= pc->ndev || pc->acked[dev] || !pc->init_sent[dev] || !pc->sack) {
+		ret = -EPROTO;
+	} else {
+		pc->acked[dev] = true;
+		pc->acks++;
+		pthread_cond_broadcast(pc->cond);
+	}
+	pthread_mutex_unlock(pc->lock);
+	return ret;
+}
+
+static int precopy_info(struct vfmig_precopy *pc, unsigned i, uint64_t *init, uint64_t *dirty)
+{
+	struct vfmig_device *d = pc->devs[i];
 	int ret = d->ops->precopy_info(d->priv, init, dirty);
 
 	if (ret)
-		vfmig_fail(s, VFMIG_ERR_DEVICE, -ret, (int)i, d->name,
+		vfmig_fail(pc->ctl, VFMIG_ERR_DEVICE, -ret, (int)i, d->name,
 			   "%s: VFIO_MIG_GET_PRECOPY_INFO: %s", d->name, strerror(-ret));
 	return ret;
 }
 
 /* Read up to @budget bytes of precopy data from device @i and send them. */
-static int send_chunks(struct vfmig_session *s, unsigned i, uint8_t *buf, uint64_t budget,
+static int send_chunks(struct vfmig_precopy *pc, unsigned i, uint8_t *buf, uint64_t budget,
 		       uint64_t *moved)
 {
-	struct vfmig_device *d = s->devs[i];
+	struct vfmig_device *d = pc->devs[i];
 	int ret;
 
-	while (budget && !vfmig_aborted(s)) {
-		ssize_t n = vfmig_device_read(d, buf, (size_t)MIN(budget, (uint64_t)s->chunk));
+	while (budget && !vfmig_aborted(pc->ctl)) {
+		ssize_t n = vfmig_device_read(d, buf, (size_t)MIN(budget, (uint64_t)pc->chunk));
 
 		if (n == -ENOMSG || n == 0)
 			break; /* temporary end of stream */
 		if (n < 0) {
-			vfmig_fail(s, VFMIG_ERR_DEVICE, (int)-n, (int)i, d->name,
+			vfmig_fail(pc->ctl, VFMIG_ERR_DEVICE, (int)-n, (int)i, d->name,
 				   "%s: read precopy data: %s", d->name, strerror((int)-n));
 			return -1;
 		}
-		if (s->ds[i].pre_idx == VFMIG_IDX_INVALID - 1) {
-			vfmig_fail(s, VFMIG_ERR_PROTOCOL, ERANGE, (int)i, d->name,
+		if (pc->pre_idx[i] == VFMIG_IDX_INVALID - 1) {
+			vfmig_fail(pc->ctl, VFMIG_ERR_PROTOCOL, ERANGE, (int)i, d->name,
 				   "%s: too many precopy chunks", d->name);
 			return -1;
 		}
-		ret = vfmig_send_frame(&s->main, VFMIG_F_PRECOPY_DATA, 0, i, s->ds[i].pre_idx++,
-				       buf, (uint32_t)n);
+		ret = vfmig_send_frame(pc->main, VFMIG_F_PRECOPY_DATA, 0, i, pc->pre_idx[i]++, buf,
+				       (uint32_t)n);
 		if (ret) {
-			vfmig_fail_send(s, "main channel", "send precopy data", ret);
+			vfmig_fail_send(pc->ctl, "main channel", "send precopy data", ret);
 			return -1;
 		}
 		*moved += (uint64_t)n;
@@ -92,21 +129,21 @@ static int send_chunks(struct vfmig_session *s, unsigned i, uint8_t *buf, uint64
 }
 
 /* Every initial byte of device @i is sent: tell the destination (switchover-ack). */
-static int mark_init_sent(struct vfmig_session *s, unsigned i)
+static int mark_init_sent(struct vfmig_precopy *pc, unsigned i)
 {
 	int ret;
 
-	pthread_mutex_lock(&s->lock);
-	s->ds[i].init_sent = true;
-	pthread_mutex_unlock(&s->lock);
-	if (!(s->options & VFMIG_OPT_SWITCHOVER_ACK))
+	pthread_mutex_lock(pc->lock);
+	pc->init_sent[i] = true;
+	pthread_mutex_unlock(pc->lock);
+	if (!pc->sack)
 		return 0;
-	ret = vfmig_send_frame(&s->main, VFMIG_F_INIT_DATA_SENT, 0, i, 0, NULL, 0);
+	ret = vfmig_send_frame(pc->main, VFMIG_F_INIT_DATA_SENT, 0, i, 0, NULL, 0);
 	if (ret) {
-		vfmig_fail_send(s, "main channel", "send", ret);
+		vfmig_fail_send(pc->ctl, "main channel", "send", ret);
 		return -1;
 	}
-	log_dbg(&s->log, "%s: initial bytes sent", s->devs[i]->name);
+	log_dbg(pc->log, "%s: initial bytes sent", pc->devs[i]->name);
 	return 0;
 }
 
@@ -116,171 +153,130 @@ static int mark_init_sent(struct vfmig_session *s, unsigned i)
  * where initial_bytes reaches 0), so the destination's switchover-ack waits
  * for the initial bytes only, not for the whole first pass of dirty data.
  */
-static int send_device_precopy(struct vfmig_session *s, unsigned i, uint8_t *buf, uint64_t *moved)
+static int send_device_precopy(struct vfmig_precopy *pc, unsigned i, uint8_t *buf, uint64_t *moved)
 {
 	uint64_t init, dirty;
 
-	if (precopy_info(s, i, &init, &dirty))
+	if (precopy_info(pc, i, &init, &dirty))
 		return -1;
-	if (!s->ds[i].init_sent) {
-		if (init && send_chunks(s, i, buf, init, moved))
+	if (!pc->init_sent[i]) {
+		if (init && send_chunks(pc, i, buf, init, moved))
 			return -1;
-		if (init && precopy_info(s, i, &init, &dirty))
+		if (init && precopy_info(pc, i, &init, &dirty))
 			return -1;
-		if (!init && mark_init_sent(s, i))
+		if (!init && mark_init_sent(pc, i))
 			return -1;
 	}
-	return send_chunks(s, i, buf, dirty, moved);
+	return send_chunks(pc, i, buf, dirty, moved);
 }
 
-static uint64_t estimate_stopcopy(struct vfmig_session *s)
+static uint64_t estimate_stopcopy(struct vfmig_precopy *pc)
 {
 	uint64_t total = 0;
 
-	for (unsigned i = 0; i < s->ndev; i++) {
+	for (unsigned i = 0; i < pc->ndev; i++) {
 		uint64_t b;
 
-		if (vfmig_device_data_size(s->devs[i], &b))
+		if (vfmig_device_data_size(pc->devs[i], &b))
 			b = UNKNOWN_SIZE;
 		total += b;
 	}
 	return total;
 }
 
-int vfmig_precopy_run(struct vfmig_session *s)
+int vfmig_precopy_run(struct vfmig_precopy *pc)
 {
-	unsigned npre = 0, acks_needed;
-	uint64_t busy_ns = 0, last_send, ack_wait_start = 0, t0 = vfmig_now_ns();
+	const struct vfmig_options *o = pc->o;
+	struct vfmig_stats *st = pc->st;
+	unsigned npre = 0, acks_needed = vfmig_precopy_acks_needed(pc);
+	uint64_t busy_ns = 0, t0 = vfmig_now_ns(), ack_wait_start = 0;
+	uint64_t tmo_ns = (uint64_t)o->timeout_ms * 1000000ull;
 	uint8_t *buf;
 	int ret = -1;
 
-	for (unsigned i = 0; i < s->ndev; i++)
-		npre += s->ds[i].precopy;
-	acks_needed = (s->options & VFMIG_OPT_SWITCHOVER_ACK) ? npre : 0;
+	for (unsigned i = 0; i < pc->ndev; i++)
+		npre += pc->precopy[i];
 	if (!npre) {
-		s->st.converge = VFMIG_CONVERGE_NONE;
-		s->st.est_stopcopy_bytes = estimate_stopcopy(s);
+		st->converge = VFMIG_CONVERGE_NONE;
+		st->est_stopcopy_bytes = estimate_stopcopy(pc);
 		return 0;
 	}
-	buf = malloc(s->chunk);
+	buf = malloc(pc->chunk);
 	if (!buf) {
-		vfmig_fail(s, VFMIG_ERR_INTERNAL, ENOMEM, -1, "source", "out of memory");
+		vfmig_fail(pc->ctl, VFMIG_ERR_INTERNAL, ENOMEM, -1, "source", "out of memory");
 		return -1;
 	}
-	vfmig_progress(s, VFMIG_PHASE_PRECOPY);
-	last_send = vfmig_now_ns();
-	while (!vfmig_aborted(s)) {
+	pc->progress(pc->progress_arg, VFMIG_PHASE_PRECOPY);
+	while (!vfmig_aborted(pc->ctl)) {
 		uint64_t it0 = vfmig_now_ns(), moved = 0, est, now;
-		bool all_init = true, acked;
+		bool all_init = true, acked, at_limit;
+		enum vfmig_converge why = VFMIG_CONVERGE_NONE;
 		double est_ms;
 
-		for (unsigned i = 0; i < s->ndev; i++) {
-			if (s->ds[i].precopy && send_device_precopy(s, i, buf, &moved))
+		for (unsigned i = 0; i < pc->ndev; i++) {
+			if (pc->precopy[i] && send_device_precopy(pc, i, buf, &moved))
 				goto out;
-			all_init &= !s->ds[i].precopy || s->ds[i].init_sent;
+			all_init &= !pc->precopy[i] || pc->init_sent[i];
 		}
 		now = vfmig_now_ns();
-		s->st.precopy_iterations++;
+		st->precopy_iterations++;
 		if (moved) {
 			busy_ns += now - it0;
-			last_send = now;
-			s->st.precopy_bytes += moved;
+			st->precopy_bytes += moved;
 		}
 		if (busy_ns)
-			s->st.bandwidth_Bps = (double)s->st.precopy_bytes * 1e9 / (double)busy_ns;
-		est = estimate_stopcopy(s);
-		s->st.est_stopcopy_bytes = est;
-		est_ms = !est			 ? 0 :
-			 s->st.bandwidth_Bps > 0 ? (double)est * 1e3 / s->st.bandwidth_Bps :
-						   1e18;
-		pthread_mutex_lock(&s->lock);
-		acked = s->acks >= acks_needed;
-		pthread_mutex_unlock(&s->lock);
-		vfmig_progress(s, VFMIG_PHASE_PRECOPY);
+			st->bandwidth_Bps = (double)st->precopy_bytes * 1e9 / (double)busy_ns;
+		est = estimate_stopcopy(pc);
+		st->est_stopcopy_bytes = est;
+		est_ms = !est			? 0 :
+			 st->bandwidth_Bps > 0 ? (double)est * 1e3 / st->bandwidth_Bps :
+						 1e18;
+		pthread_mutex_lock(pc->lock);
+		acked = pc->acks >= acks_needed;
+		pthread_mutex_unlock(pc->lock);
+		pc->progress(pc->progress_arg, VFMIG_PHASE_PRECOPY);
 
-		if (all_init && acks_needed && !ack_wait_start)
-			ack_wait_start = now;
-		if (all_init && acked) {
-			if (est_ms <= s->o.downtime_limit_ms) {
-				s->st.converge = VFMIG_CONVERGE_DOWNTIME;
-				break;
-			}
-			if (s->st.precopy_iterations >= s->o.max_iterations) {
-				s->st.converge = VFMIG_CONVERGE_MAX_ITER;
-				break;
-			}
+		if (st->precopy_iterations >= o->max_iterations)
+			why = VFMIG_CONVERGE_MAX_ITER;
+		if (o->max_precopy_ms && now - t0 >= (uint64_t)o->max_precopy_ms * 1000000ull)
+			why = VFMIG_CONVERGE_MAX_TIME;
+		at_limit = why != VFMIG_CONVERGE_NONE;
+		if (all_init && est_ms <= o->downtime_limit_ms)
+			why = VFMIG_CONVERGE_DOWNTIME;
+		/*
+		 * Without switchover-ack nothing waits for the initial bytes at a
+		 * limit; with it, the acks are the destination's to give, within the
+		 * timeout from the moment they are due.
+		 */
+		if (why != VFMIG_CONVERGE_NONE && acked && (all_init || !acks_needed)) {
+			st->converge = why;
+			break;
 		}
-		if (ack_wait_start && !acked &&
-		    now - ack_wait_start > (uint64_t)s->o.timeout_ms * 1000000ull) {
-			vfmig_fail(s, VFMIG_ERR_TIMEOUT, ETIMEDOUT, -1, "source",
-				   "switchover-ack: not every device acknowledged within %u ms",
-				   s->o.timeout_ms);
+		if ((all_init || at_limit) && !acked && !ack_wait_start)
+			ack_wait_start = now;
+		if (ack_wait_start && !acked && now - ack_wait_start > tmo_ns) {
+			vfmig_fail(pc->ctl, VFMIG_ERR_TIMEOUT, ETIMEDOUT, -1, "source",
+				   "switchover-ack: %s, and not every device acknowledged its "
+				   "initial bytes within %u ms",
+				   all_init ? "every initial byte sent" :
+					      "precopy limit reached with initial bytes still unsent",
+				   o->timeout_ms);
 			goto out;
 		}
 		if (moved)
 			continue;
-		if (now - last_send >= PING_NS) {
-			int r = vfmig_send_frame(&s->main, VFMIG_F_PING, 0, 0, 0, NULL, 0);
-
-			if (r) {
-				vfmig_fail_send(s, "main channel", "send", r);
-				goto out;
-			}
-			last_send = now;
-		}
 		/* Pacing only: an ack or an abort wakes it at once. */
-		pthread_mutex_lock(&s->lock);
-		if (!vfmig_aborted(s))
-			vfmig_session_wait(s, now + IDLE_WAIT_NS);
-		pthread_mutex_unlock(&s->lock);
+		pthread_mutex_lock(pc->lock);
+		if (!vfmig_aborted(pc->ctl))
+			vfmig_cond_wait_until(pc->cond, pc->lock, now + IDLE_WAIT_NS);
+		pthread_mutex_unlock(pc->lock);
 	}
-	if (!vfmig_aborted(s))
+	if (!vfmig_aborted(pc->ctl))
 		ret = 0;
 out:
 	if (ack_wait_start)
-		s->st.switchover_ack_wait_ns = vfmig_now_ns() - ack_wait_start;
-	s->st.precopy_ns = vfmig_now_ns() - t0;
+		st->switchover_ack_wait_ns = vfmig_now_ns() - ack_wait_start;
+	st->precopy_ns = vfmig_now_ns() - t0;
 	free(buf);
 	return ret;
-}
-
-int vfmig_precopy_load(struct vfmig_session *s, const struct vfmig_frame *f)
-{
-	unsigned i = f->h.device;
-	struct vfmig_device *d = s->devs[i];
-	int ret;
-
-	if (f->h.type == VFMIG_F_INIT_DATA_SENT) {
-		if (!(s->options & VFMIG_OPT_SWITCHOVER_ACK) || s->ds[i].acked) {
-			vfmig_fail(s, VFMIG_ERR_PROTOCOL, EPROTO, (int)i, "main channel",
-				   "unexpected INIT_DATA_SENT for device %u", i);
-			return -1;
-		}
-		/* Every initial byte before this marker is already written to the device. */
-		s->ds[i].acked = true;
-		ret = vfmig_send_frame(&s->main, VFMIG_F_SWITCHOVER_ACK, 0, i, 0, NULL, 0);
-		if (ret) {
-			vfmig_fail_send(s, "main channel", "send ack", ret);
-			return -1;
-		}
-		log_dbg(&s->log, "%s: initial bytes loaded, switchover-ack sent", d->name);
-		return 0;
-	}
-	if (f->h.idx != s->ds[i].pre_idx) {
-		vfmig_fail(s, VFMIG_ERR_PROTOCOL, EPROTO, (int)i, "main channel",
-			   "device %u: precopy idx %u, expected %u", i, f->h.idx, s->ds[i].pre_idx);
-		return -1;
-	}
-	ret = vfmig_device_write_all(d, f->payload, f->h.length);
-	if (ret) {
-		vfmig_fail(s, VFMIG_ERR_DEVICE, -ret, (int)i, d->name, "%s: write precopy data: %s",
-			   d->name, strerror(-ret));
-		return -1;
-	}
-	s->ds[i].pre_idx++;
-	s->st.precopy_bytes += f->h.length;
-	s->st.ch[0].bytes += f->h.length;
-	s->st.ch[0].packets++;
-	s->st.ch[0].busy_ns += f->rx_ns;
-	return 0;
 }

@@ -1,46 +1,57 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * recv.c - destination multifd readers: one thread per channel reads
- * DEVICE_STATE packets, validates them (transport.c checks the header and
- * checksum, the reorder buffer checks device, idx and duplicates) and queues
- * them in the reorder buffer, which may make the thread wait (backpressure).
- * CHANNEL_END ends a channel cleanly; when every channel has ended the
- * reorder buffer knows that a missing chunk will never come.  With multifd
- * off the destination's main loop queues DEVICE_STATE packets through the
- * same vfmig_recv_queue().
+ * DEVICE_STATE packets.  transport.c checks the header and, before it
+ * allocates the payload, has the reorder buffer admit the packet
+ * (vfmig_reorder_admit: device, idx, duplicates, budget; it may wait:
+ * backpressure); then it reads the payload and checks the checksum, and the
+ * packet is handed to the reorder buffer.  CHANNEL_END ends a channel
+ * cleanly; when every channel has ended the reorder buffer knows that a
+ * missing chunk will never come.  PINGs keep a quiet channel alive; a
+ * channel silent for --timeout fails the migration.  With multifd off the
+ * destination's main loop receives DEVICE_STATE packets with the same
+ * admission and hands them over with vfmig_recv_queue().
  *
- * Locks: none of its own; reorder.lock inside vfmig_reorder_push().
+ * It sees no session: struct vfmig_loader holds the channels, the reorder
+ * buffer and the error object.
+ *
+ * Locks: none of its own; reorder.lock inside the reorder calls.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "vfmig_internal.h"
 
-int vfmig_recv_queue(struct vfmig_session *s, struct vfmig_channel_stats *st, struct vfmig_frame *f,
-		     const char *where)
+void vfmig_recv_queue(struct vfmig_loader *ld, struct vfmig_channel_stats *st,
+		      struct vfmig_frame *f)
 {
-	char why[256];
-	int ret;
-
 	st->bytes += f->h.length;
 	st->packets++;
 	st->busy_ns += f->rx_ns;
-	ret = vfmig_reorder_push(&s->ro, f->h.device, f->h.idx, f->h.flags, f->payload, f->h.length,
-				 why, sizeof(why));
-	if (ret) {
-		if (ret != -ECANCELED)
-			vfmig_fail(s, ret == -ENOBUFS ? VFMIG_ERR_BUDGET : VFMIG_ERR_PROTOCOL, -ret,
-				   (int)f->h.device, where, "%s", why);
-		return -1;
-	}
+	vfmig_reorder_fill(ld->ro, f->h.device, f->h.idx, f->payload);
 	f->payload = NULL; /* owned by the reorder buffer */
-	return 0;
 }
 
-static void recv_channel(struct vfmig_session *s, unsigned ch)
+void vfmig_recv_refused(struct vfmig_loader *ld, int err, int device, const char *where,
+			const char *why)
 {
-	struct vfmig_conn *c = &s->chans[ch];
+	if (err == ECANCELED || vfmig_aborted(ld->ctl))
+		return;
+	vfmig_fail(ld->ctl, err == ENOBUFS ? VFMIG_ERR_BUDGET : VFMIG_ERR_PROTOCOL, err, device,
+		   where, "%s", why);
+}
+
+static void recv_channel(void *arg, unsigned ch)
+{
+	struct vfmig_loader *ld = arg;
+	struct vfmig_conn *c = ld->chans[ch];
+	struct vfmig_admit admit = {
+		.admit = vfmig_reorder_admit,
+		.release = vfmig_reorder_admit_release,
+		.arg = ld->ro,
+	};
 	char where[32], why[256];
 
 	snprintf(where, sizeof(where), "multifd channel %u", c->id);
@@ -49,51 +60,56 @@ static void recv_channel(struct vfmig_session *s, unsigned ch)
 		enum vfmig_ferr fe;
 		int err_no;
 
-		fe = vfmig_recv_frame(c->fd, &s->lim, -1, &f, &err_no, why, sizeof(why));
-		if (fe) {
-			vfmig_fail_frame(s, where, fe, err_no, why);
+		fe = vfmig_conn_recv(c, &ld->lim, &admit, &f, &err_no, why, sizeof(why));
+		if (fe == VFMIG_FERR_REFUSED) {
+			vfmig_recv_refused(ld, err_no, (int)f.h.device, where, why);
 			break;
+		}
+		if (fe) {
+			vfmig_fail_frame(ld->ctl, where, fe, err_no, why);
+			break;
+		}
+		if (f.h.type == VFMIG_F_PING) {
+			vfmig_frame_free(&f);
+			continue;
 		}
 		if (f.h.type == VFMIG_F_CHANNEL_END) {
 			vfmig_frame_free(&f);
 			break;
 		}
 		if (f.h.type != VFMIG_F_DEVICE_STATE) {
-			vfmig_fail(s, VFMIG_ERR_PROTOCOL, EPROTO, -1, where,
+			vfmig_fail(ld->ctl, VFMIG_ERR_PROTOCOL, EPROTO, -1, where,
 				   "unexpected frame type %u on a multifd channel", f.h.type);
 			vfmig_frame_free(&f);
 			break;
 		}
-		if (vfmig_recv_queue(s, c->stats, &f, where)) {
-			vfmig_frame_free(&f);
-			break;
-		}
+		vfmig_recv_queue(ld, c->stats, &f);
 	}
-	vfmig_reorder_producer_exit(&s->ro);
+	vfmig_reorder_producer_exit(ld->ro);
 }
 
-int vfmig_recv_start(struct vfmig_session *s)
+int vfmig_recv_start(struct vfmig_loader *ld)
 {
-	if (!s->nch)
+	if (!ld->nch)
 		return 0;
-	s->recv_threads = calloc(s->nch, sizeof(*s->recv_threads));
-	if (!s->recv_threads) {
-		vfmig_fail(s, VFMIG_ERR_INTERNAL, ENOMEM, -1, "destination", "out of memory");
+	ld->recv_threads = calloc(ld->nch, sizeof(*ld->recv_threads));
+	if (!ld->recv_threads) {
+		vfmig_fail(ld->ctl, VFMIG_ERR_INTERNAL, ENOMEM, -1, "destination", "out of memory");
 		return -1;
 	}
-	for (unsigned i = 0; i < s->nch; i++) {
-		if (vfmig_thread_start(s, &s->recv_threads[i], recv_channel, i))
+	for (unsigned i = 0; i < ld->nch; i++) {
+		if (vfmig_thread_start(ld->ctl, &ld->recv_threads[i], recv_channel, ld, i))
 			return -1;
-		s->recv_started++;
+		ld->recv_started++;
 	}
 	return 0;
 }
 
-void vfmig_recv_join(struct vfmig_session *s)
+void vfmig_recv_join(struct vfmig_loader *ld)
 {
-	for (unsigned i = 0; i < s->recv_started; i++)
-		pthread_join(s->recv_threads[i], NULL);
-	s->recv_started = 0;
-	free(s->recv_threads);
-	s->recv_threads = NULL;
+	for (unsigned i = 0; i < ld->recv_started; i++)
+		pthread_join(ld->recv_threads[i], NULL);
+	ld->recv_started = 0;
+	free(ld->recv_threads);
+	ld->recv_threads = NULL;
 }

@@ -8,10 +8,15 @@
  * one its load thread needs) onward.  The last chunk of a device carries the
  * CONFIG flag; its idx closes the device's sequence.
  *
+ * A packet is admitted from its header, before its payload is allocated
+ * (vfmig_reorder_reserve, called by vfmig_conn_recv() through
+ * vfmig_reorder_admit): the budget bounds the memory a destination holds,
+ * not only what it has queued, whatever the number of channels.
+ *
  * Bounds (nothing here is sized by a value read from the wire):
- *   - bytes held in slots <= budget (--max-queued-bytes), except that the
- *     chunk a device needs next is always admitted, so the true maximum is
- *     budget + ndevices * max_chunk;
+ *   - bytes admitted (reserved, queued or being written) <= budget
+ *     (--max-queued-bytes), except that the chunk a device needs next is
+ *     always admitted, so the true maximum is budget + ndevices * max_chunk;
  *   - idx must fall inside [next_idx, next_idx + window);
  *   - a producer whose chunk does not fit waits (backpressure).
  * If every producer waits and no load thread can make progress (no device has
@@ -78,7 +83,7 @@ void vfmig_reorder_destroy(struct vfmig_reorder *r)
 		return;
 	for (unsigned i = 0; i < r->ndev; i++) {
 		for (uint32_t j = 0; j < r->window; j++)
-			free(r->dev[i].ring[j].data);
+			vfmig_payload_free(r->dev[i].ring[j].data, r->dev[i].ring[j].len);
 		free(r->dev[i].ring);
 	}
 	free(r->dev);
@@ -124,7 +129,8 @@ static bool stuck_locked(struct vfmig_reorder *r)
 
 		if (d->writing)
 			return false;
-		if (!d->complete && d->ring[d->next_idx % r->window].present)
+		if (!d->complete && (d->ring[d->next_idx % r->window].present ||
+				     d->ring[d->next_idx % r->window].reserved))
 			return false;
 	}
 	return true;
@@ -138,8 +144,8 @@ static void fail_stuck_locked(struct vfmig_reorder *r)
 		    (unsigned long long)r->queued, (unsigned long long)r->budget);
 }
 
-int vfmig_reorder_push(struct vfmig_reorder *r, uint32_t dev, uint32_t idx, uint32_t flags,
-		       uint8_t *data, uint32_t len, char *why, size_t whylen)
+int vfmig_reorder_reserve(struct vfmig_reorder *r, uint32_t dev, uint32_t idx, uint32_t flags,
+			  uint32_t len, char *why, size_t whylen)
 {
 	struct vfmig_reorder_dev *d;
 	struct vfmig_slot *slot;
@@ -196,7 +202,8 @@ int vfmig_reorder_push(struct vfmig_reorder *r, uint32_t dev, uint32_t idx, uint
 			snprintf(why, whylen, "%s", r->why);
 			goto out;
 		}
-		if (in_window && d->ring[idx % r->window].present) {
+		if (in_window && (d->ring[idx % r->window].present ||
+				  d->ring[idx % r->window].reserved)) {
 			ret = -EEXIST;
 			snprintf(why, whylen, "device %u: duplicate idx %u", dev, idx);
 			goto out;
@@ -217,20 +224,68 @@ int vfmig_reorder_push(struct vfmig_reorder *r, uint32_t dev, uint32_t idx, uint
 		r->blocked--;
 	}
 	slot = &d->ring[idx % r->window];
-	slot->present = true;
+	slot->reserved = true;
 	slot->flags = flags;
 	slot->len = len;
-	slot->data = data;
+	slot->data = NULL;
 	r->queued += len;
 	r->peak = MAX(r->peak, r->queued);
+	/* A second CONFIG or a later idx is refused from now on, even before the payload. */
 	if (flags & VFMIG_FLAG_CONFIG)
 		d->last_idx = idx;
 	if (idx + 1 > d->max_seen)
 		d->max_seen = idx + 1;
-	progress_locked(r);
 out:
 	pthread_mutex_unlock(&r->lock);
 	return ret;
+}
+
+void vfmig_reorder_fill(struct vfmig_reorder *r, uint32_t dev, uint32_t idx, uint8_t *data)
+{
+	struct vfmig_slot *slot = &r->dev[dev].ring[idx % r->window];
+
+	pthread_mutex_lock(&r->lock);
+	slot->reserved = false;
+	slot->present = true;
+	slot->data = data;
+	progress_locked(r);
+	pthread_mutex_unlock(&r->lock);
+}
+
+void vfmig_reorder_unreserve(struct vfmig_reorder *r, uint32_t dev, uint32_t idx)
+{
+	struct vfmig_slot *slot = &r->dev[dev].ring[idx % r->window];
+
+	pthread_mutex_lock(&r->lock);
+	if (slot->reserved) {
+		r->queued -= slot->len;
+		memset(slot, 0, sizeof(*slot));
+		progress_locked(r);
+	}
+	pthread_mutex_unlock(&r->lock);
+}
+
+int vfmig_reorder_push(struct vfmig_reorder *r, uint32_t dev, uint32_t idx, uint32_t flags,
+		       uint8_t *data, uint32_t len, char *why, size_t whylen)
+{
+	int ret = vfmig_reorder_reserve(r, dev, idx, flags, len, why, whylen);
+
+	if (!ret)
+		vfmig_reorder_fill(r, dev, idx, data);
+	return ret;
+}
+
+int vfmig_reorder_admit(void *arg, const struct vfmig_frame_hdr *h, char *why, size_t whylen)
+{
+	if (h->type != VFMIG_F_DEVICE_STATE)
+		return 0;
+	return vfmig_reorder_reserve(arg, h->device, h->idx, h->flags, h->length, why, whylen);
+}
+
+void vfmig_reorder_admit_release(void *arg, const struct vfmig_frame_hdr *h)
+{
+	if (h->type == VFMIG_F_DEVICE_STATE)
+		vfmig_reorder_unreserve(arg, h->device, h->idx);
 }
 
 int vfmig_reorder_pop(struct vfmig_reorder *r, uint32_t dev, struct vfmig_slot *out, uint32_t *idx)

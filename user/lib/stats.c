@@ -19,7 +19,8 @@
 
 #include "vfmig_internal.h"
 
-void vfmig_stats_finish(struct vfmig_session *s)
+void vfmig_stats_finish(struct vfmig_session *s, uint64_t data_bytes, uint64_t config_bytes,
+			uint64_t reorder_peak)
 {
 	struct vfmig_stats *st = &s->st;
 
@@ -29,10 +30,10 @@ void vfmig_stats_finish(struct vfmig_session *s)
 	st->switchover_ack = s->options & VFMIG_OPT_SWITCHOVER_ACK;
 	st->load_config_after_iter = s->options & VFMIG_OPT_LOAD_CONFIG_AFTER_ITER;
 	st->chunk_size = s->chunk;
-	st->stopcopy_bytes = atomic_load(&s->stopcopy_bytes);
-	st->config_bytes = atomic_load(&s->config_bytes);
-	if (!s->source && s->ro.dev)
-		st->reorder_peak_bytes = vfmig_reorder_peak(&s->ro);
+	st->stopcopy_bytes = data_bytes;
+	st->config_bytes = config_bytes;
+	if (!s->source)
+		st->reorder_peak_bytes = reorder_peak;
 }
 
 const char *vfmig_fmt_bytes(char *buf, size_t len, uint64_t b)
@@ -69,6 +70,8 @@ static const char *converge_name(enum vfmig_converge c)
 		return "downtime-limit";
 	case VFMIG_CONVERGE_MAX_ITER:
 		return "max-iterations";
+	case VFMIG_CONVERGE_MAX_TIME:
+		return "max-precopy-time";
 	default:
 		return "no-precopy";
 	}

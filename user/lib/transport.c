@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
- * transport.c - sockets, framing, checksums and the handshake.
+ * transport.c - sockets, framing and checksums (the payloads of the control
+ * frames are in wire.c, the handshake policy too).
  *
  * Every frame on every channel is a 32-byte little-endian header followed by
  * `length` payload bytes (Documentation/transport-format.rst):
@@ -13,6 +14,13 @@
  * allocates anything, so no allocation is ever sized by an unchecked value
  * from the socket: payloads are capped by the negotiated chunk size (at most
  * VFMIG_MAX_CHUNK) or by the type's fixed size.
+ *
+ * Every wait is bounded.  A connection bound to a session
+ * (vfmig_conn_bound) waits in slices of at most 100 ms: it gives up when the
+ * session's abort flag is set, or when no byte moved for the session
+ * timeout; TCP keepalive and TCP_USER_TIMEOUT bound what the kernel does.
+ * A DEVICE_STATE payload is admitted (reorder budget reserved) from its
+ * header before its buffer is allocated (struct vfmig_admit).
  *
  * Locks: conn.send_lock serialises writers of one socket and is a leaf (it
  * is never held while taking another lock).  Receivers are single-threaded
@@ -29,6 +37,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/mman.h>
 #include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -68,7 +77,8 @@ static const struct ftype_rule {
 	[VFMIG_F_COMMIT] = { "COMMIT", false, false, 0, LEN_FIXED, 0, 0 },
 	[VFMIG_F_COMPLETE] = { "COMPLETE", false, false, 0, LEN_FIXED, VFMIG_COMPLETE_LEN,
 			       VFMIG_COMPLETE_LEN },
-	[VFMIG_F_ERROR] = { "ERROR", false, false, 0, LEN_RANGE, VFMIG_ERROR_FIXED,
+	[VFMIG_F_ERROR] = { "ERROR", false, false, VFMIG_ERRF_RESET | VFMIG_ERRF_COMMITTED,
+			    LEN_RANGE, VFMIG_ERROR_FIXED,
 			    VFMIG_ERROR_FIXED + VFMIG_MSG_MAX },
 	[VFMIG_F_PING] = { "PING", false, false, 0, LEN_FIXED, 0, 0 },
 };
@@ -90,11 +100,30 @@ static const char *const ferr_names[VFMIG_FERR_NR] = {
 	[VFMIG_FERR_BAD_IDX] = "bad idx",
 	[VFMIG_FERR_BAD_CHECKSUM] = "checksum mismatch",
 	[VFMIG_FERR_NOMEM] = "out of memory",
+	[VFMIG_FERR_CANCELLED] = "cancelled",
+	[VFMIG_FERR_REFUSED] = "refused",
 };
 
 const char *vfmig_ferr_name(enum vfmig_ferr e)
 {
 	return (unsigned)e < VFMIG_FERR_NR ? ferr_names[e] : "?";
+}
+
+enum vfmig_errclass vfmig_ferr_class(enum vfmig_ferr fe)
+{
+	switch (fe) {
+	case VFMIG_FERR_EOF:
+	case VFMIG_FERR_IO:
+		return VFMIG_ERR_TRANSPORT;
+	case VFMIG_FERR_TIMEOUT:
+		return VFMIG_ERR_TIMEOUT;
+	case VFMIG_FERR_NOMEM:
+		return VFMIG_ERR_INTERNAL;
+	case VFMIG_FERR_CANCELLED:
+		return VFMIG_ERR_CANCELLED;
+	default:
+		return VFMIG_ERR_PROTOCOL;
+	}
 }
 
 static const char *type_name(uint16_t t)
@@ -215,7 +244,40 @@ size_t vfmig_frame_encode(uint8_t *buf, uint16_t type, uint32_t flags, uint32_t 
 	return VFMIG_HDR_LEN + len;
 }
 
+/* ---- payload buffers ------------------------------------------------------------ */
+
+/*
+ * glibc keeps freed heap memory and raises its mmap threshold after a large
+ * free, so the RSS a destination reaches would stay; payloads of 128 KiB
+ * and more are therefore mapped and unmapped directly: the memory bound
+ * (Documentation/engine-design.rst) is what the process really holds.
+ */
+#define PAYLOAD_MMAP_MIN (128u << 10)
+
+void *vfmig_payload_alloc(size_t len)
+{
+	void *p;
+
+	if (len < PAYLOAD_MMAP_MIN)
+		return malloc(len ? len : 1);
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+void vfmig_payload_free(void *p, size_t len)
+{
+	if (!p)
+		return;
+	if (len < PAYLOAD_MMAP_MIN)
+		free(p);
+	else
+		munmap(p, len);
+}
+
 /* ---- connections ------------------------------------------------------------ */
+
+#define SLICE_MS 100
+#define FINAL_MS 1000
 
 int vfmig_conn_init(struct vfmig_conn *c, int fd, unsigned id, struct vfmig_channel_stats *st)
 {
@@ -226,11 +288,22 @@ int vfmig_conn_init(struct vfmig_conn *c, int fd, unsigned id, struct vfmig_chan
 	c->fd = fd;
 	c->id = id;
 	c->stats = st;
+	c->abort = NULL;
+	c->timeout_ms = 0;
+	atomic_init(&c->last_tx_ns, vfmig_now_ns());
+	atomic_init(&c->ended, false);
 	return 0;
+}
+
+void vfmig_conn_bound(struct vfmig_conn *c, const atomic_bool *abort, unsigned timeout_ms)
+{
+	c->abort = abort;
+	c->timeout_ms = timeout_ms;
 }
 
 void vfmig_conn_destroy(struct vfmig_conn *c)
 {
+	atomic_store(&c->ended, true);
 	if (c->fd >= 0)
 		close(c->fd);
 	c->fd = -1;
@@ -243,8 +316,39 @@ void vfmig_conn_shutdown(struct vfmig_conn *c)
 		shutdown(c->fd, SHUT_RDWR);
 }
 
+/*
+ * Wait until fd is ready for @events: 0 ready, -ETIMEDOUT when nothing for
+ * timeout_ms (< 0: forever), -ECANCELED when *abort is set (checked every
+ * SLICE_MS), -errno.
+ */
+static int wait_fd(int fd, short events, int timeout_ms, const atomic_bool *abort)
+{
+	uint64_t deadline = timeout_ms < 0 ? UINT64_MAX :
+					     vfmig_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+
+	for (;;) {
+		struct pollfd p = { .fd = fd, .events = events };
+		uint64_t now = vfmig_now_ns();
+		int slice, r;
+
+		if (abort && atomic_load(abort))
+			return -ECANCELED;
+		if (now >= deadline)
+			return -ETIMEDOUT;
+		slice = deadline == UINT64_MAX ? -1 : (int)((deadline - now + 999999) / 1000000);
+		if (abort && (slice < 0 || slice > SLICE_MS))
+			slice = SLICE_MS;
+		r = poll(&p, 1, slice);
+		if (r < 0 && errno != EINTR)
+			return -errno;
+		if (r > 0)
+			return 0;
+	}
+}
+
+/* @final: ignore the abort flag and give up after FINAL_MS (a last word). */
 static int send_locked(struct vfmig_conn *c, uint16_t type, uint32_t flags, uint32_t device,
-		       uint32_t idx, const void *payload, uint32_t len)
+		       uint32_t idx, const void *payload, uint32_t len, bool final)
 {
 	uint8_t hdr[VFMIG_HDR_LEN];
 	struct iovec iov[2] = {
@@ -254,15 +358,30 @@ static int send_locked(struct vfmig_conn *c, uint16_t type, uint32_t flags, uint
 	struct msghdr msg = { .msg_iov = iov, .msg_iovlen = len ? 2 : 1 };
 	/* Only data packets are counted (and timed) in the channel statistics. */
 	bool counted = c->stats && (type == VFMIG_F_DEVICE_STATE || type == VFMIG_F_PRECOPY_DATA);
+	bool bounded = final || c->timeout_ms;
+	int tmo = final ? FINAL_MS : (int)c->timeout_ms;
+	const atomic_bool *abort = final ? NULL : c->abort;
 	uint64_t t0 = counted ? vfmig_now_ns() : 0;
 	size_t total = VFMIG_HDR_LEN + (size_t)len;
 
+	if (c->fd < 0)
+		return -EBADF;
 	hdr_seal(hdr, type, flags, device, idx, payload, len);
 	while (total) {
-		ssize_t n = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
+		ssize_t n;
 
+		if (abort && atomic_load(abort))
+			return -ECANCELED;
+		n = sendmsg(c->fd, &msg, MSG_NOSIGNAL | (bounded ? MSG_DONTWAIT : 0));
 		if (n < 0 && errno == EINTR)
 			continue;
+		if (n < 0 && bounded && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			int r = wait_fd(c->fd, POLLOUT, tmo, abort);
+
+			if (r)
+				return r;
+			continue;
+		}
 		if (n < 0)
 			return (errno == EAGAIN || errno == EWOULDBLOCK) ? -ETIMEDOUT : -errno;
 		total -= (size_t)n;
@@ -278,6 +397,7 @@ static int send_locked(struct vfmig_conn *c, uint16_t type, uint32_t flags, uint
 			}
 		}
 	}
+	atomic_store(&c->last_tx_ns, vfmig_now_ns());
 	if (counted) {
 		c->stats->bytes += len;
 		c->stats->packets++;
@@ -292,46 +412,63 @@ int vfmig_send_frame(struct vfmig_conn *c, uint16_t type, uint32_t flags, uint32
 	int ret;
 
 	pthread_mutex_lock(&c->send_lock);
-	ret = send_locked(c, type, flags, device, idx, payload, len);
+	ret = send_locked(c, type, flags, device, idx, payload, len, false);
 	pthread_mutex_unlock(&c->send_lock);
 	return ret;
 }
 
-int vfmig_send_frame_try(struct vfmig_conn *c, uint16_t type, uint32_t flags, uint32_t device,
-			 uint32_t idx, const void *payload, uint32_t len)
+int vfmig_send_frame_final(struct vfmig_conn *c, uint16_t type, uint32_t flags, uint32_t device,
+			   uint32_t idx, const void *payload, uint32_t len)
 {
+	uint64_t deadline = vfmig_now_ns() + FINAL_MS * 1000000ull;
 	int ret;
 
-	if (pthread_mutex_trylock(&c->send_lock))
-		return -EBUSY;
-	ret = send_locked(c, type, flags, device, idx, payload, len);
+	/* Another sender may be stuck on a dead peer: wait for it at most FINAL_MS. */
+	for (;;) {
+		struct timespec ts = { 0, 10 * 1000 * 1000 };
+
+		if (!pthread_mutex_trylock(&c->send_lock))
+			break;
+		if (vfmig_now_ns() >= deadline)
+			return -EBUSY;
+		nanosleep(&ts, NULL); /* bounded retry, not synchronisation */
+	}
+	ret = send_locked(c, type, flags, device, idx, payload, len, true);
 	pthread_mutex_unlock(&c->send_lock);
 	return ret;
+}
+
+void vfmig_conn_ping(struct vfmig_conn *c)
+{
+	if (atomic_load(&c->ended) || pthread_mutex_trylock(&c->send_lock))
+		return; /* a frame is being sent: the peer hears from us anyway */
+	if (!atomic_load(&c->ended))
+		send_locked(c, VFMIG_F_PING, 0, 0, 0, NULL, 0, false);
+	pthread_mutex_unlock(&c->send_lock);
 }
 
 /*
- * 0: all read; 1: end of stream after *got bytes; <0: -errno / -ETIMEDOUT.
- * With a timeout, poll() only when nothing is queued: a frame that is already
- * (partly) there costs no extra system call.
+ * 0: all read; 1: end of stream after *got bytes; <0: -errno, -ETIMEDOUT (no
+ * byte for timeout_ms; < 0 waits forever), -ECANCELED.  poll() only when
+ * nothing is queued: a frame that is already (partly) there costs no extra
+ * system call.
  */
-static int read_full(int fd, void *buf, size_t len, int timeout_ms, size_t *got)
+static int read_full(int fd, void *buf, size_t len, int timeout_ms, const atomic_bool *abort,
+		     size_t *got)
 {
-	int flags = timeout_ms >= 0 ? MSG_DONTWAIT : 0;
+	bool bounded = timeout_ms >= 0 || abort;
 
 	*got = 0;
 	while (*got < len) {
-		ssize_t n = recv(fd, (uint8_t *)buf + *got, len - *got, flags);
+		ssize_t n = recv(fd, (uint8_t *)buf + *got, len - *got, bounded ? MSG_DONTWAIT : 0);
 
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0 && flags && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			struct pollfd p = { .fd = fd, .events = POLLIN };
-			int r = poll(&p, 1, timeout_ms);
+		if (n < 0 && bounded && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			int r = wait_fd(fd, POLLIN, timeout_ms, abort);
 
-			if (r < 0 && errno != EINTR)
-				return -errno;
-			if (r == 0)
-				return -ETIMEDOUT;
+			if (r)
+				return r;
 			continue;
 		}
 		if (n < 0)
@@ -345,12 +482,30 @@ static int read_full(int fd, void *buf, size_t len, int timeout_ms, size_t *got)
 
 void vfmig_frame_free(struct vfmig_frame *f)
 {
-	free(f->payload);
+	vfmig_payload_free(f->payload, f->h.length);
 	f->payload = NULL;
 }
 
-enum vfmig_ferr vfmig_recv_frame(int fd, const struct vfmig_limits *lim, int timeout_ms,
-				 struct vfmig_frame *f, int *err_no, char *why, size_t whylen)
+static enum vfmig_ferr io_error(int ret, int timeout_ms, int *err_no, char *why, size_t whylen)
+{
+	if (ret == -ECANCELED) {
+		*err_no = ECANCELED;
+		snprintf(why, whylen, "cancelled");
+		return VFMIG_FERR_CANCELLED;
+	}
+	if (ret == -ETIMEDOUT) {
+		*err_no = ETIMEDOUT;
+		snprintf(why, whylen, "nothing received for %d ms", timeout_ms);
+		return VFMIG_FERR_TIMEOUT;
+	}
+	*err_no = -ret;
+	snprintf(why, whylen, "recv: %s", strerror(-ret));
+	return VFMIG_FERR_IO;
+}
+
+static enum vfmig_ferr recv_frame(int fd, const struct vfmig_limits *lim, int timeout_ms,
+				  const atomic_bool *abort, const struct vfmig_admit *admit,
+				  struct vfmig_frame *f, int *err_no, char *why, size_t whylen)
 {
 	uint8_t hdr[VFMIG_HDR_LEN];
 	enum vfmig_ferr fe;
@@ -361,7 +516,8 @@ enum vfmig_ferr vfmig_recv_frame(int fd, const struct vfmig_limits *lim, int tim
 	*err_no = 0;
 	f->payload = NULL;
 	f->rx_ns = 0;
-	ret = read_full(fd, hdr, sizeof(hdr), timeout_ms, &got);
+	memset(&f->h, 0, sizeof(f->h));
+	ret = read_full(fd, hdr, sizeof(hdr), timeout_ms, abort, &got);
 	if (ret == 1 && got == 0) {
 		snprintf(why, whylen, "connection closed by peer");
 		return VFMIG_FERR_EOF;
@@ -371,42 +527,46 @@ enum vfmig_ferr vfmig_recv_frame(int fd, const struct vfmig_limits *lim, int tim
 			 VFMIG_HDR_LEN);
 		return VFMIG_FERR_TRUNC_HEADER;
 	}
-	if (ret == -ETIMEDOUT) {
-		*err_no = ETIMEDOUT;
-		snprintf(why, whylen, "no data for %d ms", timeout_ms);
-		return VFMIG_FERR_TIMEOUT;
-	}
-	if (ret < 0) {
-		*err_no = -ret;
-		snprintf(why, whylen, "recv: %s", strerror(-ret));
-		return VFMIG_FERR_IO;
-	}
+	if (ret < 0)
+		return io_error(ret, timeout_ms, err_no, why, whylen);
 	/* Throughput counts transfer time, not the wait for a frame to start. */
 	t0 = vfmig_now_ns();
 	vfmig_hdr_unpack(hdr, &f->h);
 	fe = vfmig_hdr_validate(&f->h, lim, why, whylen);
-	if (fe)
+	if (fe) {
+		f->h.length = 0;
 		return fe;
+	}
+	/* Reserve before allocating: the budget bounds what is held, not what is queued. */
+	if (admit && admit->admit) {
+		ret = admit->admit(admit->arg, &f->h, why, whylen);
+		if (ret) {
+			*err_no = -ret;
+			f->h.length = 0;
+			return ret == -ECANCELED ? VFMIG_FERR_CANCELLED : VFMIG_FERR_REFUSED;
+		}
+	}
 	if (f->h.length) {
 		/* Bounded by vfmig_hdr_validate(): at most max_chunk or the type's size. */
-		f->payload = malloc(f->h.length);
+		f->payload = vfmig_payload_alloc(f->h.length);
 		if (!f->payload) {
 			*err_no = ENOMEM;
 			snprintf(why, whylen, "cannot allocate %u bytes", f->h.length);
-			return VFMIG_FERR_NOMEM;
+			fe = VFMIG_FERR_NOMEM;
+			goto refuse;
 		}
-		ret = read_full(fd, f->payload, f->h.length, timeout_ms, &got);
+		ret = read_full(fd, f->payload, f->h.length, timeout_ms, abort, &got);
 		if (ret) {
 			vfmig_frame_free(f);
 			if (ret == 1) {
 				snprintf(why, whylen,
 					 "%s: stream ended inside the payload (%zu of %u bytes)",
 					 type_name(f->h.type), got, f->h.length);
-				return VFMIG_FERR_TRUNC_PAYLOAD;
+				fe = VFMIG_FERR_TRUNC_PAYLOAD;
+			} else {
+				fe = io_error(ret, timeout_ms, err_no, why, whylen);
 			}
-			*err_no = -ret;
-			snprintf(why, whylen, "recv: %s", strerror(-ret));
-			return ret == -ETIMEDOUT ? VFMIG_FERR_TIMEOUT : VFMIG_FERR_IO;
+			goto refuse;
 		}
 	}
 	f->rx_ns = vfmig_now_ns() - t0;
@@ -414,178 +574,29 @@ enum vfmig_ferr vfmig_recv_frame(int fd, const struct vfmig_limits *lim, int tim
 		vfmig_frame_free(f);
 		snprintf(why, whylen, "%s device %u idx %u: checksum mismatch",
 			 type_name(f->h.type), f->h.device, f->h.idx);
-		return VFMIG_FERR_BAD_CHECKSUM;
+		fe = VFMIG_FERR_BAD_CHECKSUM;
+		goto refuse;
 	}
 	return VFMIG_FERR_NONE;
+refuse:
+	if (admit && admit->release)
+		admit->release(admit->arg, &f->h);
+	f->h.length = 0;
+	return fe;
 }
 
-/* ---- handshake ---------------------------------------------------------------- */
-
-size_t vfmig_hello_encode(uint8_t *buf, size_t len, const struct vfmig_hello *h)
+enum vfmig_ferr vfmig_conn_recv(struct vfmig_conn *c, const struct vfmig_limits *lim,
+				const struct vfmig_admit *admit, struct vfmig_frame *f, int *err_no,
+				char *why, size_t whylen)
 {
-	size_t need = VFMIG_HELLO_FIXED + (size_t)h->ndevices * VFMIG_HELLO_DEV_LEN;
-
-	if (h->ndevices > VFMIG_MAX_DEVICES || len < need)
-		return 0;
-	memset(buf, 0, need);
-	put_le32(buf, h->proto_version);
-	put_le32(buf + 4, h->min_proto_version);
-	put_le64(buf + 8, h->session_id);
-	put_le32(buf + 16, h->options);
-	put_le32(buf + 20, h->nchannels);
-	put_le32(buf + 24, h->chunk_size);
-	put_le32(buf + 28, h->ndevices);
-	for (uint32_t i = 0; i < h->ndevices; i++) {
-		uint8_t *d = buf + VFMIG_HELLO_FIXED + i * VFMIG_HELLO_DEV_LEN;
-
-		put_le64(d, h->dev[i].mig_flags);
-		put_le64(d + 8, h->dev[i].stop_copy_estimate);
-		put_le32(d + 16, h->dev[i].config_size);
-		strncpy((char *)d + 24, h->dev[i].compat, VFMIG_COMPAT_LEN - 1);
-	}
-	return need;
+	return recv_frame(c->fd, lim, c->timeout_ms ? (int)c->timeout_ms : -1, c->abort, admit, f,
+			  err_no, why, whylen);
 }
 
-int vfmig_hello_decode(const uint8_t *buf, size_t len, struct vfmig_hello *h, char *why,
-		       size_t whylen)
+enum vfmig_ferr vfmig_recv_frame(int fd, const struct vfmig_limits *lim, int timeout_ms,
+				 struct vfmig_frame *f, int *err_no, char *why, size_t whylen)
 {
-	if (len < VFMIG_HELLO_FIXED) {
-		snprintf(why, whylen, "HELLO too short (%zu bytes)", len);
-		return -EPROTO;
-	}
-	memset(h, 0, sizeof(*h));
-	h->proto_version = get_le32(buf);
-	h->min_proto_version = get_le32(buf + 4);
-	h->session_id = get_le64(buf + 8);
-	h->options = get_le32(buf + 16);
-	h->nchannels = get_le32(buf + 20);
-	h->chunk_size = get_le32(buf + 24);
-	h->ndevices = get_le32(buf + 28);
-	if (h->ndevices == 0 || h->ndevices > VFMIG_MAX_DEVICES) {
-		snprintf(why, whylen, "HELLO: %u devices (1..%u)", h->ndevices, VFMIG_MAX_DEVICES);
-		return -EPROTO;
-	}
-	if (len != VFMIG_HELLO_FIXED + (size_t)h->ndevices * VFMIG_HELLO_DEV_LEN) {
-		snprintf(why, whylen, "HELLO: %zu bytes for %u devices", len, h->ndevices);
-		return -EPROTO;
-	}
-	for (uint32_t i = 0; i < h->ndevices; i++) {
-		const uint8_t *d = buf + VFMIG_HELLO_FIXED + i * VFMIG_HELLO_DEV_LEN;
-
-		h->dev[i].mig_flags = get_le64(d);
-		h->dev[i].stop_copy_estimate = get_le64(d + 8);
-		h->dev[i].config_size = get_le32(d + 16);
-		if (get_le32(d + 20)) {
-			snprintf(why, whylen, "HELLO: device %u: reserved field not zero", i);
-			return -EPROTO;
-		}
-		if (!memchr(d + 24, '\0', VFMIG_COMPAT_LEN)) {
-			snprintf(why, whylen, "HELLO: device %u: compat string not terminated", i);
-			return -EPROTO;
-		}
-		memcpy(h->dev[i].compat, d + 24, VFMIG_COMPAT_LEN);
-	}
-	return 0;
-}
-
-static bool onoff_conflict(enum vfmig_onoff local, bool remote)
-{
-	return (local == VFMIG_ON && !remote) || (local == VFMIG_OFF && remote);
-}
-
-enum vfmig_errclass vfmig_hello_check(const struct vfmig_hello *h, const struct vfmig_local *l,
-				      uint32_t *agreed, char *why, size_t whylen)
-{
-	const struct vfmig_options *o = l->o;
-	bool multifd = h->options & VFMIG_OPT_MULTIFD;
-	bool sack = h->options & VFMIG_OPT_SWITCHOVER_ACK;
-	uint32_t opts = h->options;
-
-	if (h->min_proto_version > VFMIG_PROTO_VERSION ||
-	    h->proto_version < VFMIG_PROTO_MIN_VERSION) {
-		snprintf(
-			why, whylen,
-			"protocol version mismatch: source speaks %u (min %u), destination %u (min %u)",
-			h->proto_version, h->min_proto_version, VFMIG_PROTO_VERSION,
-			VFMIG_PROTO_MIN_VERSION);
-		return VFMIG_ERR_INCOMPATIBLE;
-	}
-	if (h->options & ~VFMIG_OPT_ALL) {
-		snprintf(why, whylen, "unknown option bits 0x%x", h->options & ~VFMIG_OPT_ALL);
-		return VFMIG_ERR_INCOMPATIBLE;
-	}
-	if (h->ndevices != l->ndevices) {
-		snprintf(why, whylen,
-			 "device count mismatch: source migrates %u, destination has %u",
-			 h->ndevices, l->ndevices);
-		return VFMIG_ERR_INCOMPATIBLE;
-	}
-	if (multifd ? (h->nchannels == 0 || h->nchannels > VFMIG_MAX_CHANNELS) : h->nchannels) {
-		snprintf(why, whylen, "invalid channel count %u with multifd %s", h->nchannels,
-			 multifd ? "on" : "off");
-		return VFMIG_ERR_INCOMPATIBLE;
-	}
-	if (onoff_conflict(o->multifd, multifd)) {
-		snprintf(why, whylen, "option mismatch: multifd is %s on the source, %s here",
-			 multifd ? "on" : "off", o->multifd == VFMIG_ON ? "on" : "off");
-		return VFMIG_ERR_INCOMPATIBLE;
-	}
-	if (multifd && o->channels && o->channels != h->nchannels) {
-		snprintf(why, whylen,
-			 "option mismatch: source uses %u multifd channels, destination %u",
-			 h->nchannels, o->channels);
-		return VFMIG_ERR_INCOMPATIBLE;
-	}
-	if (onoff_conflict(o->switchover_ack, sack)) {
-		snprintf(why, whylen,
-			 "option mismatch: switchover-ack is %s on the source, %s here",
-			 sack ? "on" : "off", o->switchover_ack == VFMIG_ON ? "on" : "off");
-		return VFMIG_ERR_INCOMPATIBLE;
-	}
-	if (h->chunk_size < VFMIG_MIN_CHUNK || h->chunk_size > VFMIG_MAX_CHUNK) {
-		snprintf(why, whylen, "chunk size %u outside %u..%u", h->chunk_size,
-			 VFMIG_MIN_CHUNK, VFMIG_MAX_CHUNK);
-		return VFMIG_ERR_INCOMPATIBLE;
-	}
-	if (o->max_queued_bytes < 2ull * h->chunk_size) {
-		snprintf(
-			why, whylen,
-			"--max-queued-bytes %llu cannot hold two %u-byte chunks: raise it or lower the "
-			"source's --chunk-size",
-			(unsigned long long)o->max_queued_bytes, h->chunk_size);
-		return VFMIG_ERR_INCOMPATIBLE;
-	}
-	for (uint32_t i = 0; i < h->ndevices; i++) {
-		const struct vfmig_device *d = l->devs[i];
-
-		if (strcmp(h->dev[i].compat, d->compat)) {
-			snprintf(why, whylen, "device %u: source is '%s', destination '%s' is '%s'",
-				 i, h->dev[i].compat, d->name, d->compat);
-			return VFMIG_ERR_INCOMPATIBLE;
-		}
-		if (h->dev[i].config_size != d->config_size) {
-			snprintf(why, whylen, "device %u: config size %u on the source, %u on '%s'",
-				 i, h->dev[i].config_size, d->config_size, d->name);
-			return VFMIG_ERR_INCOMPATIBLE;
-		}
-		if (!(d->flags & VFMIG_MIG_STOP_COPY)) {
-			snprintf(why, whylen, "device %u ('%s') cannot resume (no STOP_COPY)", i,
-				 d->name);
-			return VFMIG_ERR_INCOMPATIBLE;
-		}
-		if (h->ndevices > 1 && !(d->flags & VFMIG_MIG_P2P)) {
-			snprintf(
-				why, whylen,
-				"device %u ('%s') lacks P2P support: a migration of several devices needs "
-				"P2P on every device",
-				i, d->name);
-			return VFMIG_ERR_INCOMPATIBLE;
-		}
-	}
-	if (o->load_config_after_iter == VFMIG_ON)
-		opts |= VFMIG_OPT_LOAD_CONFIG_AFTER_ITER;
-	*agreed = opts;
-	return VFMIG_OK;
+	return recv_frame(fd, lim, timeout_ms, NULL, NULL, f, err_no, why, whylen);
 }
 
 /* ---- sockets -------------------------------------------------------------------- */
@@ -643,13 +654,31 @@ int vfmig_sock_setup(int fd, unsigned timeout_ms)
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
 
-	/* A peer that stops reading for timeout_ms fails the send (-ETIMEDOUT). */
-	if (timeout_ms && setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)))
+	/* A blocking send or receive that makes no progress for timeout_ms fails too. */
+	if (timeout_ms && (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) ||
+			   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv))))
 		return -errno;
-	if (!getsockname(fd, (struct sockaddr *)&ss, &sl) &&
-	    (ss.ss_family == AF_INET || ss.ss_family == AF_INET6) &&
-	    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)))
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) ||
+	    (ss.ss_family != AF_INET && ss.ss_family != AF_INET6))
+		return 0;
+	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)))
 		return -errno;
+	if (timeout_ms) {
+		/*
+		 * A dead peer or path is found by the kernel too: keepalive probes
+		 * start after a quarter of the timeout, and unacknowledged data
+		 * fails the connection after the timeout (TCP_USER_TIMEOUT).
+		 */
+		int idle = (int)MAX(1u, timeout_ms / 4000), intvl = idle, cnt = 3;
+		unsigned uto = timeout_ms;
+
+		if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one)) ||
+		    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle)) ||
+		    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl)) ||
+		    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt)) ||
+		    setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &uto, sizeof(uto)))
+			return -errno;
+	}
 	return 0;
 }
 
@@ -673,7 +702,29 @@ static int unix_sockaddr(const struct vfmig_addr *a, struct sockaddr_un *un)
 	return 0;
 }
 
-static int try_connect(const struct vfmig_addr *a)
+/* connect() that gives up after timeout_ms or on *abort (checked every 100 ms). */
+static int connect_bounded(int fd, const struct sockaddr *sa, socklen_t len, int timeout_ms,
+			   const atomic_bool *abort)
+{
+	int fl = fcntl(fd, F_GETFL), ret, soerr = 0;
+	socklen_t sl = sizeof(soerr);
+
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK))
+		return -errno;
+	ret = connect(fd, sa, len) ? -errno : 0;
+	if (ret == -EINPROGRESS) {
+		ret = wait_fd(fd, POLLOUT, timeout_ms, abort);
+		if (!ret && getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl))
+			ret = -errno;
+		else if (!ret)
+			ret = -soerr;
+	}
+	if (!ret && fcntl(fd, F_SETFL, fl))
+		ret = -errno;
+	return ret;
+}
+
+static int try_connect(const struct vfmig_addr *a, int timeout_ms, const atomic_bool *abort)
 {
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res, *ai;
 	int fd, ret = -ECONNREFUSED;
@@ -687,8 +738,8 @@ static int try_connect(const struct vfmig_addr *a)
 		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		if (fd < 0)
 			return -errno;
-		if (connect(fd, (struct sockaddr *)&un, sizeof(un))) {
-			ret = -errno;
+		ret = connect_bounded(fd, (struct sockaddr *)&un, sizeof(un), timeout_ms, abort);
+		if (ret) {
 			close(fd);
 			return ret;
 		}
@@ -705,39 +756,52 @@ static int try_connect(const struct vfmig_addr *a)
 			ret = -errno;
 			continue;
 		}
-		if (!connect(fd, ai->ai_addr, ai->ai_addrlen)) {
+		ret = connect_bounded(fd, ai->ai_addr, ai->ai_addrlen, timeout_ms, abort);
+		if (!ret) {
 			freeaddrinfo(res);
 			return fd;
 		}
-		ret = -errno;
 		close(fd);
+		if (ret == -ECANCELED)
+			break;
 	}
 	freeaddrinfo(res);
 	return ret;
 }
 
-int vfmig_connect(const struct vfmig_addr *a, unsigned timeout_ms, struct vfmig_error *err)
+int vfmig_connect_abortable(const struct vfmig_addr *a, unsigned timeout_ms,
+			    const atomic_bool *abort, struct vfmig_error *err)
 {
 	uint64_t deadline = vfmig_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+	char as[sizeof(a->host) + sizeof(a->port)];
 	int fd;
 
 	/* The destination may not listen yet: retry refused connections until the timeout. */
 	for (;;) {
+		uint64_t now = vfmig_now_ns();
 		struct timespec ts = { 0, 50 * 1000 * 1000 };
 
-		fd = try_connect(a);
+		fd = try_connect(a, (int)((deadline > now ? deadline - now : 0) / 1000000), abort);
 		if (fd >= 0)
 			break;
 		if ((fd != -ECONNREFUSED && fd != -ENOENT) || vfmig_now_ns() >= deadline)
 			break;
-		nanosleep(&ts, NULL);
+		if (abort && atomic_load(abort)) {
+			fd = -ECANCELED;
+			break;
+		}
+		nanosleep(&ts, NULL); /* retry pacing, not synchronisation */
+	}
+	if (fd == -ECANCELED) {
+		vfmig_error_set(err, VFMIG_ERR_CANCELLED, ECANCELED, -1, "connect",
+				"connect to %s: cancelled", addr_str(a, as, sizeof(as)));
+		return fd;
 	}
 	if (fd < 0) {
-		char as[sizeof(a->host) + sizeof(a->port)];
-
 		vfmig_error_set(err,
-				fd == -ECONNREFUSED || fd == -ENOENT ? VFMIG_ERR_TIMEOUT :
-								       VFMIG_ERR_TRANSPORT,
+				fd == -ECONNREFUSED || fd == -ENOENT || fd == -ETIMEDOUT ?
+					VFMIG_ERR_TIMEOUT :
+					VFMIG_ERR_TRANSPORT,
 				-fd, -1, "connect", "connect to %s: %s",
 				addr_str(a, as, sizeof(as)), strerror(-fd));
 		return fd;
@@ -751,6 +815,11 @@ int vfmig_connect(const struct vfmig_addr *a, unsigned timeout_ms, struct vfmig_
 		return -e;
 	}
 	return fd;
+}
+
+int vfmig_connect(const struct vfmig_addr *a, unsigned timeout_ms, struct vfmig_error *err)
+{
+	return vfmig_connect_abortable(a, timeout_ms, NULL, err);
 }
 
 int vfmig_listen(const struct vfmig_addr *a, struct vfmig_error *err)

@@ -1,16 +1,23 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * vfmig_internal.h - what the library's files share and the unit tests see:
- * the wire format (transport.c), the reorder buffer (reorder.c), the error
- * state and the session object (session.c) with its helpers.
+ * vfmig_internal.h - what the library's files share and the unit tests see.
+ *
+ * Layers, bottom up: frames and sockets (transport.c, keepalive.c), payload
+ * codecs and the handshake policy (wire.c), the error object (core.c),
+ * devices (device.c) and the two-phase device-set walks (devset.c), the
+ * reorder buffer (reorder.c), the source's precopy (precopy.c) and multifd
+ * senders (multifd.c), the destination's readers (recv.c) and loaders
+ * (load.c).  Lower layers take narrow handles (a connection, a device, the
+ * error object) and return errors; only source.c and dest.c hold the
+ * session and orchestrate (core.c has what both share).
  *
  * Lock order of the whole library (each file repeats its part):
- *   session.lock  ->  multifd.lock, session.lock  ->  reorder.lock
- *     (only in vfmig_session_wake());
- *   errstate.lock, conn.send_lock, fake.lock: leaves.
- * vfmig_fail() takes errstate.lock, drops it, then wakes the waiters under
- * session.lock (taking multifd.lock and reorder.lock inside it): call it with
- * no lock held.
+ *   session.lock -> multifd.lock, session.lock -> reorder.lock (only when
+ *     vfmig_session_wake() wakes them);
+ *   ctl.lock, conn.send_lock, keepalive.lock, loader.lock, fake.lock: leaves.
+ * vfmig_fail() takes ctl.lock, drops it, then calls the owner's wake hook
+ * (which takes session.lock and the locks above inside it): call it with no
+ * lock held.
  */
 #ifndef VFMIG_INTERNAL_H
 #define VFMIG_INTERNAL_H
@@ -105,13 +112,59 @@ struct vfmig_device {
 ssize_t vfmig_device_read(struct vfmig_device *dev, void *buf, size_t len);
 /* Writes all of buf (loops over short writes); -errno on failure. */
 int vfmig_device_write_all(struct vfmig_device *dev, const void *buf, size_t len);
+/* SET without recovery: a failing device is left where it is (never reset). */
+int vfmig_device_set_state_keep(struct vfmig_device *dev, enum vfmig_state target,
+				struct vfmig_error *err);
 
-/* ---- transport.c: the wire format ------------------------------------------ */
+/* ---- core.c: the first-error-wins error object --------------------------- */
+
+/*
+ * What every lower layer gets instead of the session: record an error (the
+ * first one wins), test the abort flag.  vfmig_fail() sets the flag and calls
+ * wake(wake_arg) so the owner can wake its waiters; call it with no lock held.
+ */
+struct vfmig_ctl {
+	pthread_mutex_t lock; /* leaf: protects set, weak, e */
+	bool set;
+	bool weak; /* recorded by vfmig_session_abort(): a peer's report may replace it */
+	struct vfmig_error e;
+	atomic_bool abort;
+	const char *side; /* "source" or "destination" */
+	struct vfmig_log *log;
+	void (*wake)(void *arg);
+	void *wake_arg;
+};
+
+int vfmig_ctl_init(struct vfmig_ctl *c, const char *side, struct vfmig_log *log);
+void vfmig_ctl_destroy(struct vfmig_ctl *c);
+void vfmig_fail(struct vfmig_ctl *c, enum vfmig_errclass cls, int err, int device,
+		const char *where, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+/* Like vfmig_fail but a later peer report (VFMIG_ERR_REMOTE) replaces it. */
+void vfmig_fail_weak(struct vfmig_ctl *c, enum vfmig_errclass cls, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static inline bool vfmig_aborted(const struct vfmig_ctl *c)
+{
+	return atomic_load(&c->abort);
+}
+/* A copy of the recorded error. */
+struct vfmig_error vfmig_ctl_error(struct vfmig_ctl *c);
+/* Change the recorded class and append to the message (outcome notes). */
+void vfmig_ctl_amend(struct vfmig_ctl *c, enum vfmig_errclass cls, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Run fn(arg, i) in a new thread; on failure records the error and returns -1. */
+int vfmig_thread_start(struct vfmig_ctl *c, pthread_t *t, void (*fn)(void *arg, unsigned i),
+		       void *arg, unsigned i);
+/* pthread_cond_timedwait on a CLOCK_MONOTONIC condvar until deadline; false on timeout. */
+bool vfmig_cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *m, uint64_t deadline_ns);
+int vfmig_cond_init_mono(pthread_cond_t *cv);
+
+/* ---- transport.c: frames and sockets ------------------------------------------ */
 
 #define VFMIG_MAGIC 0x474d4656u /* "VFMG" in little-endian byte order */
 #define VFMIG_FRAME_VERSION 1
-#define VFMIG_PROTO_VERSION 1
-#define VFMIG_PROTO_MIN_VERSION 1
+#define VFMIG_PROTO_VERSION 2
+#define VFMIG_PROTO_MIN_VERSION 2
 #define VFMIG_HDR_LEN 32
 #define VFMIG_IDX_INVALID UINT32_MAX
 
@@ -126,15 +179,18 @@ enum vfmig_ftype {
 	VFMIG_F_SWITCHOVER_START = 8, /* src->dst main: precopy over, start loading */
 	VFMIG_F_DEVICE_STATE = 9,     /* src->dst multifd (or main): STOP_COPY chunk */
 	VFMIG_F_CHANNEL_END = 10,     /* src->dst multifd: no more packets here */
-	VFMIG_F_LOADED = 11,	      /* dst->src main: all devices in phase-1 state */
-	VFMIG_F_COMMIT = 12,	      /* src->dst main: go; source will not resume */
+	VFMIG_F_LOADED = 11,	      /* dst->src main: every device loaded and STOP */
+	VFMIG_F_COMMIT = 12,	      /* src->dst main: ownership passes to the destination */
 	VFMIG_F_COMPLETE = 13,	      /* dst->src main: all devices RUNNING + stats */
-	VFMIG_F_ERROR = 14,	      /* either way, main: class, errno, message */
-	VFMIG_F_PING = 15,	      /* src->dst main: keepalive during idle precopy */
+	VFMIG_F_ERROR = 14,	      /* either way, main: class, errno, message, outcome flags */
+	VFMIG_F_PING = 15,	      /* either way, any channel: liveness */
 	VFMIG_F_NR,
 };
 
 #define VFMIG_FLAG_CONFIG (1u << 0) /* DEVICE_STATE: last packet, config state */
+/* ERROR flags: what the sender's devices are doing (see engine-design.rst). */
+#define VFMIG_ERRF_RESET (1u << 0)     /* destination: not committed, every device reset */
+#define VFMIG_ERRF_COMMITTED (1u << 1) /* destination: COMMIT received, it owns the state */
 
 /* Option bits of HELLO / HELLO_ACK. */
 #define VFMIG_OPT_MULTIFD (1u << 0)
@@ -180,9 +236,13 @@ enum vfmig_ferr {
 	VFMIG_FERR_BAD_IDX,    /* idx overflow, or nonzero where it must be 0 */
 	VFMIG_FERR_BAD_CHECKSUM,
 	VFMIG_FERR_NOMEM,
+	VFMIG_FERR_CANCELLED, /* the abort flag was set while waiting */
+	VFMIG_FERR_REFUSED,   /* the payload's admission (reorder budget) refused it */
 	VFMIG_FERR_NR,
 };
 const char *vfmig_ferr_name(enum vfmig_ferr e);
+/* The error class of a frame error. */
+enum vfmig_errclass vfmig_ferr_class(enum vfmig_ferr fe);
 
 /* What a receiver accepts; ndevices == 0 means "before the handshake". */
 struct vfmig_limits {
@@ -200,41 +260,103 @@ enum vfmig_ferr vfmig_hdr_validate(const struct vfmig_frame_hdr *h, const struct
 size_t vfmig_frame_encode(uint8_t *buf, uint16_t type, uint32_t flags, uint32_t device,
 			  uint32_t idx, const void *payload, uint32_t len);
 
+/* Payload buffers: large ones are mmap()ed so that freeing them returns the memory. */
+void *vfmig_payload_alloc(size_t len);
+void vfmig_payload_free(void *p, size_t len);
+
 struct vfmig_conn {
 	int fd;
 	unsigned id; /* 0 main, 1..n multifd */
 	pthread_mutex_t send_lock;
 	struct vfmig_channel_stats *stats; /* may be NULL */
+	/* Set by vfmig_conn_bound(): sends and receives wait in slices, give up on
+	 * the abort flag or after timeout_ms without progress. */
+	const atomic_bool *abort;
+	unsigned timeout_ms;
+	atomic_uint_fast64_t last_tx_ns; /* for liveness PINGs */
+	atomic_bool ended;		 /* no more frames will be sent (CHANNEL_END, close) */
 };
 
 int vfmig_conn_init(struct vfmig_conn *c, int fd, unsigned id, struct vfmig_channel_stats *st);
+void vfmig_conn_bound(struct vfmig_conn *c, const atomic_bool *abort, unsigned timeout_ms);
 void vfmig_conn_destroy(struct vfmig_conn *c);
-/* Wake anything blocked on this socket (idempotent, async-signal-safe). */
+/* Wake anything blocked on this socket (idempotent). */
 void vfmig_conn_shutdown(struct vfmig_conn *c);
 
-/* Send one frame; whole or error.  Returns 0 or -errno (-ETIMEDOUT on SO_SNDTIMEO). */
+/*
+ * Send one frame; whole or error.  Returns 0, -ETIMEDOUT (no progress for the
+ * timeout: the peer stopped reading), -ECANCELED (abort flag; the frame may be
+ * partly sent, never whole) or -errno.  A frame is delivered to the peer only
+ * if this returned 0.
+ */
 int vfmig_send_frame(struct vfmig_conn *c, uint16_t type, uint32_t flags, uint32_t device,
 		     uint32_t idx, const void *payload, uint32_t len);
-/* Like vfmig_send_frame but never blocks on send_lock (error reports). */
-int vfmig_send_frame_try(struct vfmig_conn *c, uint16_t type, uint32_t flags, uint32_t device,
-			 uint32_t idx, const void *payload, uint32_t len);
+/* A last word after an abort (ERROR, COMPLETE): ignores the abort flag, gives
+ * up after one second, never waits for another sender. */
+int vfmig_send_frame_final(struct vfmig_conn *c, uint16_t type, uint32_t flags, uint32_t device,
+			   uint32_t idx, const void *payload, uint32_t len);
+/* A PING unless another frame is being sent or the channel ended. */
+void vfmig_conn_ping(struct vfmig_conn *c);
 
 struct vfmig_frame {
 	struct vfmig_frame_hdr h;
-	uint8_t *payload; /* malloc'ed, NULL when length == 0 */
+	uint8_t *payload; /* vfmig_payload_alloc()ed, NULL when length == 0 */
 	uint64_t rx_ns;	  /* from the header's arrival to the payload's end */
 };
 
 /*
- * Receive and validate one frame.  timeout_ms < 0 waits forever (a shutdown()
- * wakes it).  Returns VFMIG_FERR_NONE and fills *f, or an error code with a
- * message in why (errno of an I/O error in *err_no).
+ * Admission of a payload before it is allocated: called with the validated
+ * header; returns 0 to go on, or a negative errno with why filled (the frame
+ * is then refused with VFMIG_FERR_REFUSED).  release() undoes an admission
+ * whose payload could not be read.
  */
+struct vfmig_admit {
+	int (*admit)(void *arg, const struct vfmig_frame_hdr *h, char *why, size_t whylen);
+	void (*release)(void *arg, const struct vfmig_frame_hdr *h);
+	void *arg;
+};
+
+/*
+ * Receive and validate one frame on a bound connection (waits at most the
+ * connection's timeout between bytes, returns VFMIG_FERR_CANCELLED on abort).
+ * @admit may be NULL.  Returns VFMIG_FERR_NONE and fills *f, or an error code
+ * with a message in why (errno of an I/O error or refusal in *err_no).
+ */
+enum vfmig_ferr vfmig_conn_recv(struct vfmig_conn *c, const struct vfmig_limits *lim,
+				const struct vfmig_admit *admit, struct vfmig_frame *f, int *err_no,
+				char *why, size_t whylen);
+/* The same on a bare fd: timeout_ms < 0 waits forever (tests, raw peers). */
 enum vfmig_ferr vfmig_recv_frame(int fd, const struct vfmig_limits *lim, int timeout_ms,
 				 struct vfmig_frame *f, int *err_no, char *why, size_t whylen);
 void vfmig_frame_free(struct vfmig_frame *f);
 
-/* Handshake payloads. */
+/* Sockets.  @abort may be NULL; connect gives up within 100 ms of it. */
+int vfmig_connect(const struct vfmig_addr *a, unsigned timeout_ms, struct vfmig_error *err);
+int vfmig_connect_abortable(const struct vfmig_addr *a, unsigned timeout_ms,
+			    const atomic_bool *abort, struct vfmig_error *err);
+/* Accept with a timeout; returns fd, -ETIMEDOUT, -ECANCELED (wakefd readable) or -errno. */
+int vfmig_accept(int lfd, int timeout_ms, int wakefd);
+/* Send timeout, TCP_NODELAY, keepalive and TCP_USER_TIMEOUT from timeout_ms. */
+int vfmig_sock_setup(int fd, unsigned timeout_ms);
+
+/* Liveness: a thread that PINGs every idle connection of a set (keepalive.c). */
+struct vfmig_keepalive {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool stop, started;
+	pthread_t thread;
+	uint64_t interval_ns;
+	struct vfmig_conn *conns[VFMIG_MAX_CHANNELS + 1];
+	unsigned nconns;
+};
+int vfmig_keepalive_start(struct vfmig_keepalive *k, struct vfmig_ctl *ctl, unsigned timeout_ms);
+/* Add a connection (before or after start). */
+void vfmig_keepalive_add(struct vfmig_keepalive *k, struct vfmig_conn *c);
+/* Stop and join (idempotent; safe if never started). */
+void vfmig_keepalive_stop(struct vfmig_keepalive *k);
+
+/* ---- wire.c: payload codecs and the handshake policy ------------------------------ */
+
 struct vfmig_hello_dev {
 	uint64_t mig_flags;
 	uint64_t stop_copy_estimate;
@@ -271,26 +393,73 @@ struct vfmig_local {
 enum vfmig_errclass vfmig_hello_check(const struct vfmig_hello *h, const struct vfmig_local *l,
 				      uint32_t *agreed, char *why, size_t whylen);
 
-/* Sockets. */
-int vfmig_connect(const struct vfmig_addr *a, unsigned timeout_ms, struct vfmig_error *err);
-/* Accept with a timeout; returns fd, -ETIMEDOUT, -ECANCELED (wakefd readable) or -errno. */
-int vfmig_accept(int lfd, int timeout_ms, int wakefd);
-int vfmig_sock_setup(int fd, unsigned timeout_ms);
-
-/* ---- errstate (session.c) ----------------------------------------------------- */
-
-struct vfmig_errstate {
-	pthread_mutex_t lock;
-	bool set;
-	bool weak; /* recorded by vfmig_session_abort(): a peer's report may replace it */
-	struct vfmig_error e;
-	atomic_bool abort;
+/*
+ * ERROR and HELLO_ACK payloads: four u32 (ERROR: class, errno, device, 0;
+ * HELLO_ACK: status, options, channels, 0) and a message.
+ */
+struct vfmig_report {
+	uint32_t a, b, c;
+	char msg[VFMIG_MSG_MAX + 1]; /* control bytes from the wire replaced by '?' */
 };
+uint32_t vfmig_report_encode(uint8_t p[VFMIG_ERROR_FIXED + VFMIG_MSG_MAX], uint32_t a, uint32_t b,
+			     uint32_t c, const char *msg);
+void vfmig_report_decode(const struct vfmig_frame *f, struct vfmig_report *r);
+
+struct vfmig_channel_hello {
+	uint64_t session_id;
+	uint32_t channel;
+	uint32_t nchannels;
+};
+void vfmig_channel_hello_encode(uint8_t p[VFMIG_CHANNEL_HELLO_LEN],
+				const struct vfmig_channel_hello *ch);
+void vfmig_channel_hello_decode(const uint8_t p[VFMIG_CHANNEL_HELLO_LEN],
+				struct vfmig_channel_hello *ch);
+
+struct vfmig_complete {
+	uint64_t dest_downtime_ns;
+	uint64_t reorder_peak;
+	uint64_t stopcopy_bytes;
+};
+void vfmig_complete_encode(uint8_t p[VFMIG_COMPLETE_LEN], const struct vfmig_complete *c);
+void vfmig_complete_decode(const uint8_t p[VFMIG_COMPLETE_LEN], struct vfmig_complete *c);
+
+/* ---- devset.c: the two-phase walks over a set of devices ------------------------- */
+
+/*
+ * Why a set of devices may be started.  The only place that lets a device
+ * enter RUNNING_P2P or RUNNING during or after a migration: it refuses
+ * without a reason that proves the peer does not run the same state.
+ */
+enum vfmig_go {
+	VFMIG_GO_NONE = 0,	    /* no proof: refused */
+	VFMIG_GO_NOT_COMMITTED,	    /* source: COMMIT was never (wholly) sent */
+	VFMIG_GO_PEER_RESET,	    /* source: the destination reported its devices reset */
+	VFMIG_GO_COMMIT_RECEIVED,   /* destination: the source passed ownership */
+};
+const char *vfmig_go_name(enum vfmig_go why);
+
+/*
+ * Phase 1 of a stop: every P2P device from RUNNING/PRE_COPY to its P2P
+ * state, so no device initiates a peer write before any device stops.
+ * Returns 0 or -1 with the error recorded in @ctl.
+ */
+int vfmig_devset_quiesce(struct vfmig_device **devs, unsigned n, struct vfmig_ctl *ctl);
+/*
+ * Start every device, in two phases: every stopped P2P device to
+ * RUNNING_P2P, then every device to RUNNING.  Source rollback (@why
+ * NOT_COMMITTED or PEER_RESET): a device in ERROR is reset.  Destination
+ * (COMMIT_RECEIVED): a failing device is left where it is, never reset, the
+ * others still start.  Returns the number of devices that failed (their
+ * errors described in *note, when given), or -EPERM without a proof.
+ */
+int vfmig_devset_start(struct vfmig_device **devs, unsigned n, enum vfmig_go why,
+		       struct vfmig_log *log, char *note, size_t notelen);
 
 /* ---- reorder.c: destination reorder buffer ---------------------------------------- */
 
 struct vfmig_slot {
 	bool present;
+	bool reserved; /* admitted from its header, payload being read */
 	uint32_t flags;
 	uint32_t len;
 	uint8_t *data;
@@ -299,7 +468,7 @@ struct vfmig_slot {
 struct vfmig_reorder_dev {
 	struct vfmig_slot *ring; /* window slots, ring[idx % window] */
 	uint32_t next_idx;	 /* next idx the load thread needs */
-	uint32_t max_seen;	 /* highest idx pushed + 1 */
+	uint32_t max_seen;	 /* highest idx admitted + 1 */
 	uint32_t last_idx;	 /* idx of the CONFIG packet, VFMIG_IDX_INVALID if unknown */
 	bool writing;		 /* the load thread holds a popped chunk */
 	bool complete;		 /* config packet popped */
@@ -311,7 +480,7 @@ struct vfmig_reorder {
 	unsigned ndev;
 	uint32_t window;
 	uint64_t budget;
-	uint64_t queued; /* bytes held in slots + chunks being written */
+	uint64_t queued; /* bytes admitted: slots, reservations, chunks being written */
 	uint64_t peak;
 	unsigned producers; /* producers still running */
 	unsigned blocked;   /* producers waiting for room (for tests and stats) */
@@ -326,19 +495,28 @@ int vfmig_reorder_init(struct vfmig_reorder *r, unsigned ndev, unsigned producer
 		       uint32_t window);
 void vfmig_reorder_destroy(struct vfmig_reorder *r);
 /*
- * Queue a packet; on success the buffer belongs to the reorder buffer.
- * Blocks while the budget or window is full (backpressure) unless the packet
- * is the one its device needs next.  Errors: -ENODEV unknown device, -ERANGE
- * idx invalid / beyond the config packet / config before data, -EEXIST
- * duplicate, -EPROTO second config packet, -ENOBUFS stuck (budget cannot hold
- * the skew), -ECANCELED aborted.  why explains.
+ * Admit a packet from its header, before its payload is allocated: checks
+ * device, idx, duplicates and the config rules, then waits while the budget
+ * or window is full (backpressure) unless the packet is the one its device
+ * needs next, and counts @len against the budget.  Errors: -ENODEV unknown
+ * device, -ERANGE idx invalid / beyond the config packet / config before
+ * data, -EEXIST duplicate, -EPROTO second config packet, -ENOBUFS stuck
+ * (budget cannot hold the skew), -ECANCELED aborted.  why explains.
  */
+int vfmig_reorder_reserve(struct vfmig_reorder *r, uint32_t dev, uint32_t idx, uint32_t flags,
+			  uint32_t len, char *why, size_t whylen);
+/* The payload of a reserved packet arrived: it belongs to the buffer now. */
+void vfmig_reorder_fill(struct vfmig_reorder *r, uint32_t dev, uint32_t idx, uint8_t *data);
+/* The payload of a reserved packet will never come. */
+void vfmig_reorder_unreserve(struct vfmig_reorder *r, uint32_t dev, uint32_t idx);
+/* reserve + fill (data must come from vfmig_payload_alloc()). */
 int vfmig_reorder_push(struct vfmig_reorder *r, uint32_t dev, uint32_t idx, uint32_t flags,
 		       uint8_t *data, uint32_t len, char *why, size_t whylen);
 /*
  * Next in-order chunk of @dev: returns 0 and the chunk (caller owns data and
- * must call vfmig_reorder_release()), or a negative error (-ECANCELED, -ENOBUFS,
- * -EPIPE: every producer left before the device was complete).
+ * must free it with vfmig_payload_free() and call vfmig_reorder_release()),
+ * or a negative error (-ECANCELED, -ENOBUFS, -EPIPE: every producer left
+ * before the device was complete).
  */
 int vfmig_reorder_pop(struct vfmig_reorder *r, uint32_t dev, struct vfmig_slot *out, uint32_t *idx);
 void vfmig_reorder_release(struct vfmig_reorder *r, uint32_t dev, uint32_t len);
@@ -347,8 +525,11 @@ void vfmig_reorder_producer_exit(struct vfmig_reorder *r);
 void vfmig_reorder_abort(struct vfmig_reorder *r);
 uint64_t vfmig_reorder_peak(struct vfmig_reorder *r);
 const char *vfmig_reorder_why(struct vfmig_reorder *r, char *buf, size_t len);
+/* struct vfmig_admit callbacks (arg: the reorder buffer) reserving DEVICE_STATE payloads. */
+int vfmig_reorder_admit(void *arg, const struct vfmig_frame_hdr *h, char *why, size_t whylen);
+void vfmig_reorder_admit_release(void *arg, const struct vfmig_frame_hdr *h);
 
-/* ---- multifd.c (source) ------------------------------------------------------------------- */
+/* ---- multifd.c (source): channel senders and per-device save threads ---------------- */
 
 struct vfmig_buf {
 	uint32_t dev, idx, flags, len;
@@ -356,9 +537,8 @@ struct vfmig_buf {
 	uint8_t *data;
 };
 
-struct vfmig_session;
-
 struct vfmig_mf_channel {
+	struct vfmig_multifd *mf;
 	struct vfmig_conn *conn;
 	pthread_t thread;
 	bool started;
@@ -374,10 +554,15 @@ struct vfmig_mf_channel {
  * one per device being filled, one per device queued, one per channel.
  */
 struct vfmig_multifd {
-	struct vfmig_session *s;
+	struct vfmig_ctl *ctl;
+	struct vfmig_log *log;
+	struct vfmig_device **devs;
+	uint32_t chunk;
+	atomic_uint_fast64_t *data_bytes, *config_bytes; /* counters the source reports */
 	pthread_mutex_t lock; /* protects quit, next, the channels, the queue and the pool */
 	pthread_cond_t ready; /* a queued buffer went to a channel */
 	bool quit;
+	bool up; /* lock, conds and buffers exist */
 	unsigned next; /* round-robin cursor over idle channels */
 	unsigned nch, ndev;
 	struct vfmig_mf_channel *ch;
@@ -386,10 +571,17 @@ struct vfmig_multifd {
 	bool *queued;		 /* [ndev]: device has a buffer in queue */
 	struct vfmig_buf **pool; /* [nch + ndev] empty buffers */
 	unsigned pool_len;
+	pthread_t *save_threads; /* [ndev] */
+	bool *save_started;
 };
 
-int vfmig_multifd_start(struct vfmig_multifd *mf, struct vfmig_session *s);
+/* Channels are @conns[0..nconn-1] (the main connection when multifd is off). */
+int vfmig_multifd_start(struct vfmig_multifd *mf, struct vfmig_ctl *ctl, struct vfmig_log *log,
+			struct vfmig_conn **conns, unsigned nconn, bool send_end,
+			struct vfmig_device **devs, unsigned ndev, uint32_t chunk,
+			atomic_uint_fast64_t *data_bytes, atomic_uint_fast64_t *config_bytes);
 int vfmig_multifd_send(struct vfmig_multifd *mf, struct vfmig_buf **bufp);
+/* Every device to STOP_COPY and its data out, one thread per device. */
 int vfmig_multifd_save_devices(struct vfmig_multifd *mf);
 void vfmig_multifd_join_saves(struct vfmig_multifd *mf);
 /* Tell channels to flush (CHANNEL_END) and join them. */
@@ -400,21 +592,84 @@ void vfmig_multifd_destroy(struct vfmig_multifd *mf);
 struct vfmig_buf *vfmig_buf_new(uint32_t cap);
 void vfmig_buf_free(struct vfmig_buf *b);
 
-/* ---- session ------------------------------------------------------------------ */
+/* ---- precopy.c (source): PRE_COPY iterations and switchover-ack -------------------- */
 
-struct vfmig_dev_state {
-	/* precopy */
-	bool precopy; /* device is in a PRE_COPY state */
-	bool init_sent;
-	bool acked;
-	uint32_t pre_idx; /* next precopy idx (both sides check it) */
-	/* source STOP_COPY */
-	pthread_t save_thread;
-	bool save_started;
-	/* destination load */
-	pthread_t load_thread;
-	bool load_started;
+struct vfmig_precopy {
+	struct vfmig_ctl *ctl;
+	struct vfmig_log *log;
+	struct vfmig_conn *main;
+	struct vfmig_device **devs;
+	unsigned ndev;
+	uint32_t chunk;
+	bool sack; /* switchover-ack agreed */
+	const struct vfmig_options *o;
+	/* Shared with the return-path thread, under *lock; *cond wakes the loop. */
+	pthread_mutex_t *lock;
+	pthread_cond_t *cond;
+	bool precopy[VFMIG_MAX_DEVICES]; /* device is in a PRE_COPY state */
+	bool init_sent[VFMIG_MAX_DEVICES];
+	bool acked[VFMIG_MAX_DEVICES];
+	unsigned acks;
+	uint32_t pre_idx[VFMIG_MAX_DEVICES];
+	struct vfmig_stats *st;
+	void (*progress)(void *arg, enum vfmig_phase ph);
+	void *progress_arg;
 };
+
+int vfmig_precopy_start(struct vfmig_precopy *pc);
+int vfmig_precopy_run(struct vfmig_precopy *pc);
+/* A SWITCHOVER_ACK for @dev arrived (return-path thread): 0, or -EPROTO if unexpected. */
+int vfmig_precopy_ack(struct vfmig_precopy *pc, unsigned dev);
+unsigned vfmig_precopy_acks_needed(const struct vfmig_precopy *pc);
+
+/* ---- recv.c and load.c (destination) -------------------------------------------------- */
+
+struct vfmig_loader {
+	struct vfmig_ctl *ctl;
+	struct vfmig_log *log;
+	struct vfmig_device **devs;
+	unsigned ndev;
+	struct vfmig_reorder *ro;
+	struct vfmig_limits lim;
+	bool config_after_iter;
+	int wakefd; /* written when a load thread ends */
+	pthread_mutex_t lock;
+	pthread_cond_t cond; /* config barrier */
+	unsigned data_done;  /* devices whose data is written */
+	unsigned loads_done; /* devices loaded completely */
+	atomic_uint_fast64_t data_bytes, config_bytes;
+	pthread_t load_threads[VFMIG_MAX_DEVICES];
+	bool load_started[VFMIG_MAX_DEVICES];
+	struct vfmig_conn **chans;
+	unsigned nch;
+	pthread_t *recv_threads;
+	unsigned recv_started;
+};
+
+int vfmig_loader_init(struct vfmig_loader *ld);
+void vfmig_loader_destroy(struct vfmig_loader *ld);
+/* recv.c: one reader per multifd channel. */
+int vfmig_recv_start(struct vfmig_loader *ld);
+void vfmig_recv_join(struct vfmig_loader *ld);
+/*
+ * A DEVICE_STATE frame whose payload was admitted (reserved) in the reorder
+ * buffer: hand it over and count it.  On success the payload belongs to the
+ * reorder buffer (f->payload is NULL).
+ */
+void vfmig_recv_queue(struct vfmig_loader *ld, struct vfmig_channel_stats *st,
+		      struct vfmig_frame *f);
+/* Record the error of a refused admission. */
+void vfmig_recv_refused(struct vfmig_loader *ld, int err, int device, const char *where,
+			const char *why);
+/* load.c: one load thread per device. */
+int vfmig_load_start(struct vfmig_loader *ld);
+void vfmig_load_join(struct vfmig_loader *ld);
+unsigned vfmig_loads_done(struct vfmig_loader *ld);
+
+/* ---- the session: a common core and a source or destination part ----------------------- */
+
+struct vfmig_src; /* source.c */
+struct vfmig_dst; /* dest.c */
 
 struct vfmig_session {
 	bool source;
@@ -422,18 +677,13 @@ struct vfmig_session {
 	struct vfmig_log log;
 	unsigned ndev;
 	struct vfmig_device **devs;
-	struct vfmig_dev_state *ds;
+	struct vfmig_ctl ctl;
 
-	struct vfmig_errstate es;
-
-	pthread_mutex_t lock; /* everything below that threads share */
+	pthread_mutex_t lock; /* the role's shared flags (src/dst), leaf except for wake */
 	pthread_cond_t cond;
-	bool ready, loaded, complete, committed;
-	unsigned acks;
-	unsigned data_done; /* destination: devices whose data is written */
-	unsigned loads_done;
 
-	uint32_t options; /* agreed VFMIG_OPT_* */
+	/* agreed at the handshake */
+	uint32_t options; /* VFMIG_OPT_* */
 	unsigned nch;	  /* multifd channels, 0 when off */
 	uint32_t chunk;
 	uint64_t session_id;
@@ -443,78 +693,47 @@ struct vfmig_session {
 	bool main_up;
 	struct vfmig_conn *chans; /* [nch] */
 	unsigned chans_up;
-	int wakefd; /* eventfd: destination main loop */
-
-	struct vfmig_multifd mf; /* source */
-	bool mf_up;
-	pthread_t rp_thread; /* source: return path reader */
-	bool rp_started;
-	pthread_t *recv_threads; /* destination: multifd readers */
-	unsigned recv_started;
-	struct vfmig_reorder ro; /* destination */
-	bool ro_up;
+	struct vfmig_keepalive ka;
 
 	struct vfmig_stats st;
-	atomic_uint_fast64_t stopcopy_bytes;
-	atomic_uint_fast64_t config_bytes;
-	uint64_t t_start, t_down;
-	uint64_t remote_down_ns;
+	uint64_t t_start;
+
+	struct vfmig_src *src;
+	struct vfmig_dst *dst;
 };
 
-/* Record the first error (a peer's report replaces a transport error it
- * caused), set the abort flag and wake every waiter.  No lock may be held. */
-void vfmig_fail(struct vfmig_session *s, enum vfmig_errclass cls, int err, int device,
-		const char *where, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
-static inline bool vfmig_aborted(struct vfmig_session *s)
-{
-	return atomic_load(&s->es.abort);
-}
-/* "source" or "destination": where a failure of the session itself is reported. */
-static inline const char *vfmig_side(const struct vfmig_session *s)
-{
-	return s->source ? "source" : "destination";
-}
-/* A frame could not be received; nothing when already aborted (our own
- * shutdown() woke the reader). */
-void vfmig_fail_frame(struct vfmig_session *s, const char *where, enum vfmig_ferr fe, int err_no,
-		      const char *why);
-/* A send failed ("<what>: <strerror>"; -ETIMEDOUT: the peer stopped reading);
- * nothing when already aborted. */
-void vfmig_fail_send(struct vfmig_session *s, const char *where, const char *what, int ret);
-/* SET device i's state (vfmig_device_set_state()); a failure is recorded. */
-int vfmig_set_state(struct vfmig_session *s, unsigned i, enum vfmig_state st,
-		    enum vfmig_state recover);
-/* Run fn(s, i) in a new thread; on failure records the error and returns -1. */
-int vfmig_thread_start(struct vfmig_session *s, pthread_t *t,
-		       void (*fn)(struct vfmig_session *s, unsigned i), unsigned i);
-/* Wait on s->cond (s->lock held) until deadline; false on timeout. */
-bool vfmig_session_wait(struct vfmig_session *s, uint64_t deadline_ns);
+/* core.c */
 void vfmig_session_wake(struct vfmig_session *s);
+/* Shut every socket down / close them all. */
+void vfmig_session_shutdown_all(struct vfmig_session *s);
+void vfmig_session_close_all(struct vfmig_session *s);
+/* SET device i's state (failure recorded, the device reset only in ERROR). */
+int vfmig_session_set_state(struct vfmig_session *s, unsigned i, enum vfmig_state st,
+			    enum vfmig_state recover);
+/* A frame could not be received / a send failed: recorded unless already aborted. */
+void vfmig_fail_frame(struct vfmig_ctl *c, const char *where, enum vfmig_ferr fe, int err_no,
+		      const char *why);
+void vfmig_fail_send(struct vfmig_ctl *c, const char *where, const char *what, int ret);
+/* The peer's ERROR frame: recorded as VFMIG_ERR_REMOTE. */
+void vfmig_fail_remote(struct vfmig_session *s, const struct vfmig_frame *f);
+/* Tell the peer why we stop (ERROR with @flags); best effort. */
+void vfmig_session_send_error(struct vfmig_session *s, uint32_t flags);
+/* Wait on s->cond until *flag, abort or the session timeout (recorded). */
+bool vfmig_session_wait_flag(struct vfmig_session *s, const bool *flag, const char *what);
 void vfmig_progress(struct vfmig_session *s, enum vfmig_phase ph);
+/* Connections: bound to the abort flag and timeout, watched by the keepalive. */
+int vfmig_session_add_conn(struct vfmig_session *s, struct vfmig_conn *c, int fd, unsigned id);
 
-/* precopy.c */
-int vfmig_precopy_start(struct vfmig_session *s);
-int vfmig_precopy_run(struct vfmig_session *s);
-/* Destination side of a PRECOPY_DATA / INIT_DATA_SENT frame. */
-int vfmig_precopy_load(struct vfmig_session *s, const struct vfmig_frame *f);
-
-/* recv.c (destination multifd readers) */
-int vfmig_recv_start(struct vfmig_session *s);
-void vfmig_recv_join(struct vfmig_session *s);
-/*
- * Queue a received DEVICE_STATE frame in the reorder buffer (may wait:
- * backpressure) and count it in @st.  On success the payload belongs to the
- * reorder buffer (f->payload is NULL); on failure the error is recorded, the
- * frame is still the caller's and -1 is returned.
- */
-int vfmig_recv_queue(struct vfmig_session *s, struct vfmig_channel_stats *st, struct vfmig_frame *f,
-		     const char *where);
-
-/* load.c (destination load threads) */
-int vfmig_load_start(struct vfmig_session *s);
-void vfmig_load_join(struct vfmig_session *s);
+/* source.c / dest.c */
+int vfmig_src_new(struct vfmig_session *s);
+void vfmig_src_free(struct vfmig_session *s);
+void vfmig_src_wake(struct vfmig_session *s);
+int vfmig_dst_new(struct vfmig_session *s);
+void vfmig_dst_free(struct vfmig_session *s);
+void vfmig_dst_wake(struct vfmig_session *s);
 
 /* stats.c */
-void vfmig_stats_finish(struct vfmig_session *s);
+void vfmig_stats_finish(struct vfmig_session *s, uint64_t data_bytes, uint64_t config_bytes,
+			uint64_t reorder_peak);
 
 #endif /* VFMIG_INTERNAL_H */

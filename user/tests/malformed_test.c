@@ -200,7 +200,7 @@ static int rogue_start(struct rogue *r)
 	r->main_fd = vfmig_connect(&r->p.addr, 1000, &e);
 	if (r->main_fd < 0)
 		return -1;
-	h.proto_version = h.min_proto_version = 1;
+	h.proto_version = h.min_proto_version = VFMIG_PROTO_VERSION;
 	h.session_id = 7;
 	h.options = VFMIG_OPT_MULTIFD;
 	h.nchannels = 1;

@@ -162,13 +162,31 @@ static inline int raw_send_bytes(int fd, const void *buf, size_t n)
 	return send(fd, buf, n, MSG_NOSIGNAL) == (ssize_t)n ? 0 : -1;
 }
 
-static inline enum vfmig_ferr raw_recv(int fd, unsigned ndev, uint32_t chunk, struct vfmig_frame *f)
+/* The next frame, PINGs included. */
+static inline enum vfmig_ferr raw_recv_any(int fd, unsigned ndev, uint32_t chunk,
+					   struct vfmig_frame *f)
 {
 	struct vfmig_limits lim = { .ndevices = ndev, .max_chunk = chunk };
 	char why[256];
 	int e;
 
 	return vfmig_recv_frame(fd, &lim, 5000, f, &e, why, sizeof(why));
+}
+
+/* The next frame that is not a liveness PING. */
+static inline enum vfmig_ferr raw_recv(int fd, unsigned ndev, uint32_t chunk, struct vfmig_frame *f)
+{
+	struct vfmig_limits lim = { .ndevices = ndev, .max_chunk = chunk };
+	enum vfmig_ferr fe;
+	char why[256];
+	int e;
+
+	for (;;) {
+		fe = vfmig_recv_frame(fd, &lim, 5000, f, &e, why, sizeof(why));
+		if (fe || f->h.type != VFMIG_F_PING)
+			return fe;
+		vfmig_frame_free(f);
+	}
 }
 
 #endif

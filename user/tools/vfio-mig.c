@@ -78,12 +78,20 @@ static void usage(FILE *f)
 		"  -d, --downtime-limit MS      switch over when the estimated STOP_COPY time is\n"
 		"                               under MS milliseconds (default 300)\n"
 		"  -i, --max-iterations N       switch over after N precopy iterations (default 30)\n"
+		"  -P, --max-precopy-time SEC   switch over after SEC seconds of precopy, 0 for no\n"
+		"                               limit (default 600); missing switchover-acks then\n"
+		"                               have --timeout to arrive\n"
 		"  -Q, --max-queued-bytes SIZE  destination reorder buffer budget (default 256M)\n"
 		"  -k, --chunk-size SIZE        device read size, 4K..16M (default 1M)\n"
+		"  -C, --max-channels N         recv: refuse a source asking for more multifd\n"
+		"                               channels (default 16)\n"
+		"  -K, --max-chunk-size SIZE    recv: refuse a source asking for larger chunks\n"
+		"                               (default 4M); the destination holds at most\n"
+		"                               --max-queued-bytes + one chunk per device\n"
 		"  -L, --load-config-after-iter[=on|off]\n"
 		"                               load every config only after all device data\n"
-		"  -t, --timeout SEC            fail when the peer or a device makes no progress\n"
-		"                               for SEC seconds (default 30)\n"
+		"  -t, --timeout SEC            fail when the peer is silent or a device makes no\n"
+		"                               progress for SEC seconds, in every phase (default 30)\n"
 		"  -j, --json                   print statistics as JSON on stdout\n"
 		"  -q, --quiet                  no progress line, no statistics\n"
 		"  -v, --verbose                more messages (repeat for debug)\n"
@@ -92,7 +100,11 @@ static void usage(FILE *f)
 		"\n"
 		"Exit codes: 0 ok, 1 internal, 2 usage, 3 device, 4 transport, 5 protocol,\n"
 		"6 incompatible peer, 7 timeout, 8 cancelled, 9 reorder budget, 10 peer failed,\n"
-		"11 rollback failed.\n");
+		"11 rollback failed; on these the source devices run again and the destination\n"
+		"devices are reset.  12 outcome unknown: COMMIT was sent and the destination did\n"
+		"not confirm; the source devices stay stopped with their state.  13 committed,\n"
+		"destination incomplete: the destination owns the state but a device did not\n"
+		"start; nothing was reset, the source devices stay stopped.\n");
 }
 
 static int parse_size(const char *s, uint64_t *out)
@@ -176,6 +188,9 @@ static int parse_args(int argc, char **argv, struct args *a)
 		{ "max-iterations", required_argument, NULL, 'i' },
 		{ "max-queued-bytes", required_argument, NULL, 'Q' },
 		{ "chunk-size", required_argument, NULL, 'k' },
+		{ "max-channels", required_argument, NULL, 'C' },
+		{ "max-chunk-size", required_argument, NULL, 'K' },
+		{ "max-precopy-time", required_argument, NULL, 'P' },
 		{ "load-config-after-iter", optional_argument, NULL, 'L' },
 		{ "timeout", required_argument, NULL, 't' },
 		{ "json", no_argument, NULL, 'j' },
@@ -191,7 +206,7 @@ static int parse_args(int argc, char **argv, struct args *a)
 	int c;
 
 	vfmig_options_init(&a->o);
-	while ((c = getopt_long(argc, argv, "T:l:m:c:a:d:i:Q:k:L::t:jqvhV", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "T:l:m:c:a:d:i:Q:k:C:K:P:L::t:jqvhV", lo, NULL)) != -1) {
 		switch (c) {
 		case 'T':
 			a->to = optarg;
@@ -229,6 +244,20 @@ static int parse_args(int argc, char **argv, struct args *a)
 			if (parse_size(optarg, &v) || v < VFMIG_MIN_CHUNK || v > VFMIG_MAX_CHUNK)
 				return bad("--chunk-size", optarg);
 			a->o.chunk_size = (uint32_t)v;
+			break;
+		case 'C':
+			if (parse_uint(optarg, 1, VFMIG_MAX_CHANNELS, &a->o.max_channels))
+				return bad("--max-channels", optarg);
+			break;
+		case 'K':
+			if (parse_size(optarg, &v) || v < VFMIG_MIN_CHUNK || v > VFMIG_MAX_CHUNK)
+				return bad("--max-chunk-size", optarg);
+			a->o.max_chunk = (uint32_t)v;
+			break;
+		case 'P':
+			if (parse_uint(optarg, 0, 86400, &u))
+				return bad("--max-precopy-time", optarg);
+			a->o.max_precopy_ms = u * 1000;
 			break;
 		case 'L':
 			a->o.load_config_after_iter = VFMIG_ON;

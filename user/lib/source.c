@@ -1,0 +1,575 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * source.c - the source side of a migration (vfmig_session_send).
+ *
+ *   connect, HELLO / HELLO_ACK, multifd channels (CHANNEL_HELLO)
+ *   READY: destination devices RESUMING
+ *   devices RUNNING -> PRE_COPY, precopy iterations (precopy.c) until
+ *     converged and every switchover-ack arrived
+ *   SWITCHOVER_START; phase 1: every device to its P2P state (downtime
+ *     starts, devset.c); phase 2: every device to STOP_COPY in its own save
+ *     thread, chunks over the multifd channels (multifd.c); CHANNEL_END
+ *   LOADED: every destination device loaded and STOP (validated), not running
+ *   COMMIT: the point of no return; the destination owns the state from the
+ *     moment it has received it
+ *   COMPLETE: destination devices RUNNING (downtime ends); devices
+ *     STOP_COPY -> STOP
+ *
+ * Who owns the device state decides every failure (engine-design.rst):
+ *   - COMMIT not sent, or not wholly sent (a failed send never delivers a
+ *     whole frame, and the destination starts only on a whole COMMIT): the
+ *     source owns it and rolls back to RUNNING (vfmig_devset_start,
+ *     VFMIG_GO_NOT_COMMITTED);
+ *   - COMMIT sent, then ERROR with VFMIG_ERRF_RESET: the destination had not
+ *     received COMMIT and reset every device: roll back (VFMIG_GO_PEER_RESET);
+ *   - COMMIT sent, then ERROR with VFMIG_ERRF_COMMITTED: the destination owns
+ *     the state but did not start every device: the source stays stopped,
+ *     VFMIG_ERR_INCOMPLETE;
+ *   - COMMIT sent and anything else (silence, a cut, a cancel here): nobody
+ *     here can know whether the destination runs: the source stays stopped
+ *     with its state, VFMIG_ERR_OUTCOME_UNKNOWN.
+ *
+ * Threads: the caller's thread coordinates; the return-path thread reads the
+ * main channel; the keepalive thread PINGs idle channels; N channel senders
+ * and one save thread per device during STOP_COPY (multifd.c).
+ *
+ * Locks: session.lock protects struct vfmig_src's return-path flags and the
+ * precopy ack state; session.lock -> multifd.lock when a failure wakes the
+ * senders (src.mf_up is cleared under session.lock before the multifd state
+ * is destroyed).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "vfmig_internal.h"
+
+struct vfmig_src {
+	struct vfmig_precopy pc;
+	struct vfmig_multifd mf;
+	bool mf_up; /* under session.lock: the wake may reach mf */
+	pthread_t rp_thread;
+	bool rp_started;
+	/* Under session.lock, set by the return path. */
+	bool ready, loaded, complete;
+	bool peer_error;
+	uint32_t peer_error_flags;
+	atomic_uint_fast64_t data_bytes, config_bytes;
+	uint64_t t_down;
+};
+
+int vfmig_src_new(struct vfmig_session *s)
+{
+	s->src = calloc(1, sizeof(*s->src));
+	if (!s->src)
+		return -ENOMEM;
+	atomic_init(&s->src->data_bytes, 0);
+	atomic_init(&s->src->config_bytes, 0);
+	return 0;
+}
+
+void vfmig_src_free(struct vfmig_session *s)
+{
+	free(s->src);
+	s->src = NULL;
+}
+
+void vfmig_src_wake(struct vfmig_session *s)
+{
+	pthread_mutex_lock(&s->lock);
+	if (s->src->mf_up)
+		vfmig_multifd_wake(&s->src->mf);
+	pthread_mutex_unlock(&s->lock);
+}
+
+static void src_progress(void *arg, enum vfmig_phase ph)
+{
+	struct vfmig_session *s = arg;
+	struct vfmig_progress p = {
+		.phase = ph,
+		.iteration = s->st.precopy_iterations,
+		.precopy_bytes = s->st.precopy_bytes,
+		.stopcopy_bytes = atomic_load(&s->src->data_bytes),
+		.est_stopcopy_bytes = s->st.est_stopcopy_bytes,
+		.bandwidth_Bps = s->st.bandwidth_Bps,
+	};
+
+	if (!s->o.progress)
+		return;
+	pthread_mutex_lock(&s->lock);
+	p.acks = s->src->pc.acks;
+	pthread_mutex_unlock(&s->lock);
+	p.acks_needed = vfmig_precopy_acks_needed(&s->src->pc);
+	s->o.progress(&p, s->o.progress_opaque);
+}
+
+/* ---- the return path ----------------------------------------------------------------- */
+
+static void set_flag(struct vfmig_session *s, bool *flag)
+{
+	pthread_mutex_lock(&s->lock);
+	*flag = true;
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+}
+
+static void return_path(void *arg, unsigned unused)
+{
+	struct vfmig_session *s = arg;
+	struct vfmig_src *src = s->src;
+	struct vfmig_frame f;
+	char why[256];
+	int err_no;
+
+	(void)unused;
+	for (;;) {
+		enum vfmig_ferr fe =
+			vfmig_conn_recv(&s->main, &s->lim, NULL, &f, &err_no, why, sizeof(why));
+
+		if (fe) {
+			vfmig_fail_frame(&s->ctl, "main channel", fe, err_no, why);
+			return;
+		}
+		switch (f.h.type) {
+		case VFMIG_F_PING:
+			break;
+		case VFMIG_F_READY:
+			set_flag(s, &src->ready);
+			break;
+		case VFMIG_F_SWITCHOVER_ACK:
+			if (vfmig_precopy_ack(&src->pc, f.h.device)) {
+				vfmig_fail(&s->ctl, VFMIG_ERR_PROTOCOL, EPROTO, (int)f.h.device,
+					   "main channel",
+					   "unexpected switchover-ack for device %u", f.h.device);
+				vfmig_frame_free(&f);
+				return;
+			}
+			break;
+		case VFMIG_F_LOADED:
+			set_flag(s, &src->loaded);
+			break;
+		case VFMIG_F_COMPLETE: {
+			struct vfmig_complete c;
+
+			vfmig_complete_decode(f.payload, &c);
+			pthread_mutex_lock(&s->lock);
+			s->st.dest_downtime_ns = c.dest_downtime_ns;
+			s->st.reorder_peak_bytes = c.reorder_peak;
+			src->complete = true;
+			pthread_cond_broadcast(&s->cond);
+			pthread_mutex_unlock(&s->lock);
+			vfmig_frame_free(&f);
+			return;
+		}
+		case VFMIG_F_ERROR:
+			pthread_mutex_lock(&s->lock);
+			src->peer_error = true;
+			src->peer_error_flags = f.h.flags;
+			pthread_mutex_unlock(&s->lock);
+			vfmig_fail_remote(s, &f);
+			vfmig_frame_free(&f);
+			return;
+		default:
+			vfmig_fail(&s->ctl, VFMIG_ERR_PROTOCOL, EPROTO, -1, "main channel",
+				   "unexpected frame type %u from the destination", f.h.type);
+			vfmig_frame_free(&f);
+			return;
+		}
+		vfmig_frame_free(&f);
+	}
+}
+
+/* ---- setup ------------------------------------------------------------------------------- */
+
+static int check_devices(struct vfmig_session *s)
+{
+	for (unsigned i = 0; i < s->ndev; i++) {
+		struct vfmig_device *d = s->devs[i];
+
+		if (!(d->flags & VFMIG_MIG_STOP_COPY)) {
+			vfmig_fail(&s->ctl, VFMIG_ERR_DEVICE, EOPNOTSUPP, (int)i, d->name,
+				   "%s does not support STOP_COPY migration", d->name);
+			return -1;
+		}
+		if (s->ndev > 1 && !(d->flags & VFMIG_MIG_P2P)) {
+			vfmig_fail(
+				&s->ctl, VFMIG_ERR_INCOMPATIBLE, EOPNOTSUPP, (int)i, d->name,
+				"%s lacks P2P support (migration flags 0x%llx): a migration of "
+				"several devices needs P2P on every device so that none is stopped "
+				"while a peer can still write to it; migrate it alone",
+				d->name, (unsigned long long)d->flags);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int connect_conn(struct vfmig_session *s, const struct vfmig_addr *peer,
+			struct vfmig_conn *c, unsigned id, const char *where)
+{
+	struct vfmig_error e = { 0 };
+	int fd, ret;
+
+	fd = vfmig_connect_abortable(peer, s->o.timeout_ms, &s->ctl.abort, &e);
+	if (fd < 0) {
+		vfmig_fail(&s->ctl, e.cls, e.err, -1, where, "%s", e.msg);
+		return -1;
+	}
+	ret = vfmig_session_add_conn(s, c, fd, id);
+	if (ret) {
+		close(fd);
+		vfmig_fail(&s->ctl, VFMIG_ERR_INTERNAL, -ret, -1, "source", "mutex: %s",
+			   strerror(-ret));
+		return -1;
+	}
+	return 0;
+}
+
+/* The HELLO_ACK (PINGs skipped). */
+static int recv_hello_ack(struct vfmig_session *s, uint32_t *opts)
+{
+	struct vfmig_report r;
+	struct vfmig_frame f;
+	enum vfmig_ferr fe;
+	char why[256];
+	int err_no;
+
+	do {
+		fe = vfmig_conn_recv(&s->main, &s->lim, NULL, &f, &err_no, why, sizeof(why));
+		if (fe) {
+			vfmig_fail_frame(&s->ctl, "main channel (handshake)", fe, err_no, why);
+			return -1;
+		}
+		if (f.h.type == VFMIG_F_PING)
+			vfmig_frame_free(&f);
+	} while (f.h.type == VFMIG_F_PING);
+	if (f.h.type == VFMIG_F_ERROR) {
+		vfmig_fail_remote(s, &f);
+		vfmig_frame_free(&f);
+		return -1;
+	}
+	if (f.h.type != VFMIG_F_HELLO_ACK) {
+		vfmig_fail(&s->ctl, VFMIG_ERR_PROTOCOL, EPROTO, -1, "main channel",
+			   "expected HELLO_ACK, got frame type %u", f.h.type);
+		vfmig_frame_free(&f);
+		return -1;
+	}
+	vfmig_report_decode(&f, &r);
+	vfmig_frame_free(&f);
+	if (r.a != VFMIG_OK) {
+		vfmig_fail(&s->ctl,
+			   r.a == VFMIG_ERR_INCOMPATIBLE ? VFMIG_ERR_INCOMPATIBLE :
+							   VFMIG_ERR_REMOTE,
+			   EPROTO, -1, "handshake", "destination refused: %s", r.msg);
+		return -1;
+	}
+	*opts = r.b;
+	return 0;
+}
+
+static int handshake(struct vfmig_session *s, const struct vfmig_addr *peer)
+{
+	uint8_t buf[VFMIG_HELLO_MAX];
+	struct vfmig_hello h = { 0 };
+	bool any_pre = false;
+	uint32_t opts;
+	size_t n;
+	int ret;
+
+	/* Resolve "auto" here; the destination only checks. */
+	s->nch = s->o.multifd == VFMIG_OFF ? 0 : s->o.channels;
+	if (s->o.multifd == VFMIG_ON && !s->nch) {
+		vfmig_fail(&s->ctl, VFMIG_ERR_USAGE, EINVAL, -1, "source",
+			   "--multifd on needs --channels >= 1");
+		return -1;
+	}
+	for (unsigned i = 0; i < s->ndev; i++)
+		any_pre |= s->devs[i]->flags & VFMIG_MIG_PRE_COPY;
+	s->options =
+		(s->nch ? VFMIG_OPT_MULTIFD : 0) |
+		(s->o.switchover_ack != VFMIG_OFF && any_pre ? VFMIG_OPT_SWITCHOVER_ACK : 0) |
+		(s->o.load_config_after_iter == VFMIG_ON ? VFMIG_OPT_LOAD_CONFIG_AFTER_ITER : 0);
+	s->chunk = s->o.chunk_size;
+	if (s->chunk < VFMIG_MIN_CHUNK || s->chunk > VFMIG_MAX_CHUNK) {
+		vfmig_fail(&s->ctl, VFMIG_ERR_USAGE, EINVAL, -1, "source",
+			   "--chunk-size must be %u..%u", VFMIG_MIN_CHUNK, VFMIG_MAX_CHUNK);
+		return -1;
+	}
+	if (getrandom(&s->session_id, sizeof(s->session_id), 0) != sizeof(s->session_id))
+		s->session_id = vfmig_now_ns() ^ ((uint64_t)getpid() << 32);
+	if (connect_conn(s, peer, &s->main, 0, "main channel"))
+		return -1;
+	s->main_up = true;
+
+	h.proto_version = VFMIG_PROTO_VERSION;
+	h.min_proto_version = VFMIG_PROTO_MIN_VERSION;
+	h.session_id = s->session_id;
+	h.options = s->options;
+	h.nchannels = s->nch;
+	h.chunk_size = s->chunk;
+	h.ndevices = s->ndev;
+	for (unsigned i = 0; i < s->ndev; i++) {
+		struct vfmig_device *d = s->devs[i];
+		uint64_t est = 0;
+
+		h.dev[i].mig_flags = d->flags;
+		if (vfmig_device_data_size(d, &est))
+			est = 0;
+		h.dev[i].stop_copy_estimate = est;
+		h.dev[i].config_size = d->config_size;
+		snprintf(h.dev[i].compat, sizeof(h.dev[i].compat), "%s", d->compat);
+	}
+	n = vfmig_hello_encode(buf, sizeof(buf), &h);
+	ret = vfmig_send_frame(&s->main, VFMIG_F_HELLO, 0, 0, 0, buf, (uint32_t)n);
+	if (ret) {
+		vfmig_fail_send(&s->ctl, "main channel", "send", ret);
+		return -1;
+	}
+	s->lim.ndevices = s->ndev;
+	s->lim.max_chunk = s->chunk;
+	if (recv_hello_ack(s, &opts))
+		return -1;
+	if ((opts & ~VFMIG_OPT_LOAD_CONFIG_AFTER_ITER) !=
+		    (s->options & ~VFMIG_OPT_LOAD_CONFIG_AFTER_ITER) ||
+	    (opts & ~VFMIG_OPT_ALL)) {
+		vfmig_fail(&s->ctl, VFMIG_ERR_PROTOCOL, EPROTO, -1, "handshake",
+			   "destination changed options 0x%x to 0x%x", s->options, opts);
+		return -1;
+	}
+	s->options = opts;
+
+	if (s->nch) {
+		s->chans = calloc(s->nch, sizeof(*s->chans));
+		if (!s->chans) {
+			vfmig_fail(&s->ctl, VFMIG_ERR_INTERNAL, ENOMEM, -1, "source",
+				   "out of memory");
+			return -1;
+		}
+	}
+	for (unsigned i = 0; i < s->nch; i++) {
+		struct vfmig_channel_hello chh = {
+			.session_id = s->session_id,
+			.channel = i,
+			.nchannels = s->nch,
+		};
+		uint8_t ch[VFMIG_CHANNEL_HELLO_LEN];
+
+		if (connect_conn(s, peer, &s->chans[i], i + 1, "multifd channel"))
+			return -1;
+		s->chans_up++;
+		vfmig_channel_hello_encode(ch, &chh);
+		ret = vfmig_send_frame(&s->chans[i], VFMIG_F_CHANNEL_HELLO, 0, 0, 0, ch,
+				       sizeof(ch));
+		if (ret) {
+			vfmig_fail_send(&s->ctl, "multifd channel", "send", ret);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int start_multifd(struct vfmig_session *s)
+{
+	struct vfmig_src *src = s->src;
+	struct vfmig_conn *conns[VFMIG_MAX_CHANNELS];
+	unsigned n = s->nch ? s->nch : 1;
+	int ret;
+
+	for (unsigned i = 0; i < n; i++)
+		conns[i] = s->nch ? &s->chans[i] : &s->main;
+	ret = vfmig_multifd_start(&src->mf, &s->ctl, &s->log, conns, n, s->nch != 0, s->devs,
+				  s->ndev, s->chunk, &src->data_bytes, &src->config_bytes);
+	pthread_mutex_lock(&s->lock);
+	src->mf_up = src->mf.up;
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+static void stop_multifd(struct vfmig_session *s)
+{
+	struct vfmig_src *src = s->src;
+
+	pthread_mutex_lock(&s->lock);
+	src->mf_up = false;
+	pthread_mutex_unlock(&s->lock);
+	vfmig_multifd_destroy(&src->mf);
+}
+
+/* ---- the migration ------------------------------------------------------------------------ */
+
+static int switchover(struct vfmig_session *s)
+{
+	struct vfmig_src *src = s->src;
+	int ret;
+
+	ret = vfmig_send_frame(&s->main, VFMIG_F_SWITCHOVER_START, 0, 0, 0, NULL, 0);
+	if (ret) {
+		vfmig_fail_send(&s->ctl, "main channel", "send", ret);
+		return -1;
+	}
+	/* Phase 1: every device P2P-quiesced before any device stops.  Downtime starts. */
+	src->t_down = vfmig_now_ns();
+	src_progress(s, VFMIG_PHASE_STOPCOPY);
+	if (vfmig_devset_quiesce(s->devs, s->ndev, &s->ctl))
+		return -1;
+	/* Phase 2: STOP_COPY and the data, every device in its own thread. */
+	if (vfmig_multifd_save_devices(&src->mf))
+		return -1;
+	vfmig_multifd_join_saves(&src->mf);
+	if (vfmig_aborted(&s->ctl))
+		return -1;
+	vfmig_multifd_finish(&src->mf);
+	if (vfmig_aborted(&s->ctl))
+		return -1;
+	s->st.stopcopy_ns = vfmig_now_ns() - src->t_down;
+	src_progress(s, VFMIG_PHASE_LOADING);
+	return 0;
+}
+
+static void join_all(struct vfmig_session *s)
+{
+	stop_multifd(s);
+	if (s->src->rp_started) {
+		pthread_join(s->src->rp_thread, NULL);
+		s->src->rp_started = false;
+	}
+	vfmig_keepalive_stop(&s->ka);
+}
+
+static void finish_stats(struct vfmig_session *s)
+{
+	vfmig_stats_finish(s, atomic_load(&s->src->data_bytes),
+			   atomic_load(&s->src->config_bytes), s->st.reorder_peak_bytes);
+}
+
+/* Source devices after the state left (or may have left): STOP, never RUNNING. */
+static void stop_devices(struct vfmig_session *s)
+{
+	for (unsigned i = 0; i < s->ndev; i++) {
+		struct vfmig_error e = { 0 };
+		enum vfmig_state st;
+
+		if (!vfmig_device_get_state(s->devs[i], &st) && st == VFMIG_STATE_STOP)
+			continue;
+		if (vfmig_device_set_state_keep(s->devs[i], VFMIG_STATE_STOP, &e))
+			log_warn(&s->log, "after migration: %s", e.msg);
+	}
+}
+
+enum vfmig_errclass vfmig_session_send(struct vfmig_session *s, const struct vfmig_addr *peer)
+{
+	struct vfmig_src *src = s->src;
+	bool committed = false, peer_reset, peer_committed;
+	char note[512];
+	int ret;
+
+	s->t_start = vfmig_now_ns();
+	if (check_devices(s) || handshake(s, peer))
+		goto fail;
+	if (vfmig_keepalive_start(&s->ka, &s->ctl, s->o.timeout_ms))
+		goto fail;
+	if (vfmig_thread_start(&s->ctl, &src->rp_thread, return_path, s, 0))
+		goto fail;
+	src->rp_started = true;
+	if (!vfmig_session_wait_flag(s, &src->ready, "READY (destination devices RESUMING)"))
+		goto fail;
+	if (start_multifd(s))
+		goto fail;
+	s->st.setup_ns = vfmig_now_ns() - s->t_start;
+	log_info(&s->log, "connected: %u device(s), multifd %s (%u channel(s)), switchover-ack %s",
+		 s->ndev, s->nch ? "on" : "off", s->nch,
+		 s->options & VFMIG_OPT_SWITCHOVER_ACK ? "on" : "off");
+
+	/* Precopy: no device has left RUNNING/PRE_COPY yet. */
+	src->pc = (struct vfmig_precopy){
+		.ctl = &s->ctl,
+		.log = &s->log,
+		.main = &s->main,
+		.devs = s->devs,
+		.ndev = s->ndev,
+		.chunk = s->chunk,
+		.sack = s->options & VFMIG_OPT_SWITCHOVER_ACK,
+		.o = &s->o,
+		.lock = &s->lock,
+		.cond = &s->cond,
+		.st = &s->st,
+		.progress = src_progress,
+		.progress_arg = s,
+	};
+	if (vfmig_precopy_start(&src->pc) || vfmig_precopy_run(&src->pc))
+		goto fail;
+	if (switchover(s))
+		goto fail;
+	if (!vfmig_session_wait_flag(s, &src->loaded, "LOADED"))
+		goto fail;
+
+	/*
+	 * The commit point.  A send that failed never delivered the whole frame,
+	 * and the destination acts only on a whole one: the state is still ours.
+	 */
+	ret = vfmig_send_frame(&s->main, VFMIG_F_COMMIT, 0, 0, 0, NULL, 0);
+	if (ret) {
+		vfmig_fail_send(&s->ctl, "main channel", "send COMMIT", ret);
+		goto fail;
+	}
+	committed = true;
+	log_dbg(&s->log, "COMMIT sent: the destination owns the device state");
+	if (!vfmig_session_wait_flag(s, &src->complete, "COMPLETE"))
+		goto fail;
+	s->st.downtime_ns = vfmig_now_ns() - src->t_down;
+
+	/* STOP_COPY -> STOP after the downtime window, as QEMU's save_cleanup does. */
+	stop_devices(s);
+	join_all(s);
+	vfmig_session_close_all(s);
+	finish_stats(s);
+	src_progress(s, VFMIG_PHASE_DONE);
+	return VFMIG_OK;
+
+fail:
+	vfmig_session_send_error(s, 0);
+	vfmig_session_shutdown_all(s);
+	join_all(s);
+	vfmig_session_close_all(s);
+	pthread_mutex_lock(&s->lock);
+	peer_reset = src->peer_error && (src->peer_error_flags & VFMIG_ERRF_RESET);
+	peer_committed = src->peer_error && (src->peer_error_flags & VFMIG_ERRF_COMMITTED);
+	if (src->complete) {
+		/* COMPLETE raced with a local abort: the destination runs, we are done. */
+		pthread_mutex_unlock(&s->lock);
+		stop_devices(s);
+		log_warn(&s->log, "COMPLETE arrived with a failure: %s; the migration succeeded",
+			 vfmig_session_error(s)->msg);
+		memset(&s->ctl.e, 0, sizeof(s->ctl.e));
+		s->ctl.e.device = -1;
+		finish_stats(s);
+		return VFMIG_OK;
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (!committed || peer_reset) {
+		ret = vfmig_devset_start(s->devs, s->ndev,
+					 committed ? VFMIG_GO_PEER_RESET : VFMIG_GO_NOT_COMMITTED,
+					 &s->log, note, sizeof(note));
+		if (ret)
+			vfmig_ctl_amend(&s->ctl, VFMIG_ERR_ROLLBACK,
+					"; rollback to RUNNING failed%s", note);
+	} else {
+		stop_devices(s);
+		if (peer_committed)
+			vfmig_ctl_amend(&s->ctl, VFMIG_ERR_INCOMPLETE,
+					"; the destination received COMMIT and owns the device "
+					"state, but not every device started; source devices "
+					"left stopped");
+		else
+			vfmig_ctl_amend(&s->ctl, VFMIG_ERR_OUTCOME_UNKNOWN,
+					"; COMMIT was sent and the destination did not confirm: "
+					"it may be running; source devices left stopped with "
+					"their state (do not resume them unless the destination "
+					"is known not to run)");
+	}
+	finish_stats(s);
+	return s->ctl.e.cls ? s->ctl.e.cls : VFMIG_ERR_INTERNAL;
+}
