@@ -70,6 +70,21 @@ struct proxy_rule {
 	bool fired;
 };
 
+/*
+ * A hook runs in the forwarding thread when its frame's header has been read,
+ * before the frame is forwarded (and before any silence rule is matched):
+ * in_fd is the socket the frame came from, out_fd the one it goes to.
+ */
+typedef void (*proxy_hook_fn)(void *arg, int in_fd, int out_fd);
+
+struct proxy_hook {
+	int dir;
+	uint16_t type;
+	unsigned nth, seen;
+	proxy_hook_fn fn;
+	void *arg;
+};
+
 struct proxy;
 
 struct proxy_half {
@@ -96,6 +111,8 @@ struct proxy {
 	atomic_bool fired; /* a rule fired (not proxy_silence_now()) */
 	struct proxy_rule rules[PROXY_MAX_RULES];
 	unsigned nrules;
+	struct proxy_hook hooks[PROXY_MAX_RULES];
+	unsigned nhooks;
 	struct proxy_conn **conns;
 	unsigned nconns, cap;
 };
@@ -273,6 +290,24 @@ out:
 	return ret;
 }
 
+/* Run the hooks due for this frame (outside the lock: a hook may block or cancel). */
+static inline void px_hooks(struct proxy *p, int dir, uint16_t type, int in, int out)
+{
+	struct proxy_hook due[PROXY_MAX_RULES];
+	unsigned n = 0;
+
+	pthread_mutex_lock(&p->lock);
+	for (unsigned i = 0; i < p->nhooks; i++) {
+		struct proxy_hook *h = &p->hooks[i];
+
+		if (h->dir == dir && h->type == type && ++h->seen == h->nth)
+			due[n++] = *h;
+	}
+	pthread_mutex_unlock(&p->lock);
+	for (unsigned i = 0; i < n; i++)
+		due[i].fn(due[i].arg, in, out);
+}
+
 /* Forward one direction of a connection until end of stream, error, silence or proxy_free(). */
 static inline void px_forward(struct proxy *p, int in, int out, int dir)
 {
@@ -314,6 +349,7 @@ static inline void px_forward(struct proxy *p, int in, int out, int dir)
 				goto end;
 			continue;
 		}
+		px_hooks(p, dir, get_le16(buf + 6), in, out);
 		r = px_match(p, dir, get_le16(buf + 6), &priv, &how);
 		if (r != PX_OK)
 			goto end;
@@ -544,6 +580,22 @@ static inline void proxy_silence_at(struct proxy *p, int dir, uint16_t type, uns
 			.type = type,
 			.nth = nth ? nth : 1,
 			.how = how,
+		};
+	pthread_mutex_unlock(&p->lock);
+}
+
+/* Call fn(arg, in_fd, out_fd) when the nth frame of @type goes in direction @dir. */
+static inline void proxy_on_frame(struct proxy *p, int dir, uint16_t type, unsigned nth,
+				  proxy_hook_fn fn, void *arg)
+{
+	pthread_mutex_lock(&p->lock);
+	if (p->nhooks < PROXY_MAX_RULES)
+		p->hooks[p->nhooks++] = (struct proxy_hook){
+			.dir = dir,
+			.type = type,
+			.nth = nth ? nth : 1,
+			.fn = fn,
+			.arg = arg,
 		};
 	pthread_mutex_unlock(&p->lock);
 }

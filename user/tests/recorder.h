@@ -87,6 +87,10 @@ struct rec_dev {
 	int side;
 	unsigned pair;
 	int fail_reset; /* errno to fail reset() with, 0: forward */
+	int fail_state; /* SET with this target fails with -fail_err (VFMIG_STATE_ERROR: none) */
+	int fail_err;
+	void (*hook)(void *arg, enum vfmig_state target); /* before every SET */
+	void *hook_arg;
 };
 
 static inline struct rec_log *rec_log_new(void)
@@ -175,9 +179,15 @@ static inline int rec_op_set_state(void *priv, enum vfmig_state st)
 	struct rec_dev *d = priv;
 	int ret;
 
+	if (d->hook)
+		d->hook(d->hook_arg, st);
 	if (rec_running(st))
 		rec_add(d->l, REC_EV_MAYRUN, d->side, d->pair, st, VFMIG_STATE_ERROR, 0);
-	ret = d->inner->ops->set_state(d->inner->priv, st);
+	if (d->fail_state != VFMIG_STATE_ERROR &&
+	    (enum vfmig_state)__atomic_load_n(&d->fail_state, __ATOMIC_SEQ_CST) == st)
+		ret = -d->fail_err;
+	else
+		ret = d->inner->ops->set_state(d->inner->priv, st);
 	rec_add(d->l, REC_EV_STATE, d->side, d->pair, st, rec_inner_state(d), ret);
 	return ret;
 }
@@ -317,6 +327,29 @@ static inline void rec_fail_reset(struct vfmig_device *wrapped, int err)
 
 	if (d)
 		__atomic_store_n(&d->fail_reset, err, __ATOMIC_SEQ_CST);
+}
+
+/* A SET whose target is @st returns -err without reaching the inner device. */
+static inline void rec_fail_state(struct vfmig_device *wrapped, enum vfmig_state st, int err)
+{
+	struct rec_dev *d = rec_dev_of(wrapped);
+
+	if (!d)
+		return;
+	d->fail_err = err;
+	__atomic_store_n(&d->fail_state, (int)st, __ATOMIC_SEQ_CST);
+}
+
+/* Call hook(arg, target) before every SET of the device (set before the run). */
+static inline void rec_set_hook(struct vfmig_device *wrapped,
+				void (*hook)(void *arg, enum vfmig_state target), void *arg)
+{
+	struct rec_dev *d = rec_dev_of(wrapped);
+
+	if (d) {
+		d->hook_arg = arg;
+		d->hook = hook;
+	}
 }
 
 /* ---- replay ------------------------------------------------------------------ */
