@@ -204,6 +204,7 @@ struct vfmig_device *vfmig_fake_new(const char *name, const struct vfmig_fake_cf
 /* Parses "fake:SIZE[:stop_copy+p2p+pre_copy][:seedN]" (default: all three flags, seed 1). */
 int vfmig_fake_new_from_spec(const char *spec, struct vfmig_device **out, struct vfmig_error *err);
 bool vfmig_is_fake(const struct vfmig_device *dev);
+/* The vfmig_fake_* accessors return 0 / -EINVAL / VFMIG_STATE_ERROR for other devices. */
 uint64_t vfmig_fake_digest(struct vfmig_device *dev);
 /* Device-side write into its memory: marks pages dirty during PRE_COPY. */
 int vfmig_fake_poke(struct vfmig_device *dev, size_t off, const void *buf, size_t len);

@@ -384,7 +384,13 @@ int vfmig_session_add_conn(struct vfmig_session *s, struct vfmig_conn *c, int fd
 	if (ret)
 		return ret;
 	vfmig_conn_bound(c, &s->ctl.abort, s->o.timeout_ms);
-	vfmig_keepalive_add(&s->ka, c);
+	/*
+	 * Liveness PINGs go where the peer reads: the main channel both ways, the
+	 * multifd channels only from the source (nobody reads the other way, and
+	 * PINGs there would fill the socket until the keepalive thread blocks).
+	 */
+	if (s->source || id == 0)
+		vfmig_keepalive_add(&s->ka, c);
 	return 0;
 }
 
@@ -424,14 +430,20 @@ void vfmig_session_send_error(struct vfmig_session *s, uint32_t flags)
 {
 	uint8_t p[VFMIG_ERROR_FIXED + VFMIG_MSG_MAX];
 	struct vfmig_error e;
+	int ret;
 
 	if (!s->main_up)
 		return;
 	e = vfmig_ctl_error(&s->ctl);
 	if (e.cls == VFMIG_ERR_REMOTE && !flags)
 		return; /* the peer knows */
-	vfmig_send_frame_final(&s->main, VFMIG_F_ERROR, flags, 0, 0, p,
-			       vfmig_report_encode(p, e.cls, (uint32_t)e.err,
-						   e.device < 0 ? UINT32_MAX : (uint32_t)e.device,
-						   e.msg));
+	ret = vfmig_send_frame_final(&s->main, VFMIG_F_ERROR, flags, 0, 0, p,
+				     vfmig_report_encode(p, e.cls, (uint32_t)e.err,
+							 e.device < 0 ? UINT32_MAX :
+									(uint32_t)e.device,
+							 e.msg));
+	if (ret)
+		log_dbg(&s->log, "could not tell the peer (ERROR 0x%x): %s", flags, strerror(-ret));
+	else
+		log_dbg(&s->log, "told the peer: ERROR 0x%x", flags);
 }

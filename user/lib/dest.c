@@ -40,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "vfmig_internal.h"
@@ -597,28 +598,35 @@ static enum vfmig_errclass commit(struct vfmig_session *s)
 }
 
 /*
- * A connection loss is usually the peer's reaction to its own failure, and
- * its ERROR frame may still sit in the main channel: read it (one second at
- * most) so the report names the cause, not the symptom.
+ * The last word is said (COMPLETE or ERROR): close our sending side and read
+ * what the source still sends, until it closes too.
+ * Closing a socket with unread data in it (a COMMIT that crossed our ERROR,
+ * a PING) makes TCP send a reset, which can destroy our last frame before
+ * the source reads it.  A connection loss is also usually the source's
+ * reaction to its own failure: its ERROR, found here, names the cause.
+ * Half a second at most, so that a cancel still ends the process within one.
  */
-static void drain_peer_error(struct vfmig_session *s)
+static void linger(struct vfmig_session *s)
 {
-	uint64_t deadline = vfmig_now_ns() + 1000000000ull;
+	uint64_t deadline = vfmig_now_ns() + 500000000ull;
 	struct vfmig_error e = vfmig_ctl_error(&s->ctl);
+	bool want_cause = e.cls == VFMIG_ERR_TRANSPORT || s->ctl.weak;
 
-	if (!s->main_up || (e.cls != VFMIG_ERR_TRANSPORT && !s->ctl.weak))
+	if (!s->main_up)
 		return;
-	while (vfmig_now_ns() < deadline) {
+	vfmig_keepalive_stop(&s->ka);
+	shutdown(s->main.fd, SHUT_WR);
+	for (uint64_t now; (now = vfmig_now_ns()) < deadline;) {
 		struct vfmig_frame f;
 		char why[256];
 		int err_no;
 
-		if (vfmig_recv_frame(s->main.fd, &s->lim, 1000, &f, &err_no, why, sizeof(why)))
+		if (vfmig_recv_frame(s->main.fd, &s->lim, (int)((deadline - now) / 1000000) + 1,
+				     &f, &err_no, why, sizeof(why)))
 			return;
-		if (f.h.type == VFMIG_F_ERROR) {
+		if (f.h.type == VFMIG_F_ERROR && want_cause) {
 			vfmig_fail_remote(s, &f);
-			vfmig_frame_free(&f);
-			return;
+			want_cause = false;
 		}
 		vfmig_frame_free(&f);
 	}
@@ -645,7 +653,7 @@ static enum vfmig_errclass abort_uncommitted(struct vfmig_session *s, bool touch
 		vfmig_ctl_amend(&s->ctl, VFMIG_OK, "; a device reset FAILED (see the log)");
 	/* Only now, and only if every reset worked: the source may resume. */
 	vfmig_session_send_error(s, all_reset ? VFMIG_ERRF_RESET : 0);
-	drain_peer_error(s);
+	linger(s);
 	return s->ctl.e.cls ? s->ctl.e.cls : VFMIG_ERR_INTERNAL;
 }
 
@@ -676,6 +684,7 @@ enum vfmig_errclass vfmig_session_recv(struct vfmig_session *s, int lfd)
 	if (main_loop(s) != 1)
 		goto fail;
 	rc = commit(s);
+	linger(s);
 	goto out;
 fail:
 	rc = abort_uncommitted(s, touched);

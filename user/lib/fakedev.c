@@ -592,6 +592,8 @@ uint64_t vfmig_fake_digest(struct vfmig_device *dev)
 	struct fake *f = dev->priv;
 	uint64_t h;
 
+	if (!vfmig_is_fake(dev))
+		return 0;
 	pthread_mutex_lock(&f->lock);
 	h = digest_locked(f);
 	pthread_mutex_unlock(&f->lock);
@@ -603,6 +605,8 @@ int vfmig_fake_poke(struct vfmig_device *dev, size_t off, const void *buf, size_
 	struct fake *f = dev->priv;
 	int ret = 0;
 
+	if (!vfmig_is_fake(dev))
+		return -EINVAL;
 	pthread_mutex_lock(&f->lock);
 	if (off > (size_t)f->npages * FAKE_PAGE || len > (size_t)f->npages * FAKE_PAGE - off) {
 		ret = -EINVAL;
@@ -622,6 +626,8 @@ unsigned vfmig_fake_resets(struct vfmig_device *dev)
 	struct fake *f = dev->priv;
 	unsigned n;
 
+	if (!vfmig_is_fake(dev))
+		return 0;
 	pthread_mutex_lock(&f->lock);
 	n = f->resets;
 	pthread_mutex_unlock(&f->lock);
@@ -632,6 +638,8 @@ enum vfmig_state vfmig_fake_state(struct vfmig_device *dev)
 {
 	enum vfmig_state st;
 
+	if (!vfmig_is_fake(dev))
+		return VFMIG_STATE_ERROR;
 	fake_get_state(dev->priv, &st);
 	return st;
 }

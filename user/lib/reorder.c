@@ -16,7 +16,8 @@
  * Bounds (nothing here is sized by a value read from the wire):
  *   - bytes admitted (reserved, queued or being written) <= budget
  *     (--max-queued-bytes), except that the chunk a device needs next is
- *     always admitted, so the true maximum is budget + ndevices * max_chunk;
+ *     admitted once the device's previous chunk is written, so the true
+ *     maximum is budget + ndevices * max_chunk;
  *   - idx must fall inside [next_idx, next_idx + window);
  *   - a producer whose chunk does not fit waits (backpressure).
  * If every producer waits and no load thread can make progress (no device has
@@ -128,7 +129,7 @@ static bool stuck_locked(struct vfmig_reorder *r)
 		struct vfmig_reorder_dev *d = &r->dev[i];
 
 		if (d->writing)
-			return false;
+			return false; /* its release will let a producer in */
 		if (!d->complete && (d->ring[d->next_idx % r->window].present ||
 				     d->ring[d->next_idx % r->window].reserved))
 			return false;
@@ -208,8 +209,13 @@ int vfmig_reorder_reserve(struct vfmig_reorder *r, uint32_t dev, uint32_t idx, u
 			snprintf(why, whylen, "device %u: duplicate idx %u", dev, idx);
 			goto out;
 		}
-		/* The chunk a device needs next always gets in: it unblocks everyone. */
-		if (in_window && (idx == d->next_idx || r->queued + len <= r->budget))
+		/*
+		 * The chunk a device needs next gets in over the budget (it unblocks
+		 * everyone), but only once its load thread released the previous one:
+		 * at most one chunk per device beyond the budget.
+		 */
+		if (in_window && ((idx == d->next_idx && !d->writing) ||
+				  r->queued + len <= r->budget))
 			break;
 		if (counted != r->epoch) {
 			counted = r->epoch;

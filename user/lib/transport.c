@@ -346,9 +346,12 @@ static int wait_fd(int fd, short events, int timeout_ms, const atomic_bool *abor
 	}
 }
 
-/* @final: ignore the abort flag and give up after FINAL_MS (a last word). */
+/*
+ * @final: ignore the abort flag and give up after FINAL_MS (a last word).
+ * @optional: return -EAGAIN at once if not a byte can be sent now.
+ */
 static int send_locked(struct vfmig_conn *c, uint16_t type, uint32_t flags, uint32_t device,
-		       uint32_t idx, const void *payload, uint32_t len, bool final)
+		       uint32_t idx, const void *payload, uint32_t len, bool final, bool optional)
 {
 	uint8_t hdr[VFMIG_HDR_LEN];
 	struct iovec iov[2] = {
@@ -358,7 +361,7 @@ static int send_locked(struct vfmig_conn *c, uint16_t type, uint32_t flags, uint
 	struct msghdr msg = { .msg_iov = iov, .msg_iovlen = len ? 2 : 1 };
 	/* Only data packets are counted (and timed) in the channel statistics. */
 	bool counted = c->stats && (type == VFMIG_F_DEVICE_STATE || type == VFMIG_F_PRECOPY_DATA);
-	bool bounded = final || c->timeout_ms;
+	bool bounded = final || optional || c->timeout_ms;
 	int tmo = final ? FINAL_MS : (int)c->timeout_ms;
 	const atomic_bool *abort = final ? NULL : c->abort;
 	uint64_t t0 = counted ? vfmig_now_ns() : 0;
@@ -375,8 +378,11 @@ static int send_locked(struct vfmig_conn *c, uint16_t type, uint32_t flags, uint
 		n = sendmsg(c->fd, &msg, MSG_NOSIGNAL | (bounded ? MSG_DONTWAIT : 0));
 		if (n < 0 && errno == EINTR)
 			continue;
+		if (n < 0 && optional && total == VFMIG_HDR_LEN + (size_t)len &&
+		    (errno == EAGAIN || errno == EWOULDBLOCK))
+			return -EAGAIN; /* nothing sent: the frame can be skipped */
 		if (n < 0 && bounded && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			int r = wait_fd(c->fd, POLLOUT, tmo, abort);
+			int r = wait_fd(c->fd, POLLOUT, tmo > 0 ? tmo : FINAL_MS, abort);
 
 			if (r)
 				return r;
@@ -412,7 +418,7 @@ int vfmig_send_frame(struct vfmig_conn *c, uint16_t type, uint32_t flags, uint32
 	int ret;
 
 	pthread_mutex_lock(&c->send_lock);
-	ret = send_locked(c, type, flags, device, idx, payload, len, false);
+	ret = send_locked(c, type, flags, device, idx, payload, len, false, false);
 	pthread_mutex_unlock(&c->send_lock);
 	return ret;
 }
@@ -433,7 +439,7 @@ int vfmig_send_frame_final(struct vfmig_conn *c, uint16_t type, uint32_t flags, 
 			return -EBUSY;
 		nanosleep(&ts, NULL); /* bounded retry, not synchronisation */
 	}
-	ret = send_locked(c, type, flags, device, idx, payload, len, true);
+	ret = send_locked(c, type, flags, device, idx, payload, len, true, false);
 	pthread_mutex_unlock(&c->send_lock);
 	return ret;
 }
@@ -442,8 +448,9 @@ void vfmig_conn_ping(struct vfmig_conn *c)
 {
 	if (atomic_load(&c->ended) || pthread_mutex_trylock(&c->send_lock))
 		return; /* a frame is being sent: the peer hears from us anyway */
+	/* A peer that stopped reading is not waited for here: its timeout is the reader's. */
 	if (!atomic_load(&c->ended))
-		send_locked(c, VFMIG_F_PING, 0, 0, 0, NULL, 0, false);
+		send_locked(c, VFMIG_F_PING, 0, 0, 0, NULL, 0, false, true);
 	pthread_mutex_unlock(&c->send_lock);
 }
 

@@ -12,8 +12,8 @@
  * session and orchestrate (core.c has what both share).
  *
  * Lock order of the whole library (each file repeats its part):
- *   session.lock -> multifd.lock, session.lock -> reorder.lock (only when
- *     vfmig_session_wake() wakes them);
+ *   session.lock -> multifd.lock, session.lock -> reorder.lock,
+ *     session.lock -> loader.lock (only when vfmig_session_wake() wakes them);
  *   ctl.lock, conn.send_lock, keepalive.lock, loader.lock, fake.lock: leaves.
  * vfmig_fail() takes ctl.lock, drops it, then calls the owner's wake hook
  * (which takes session.lock and the locks above inside it): call it with no
@@ -295,7 +295,7 @@ int vfmig_send_frame(struct vfmig_conn *c, uint16_t type, uint32_t flags, uint32
  * up after one second, never waits for another sender. */
 int vfmig_send_frame_final(struct vfmig_conn *c, uint16_t type, uint32_t flags, uint32_t device,
 			   uint32_t idx, const void *payload, uint32_t len);
-/* A PING unless another frame is being sent or the channel ended. */
+/* A PING unless another frame is being sent, the channel ended or its socket is full. */
 void vfmig_conn_ping(struct vfmig_conn *c);
 
 struct vfmig_frame {
@@ -721,7 +721,7 @@ void vfmig_session_send_error(struct vfmig_session *s, uint32_t flags);
 /* Wait on s->cond until *flag, abort or the session timeout (recorded). */
 bool vfmig_session_wait_flag(struct vfmig_session *s, const bool *flag, const char *what);
 void vfmig_progress(struct vfmig_session *s, enum vfmig_phase ph);
-/* Connections: bound to the abort flag and timeout, watched by the keepalive. */
+/* Connections: bound to the abort flag and timeout; the keepalive pings those the peer reads. */
 int vfmig_session_add_conn(struct vfmig_session *s, struct vfmig_conn *c, int fd, unsigned id);
 
 /* source.c / dest.c */

@@ -74,6 +74,7 @@ static int mig_init(struct mig *m, unsigned n, uint64_t flags)
 			return -1;
 	}
 	m->p.so.timeout_ms = m->p.dopt.timeout_ms = TMO_MS;
+	m->p.so.verbose = m->p.dopt.verbose = getenv("VFMIG_TEST_DEBUG") ? 2 : 0;
 	return 0;
 }
 
@@ -174,7 +175,8 @@ static void expect_rolled_back(struct __test_metadata *_metadata, struct mig *m)
 {
 	EXPECT_NE(VFMIG_OK, m->p.src_rc);
 	EXPECT_NE(VFMIG_ERR_OUTCOME_UNKNOWN, m->p.src_rc)
-	TH_LOG("%s", vfmig_session_error(m->p.ss)->msg);
+	TH_LOG("source: %s; destination: %d %s", vfmig_session_error(m->p.ss)->msg, m->p.dst_rc,
+	       vfmig_session_error(m->p.ds)->msg);
 	EXPECT_NE(VFMIG_OK, m->p.dst_rc);
 	for (unsigned i = 0; i < m->p.n; i++) {
 		EXPECT_EQ(VFMIG_STATE_RUNNING, vfmig_fake_state(SRC(m, i)))
@@ -378,6 +380,65 @@ TEST(commit_send_failure_rolls_back)
 	ASSERT_EQ(0, mig_go(&m));
 	check_owner(_metadata, &m);
 	expect_rolled_back(_metadata, &m);
+	mig_fini(&m);
+}
+
+/* ---- liveness ------------------------------------------------------------------------------ */
+
+struct ping_watch {
+	pthread_mutex_t lock;
+	int main_in; /* the destination's end of the main channel, as the proxy sees it */
+	unsigned main_pings, other_pings;
+};
+
+static void saw_hello_ack(void *arg, int in, int out)
+{
+	struct ping_watch *w = arg;
+
+	(void)out;
+	pthread_mutex_lock(&w->lock);
+	w->main_in = in;
+	pthread_mutex_unlock(&w->lock);
+}
+
+static void saw_ping(void *arg, int in, int out)
+{
+	struct ping_watch *w = arg;
+
+	(void)out;
+	pthread_mutex_lock(&w->lock);
+	if (in == w->main_in)
+		w->main_pings++;
+	else
+		w->other_pings++;
+	pthread_mutex_unlock(&w->lock);
+}
+
+/*
+ * A long precopy: both sides stay alive on PINGs, and the destination PINGs
+ * only the main channel (the source never reads its multifd channels: PINGs
+ * there would fill the socket and block the keepalive thread).
+ */
+TEST(destination_pings_only_where_the_source_reads)
+{
+	struct ping_watch w = { .lock = PTHREAD_MUTEX_INITIALIZER, .main_in = -1 };
+	struct mig m;
+
+	ASSERT_EQ(0, mig_init(&m, 2, ALL_FLAGS));
+	for (unsigned i = 0; i < 2; i++)
+		rec_initial_floor(m.p.src[i], 4096); /* precopy never converges by itself */
+	m.p.so.switchover_ack = m.p.dopt.switchover_ack = VFMIG_OFF;
+	m.p.so.max_iterations = 1000000;
+	m.p.so.max_precopy_ms = 4 * TMO_MS;
+	m.p.so.channels = 2;
+	ASSERT_EQ(0, mig_run(&m));
+	proxy_on_frame(m.px, PROXY_TO_CLIENT, VFMIG_F_HELLO_ACK, 1, saw_hello_ack, &w);
+	proxy_on_frame(m.px, PROXY_TO_CLIENT, VFMIG_F_PING, 0, saw_ping, &w);
+	ASSERT_EQ(0, mig_go(&m));
+	expect_migrated(_metadata, &m);
+	EXPECT_EQ(VFMIG_CONVERGE_MAX_TIME, vfmig_session_stats(m.p.ss)->converge);
+	EXPECT_LT(0, w.main_pings);
+	EXPECT_EQ(0, w.other_pings);
 	mig_fini(&m);
 }
 

@@ -300,7 +300,7 @@ static inline void px_hooks(struct proxy *p, int dir, uint16_t type, int in, int
 	for (unsigned i = 0; i < p->nhooks; i++) {
 		struct proxy_hook *h = &p->hooks[i];
 
-		if (h->dir == dir && h->type == type && ++h->seen == h->nth)
+		if (h->dir == dir && h->type == type && (!h->nth || ++h->seen == h->nth))
 			due[n++] = *h;
 	}
 	pthread_mutex_unlock(&p->lock);
@@ -584,7 +584,7 @@ static inline void proxy_silence_at(struct proxy *p, int dir, uint16_t type, uns
 	pthread_mutex_unlock(&p->lock);
 }
 
-/* Call fn(arg, in_fd, out_fd) when the nth frame of @type goes in direction @dir. */
+/* Call fn(arg, in_fd, out_fd) when the nth frame of @type goes in direction @dir (0: every one). */
 static inline void proxy_on_frame(struct proxy *p, int dir, uint16_t type, unsigned nth,
 				  proxy_hook_fn fn, void *arg)
 {
@@ -593,7 +593,7 @@ static inline void proxy_on_frame(struct proxy *p, int dir, uint16_t type, unsig
 		p->hooks[p->nhooks++] = (struct proxy_hook){
 			.dir = dir,
 			.type = type,
-			.nth = nth ? nth : 1,
+			.nth = nth,
 			.fn = fn,
 			.arg = arg,
 		};

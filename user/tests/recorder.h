@@ -90,6 +90,7 @@ struct rec_dev {
 	int fail_state; /* SET with this target fails with -fail_err (VFMIG_STATE_ERROR: none) */
 	int fail_err;
 	void (*hook)(void *arg, enum vfmig_state target); /* before every SET */
+	uint64_t initial_floor; /* PRECOPY_INFO reports at least this many initial bytes */
 	void *hook_arg;
 };
 
@@ -209,8 +210,11 @@ static inline ssize_t rec_op_write(void *priv, const void *buf, size_t len)
 static inline int rec_op_precopy_info(void *priv, uint64_t *initial_bytes, uint64_t *dirty_bytes)
 {
 	struct rec_dev *d = priv;
+	int ret = d->inner->ops->precopy_info(d->inner->priv, initial_bytes, dirty_bytes);
 
-	return d->inner->ops->precopy_info(d->inner->priv, initial_bytes, dirty_bytes);
+	if (!ret && *initial_bytes < d->initial_floor)
+		*initial_bytes = d->initial_floor; /* a driver whose initial bytes never reach 0 */
+	return ret;
 }
 
 static inline int rec_op_data_size(void *priv, uint64_t *stop_copy_bytes)
@@ -338,6 +342,15 @@ static inline void rec_fail_state(struct vfmig_device *wrapped, enum vfmig_state
 		return;
 	d->fail_err = err;
 	__atomic_store_n(&d->fail_state, (int)st, __ATOMIC_SEQ_CST);
+}
+
+/* PRECOPY_INFO never reports fewer than @bytes initial bytes. */
+static inline void rec_initial_floor(struct vfmig_device *wrapped, uint64_t bytes)
+{
+	struct rec_dev *d = rec_dev_of(wrapped);
+
+	if (d)
+		d->initial_floor = bytes;
 }
 
 /* Call hook(arg, target) before every SET of the device (set before the run). */
