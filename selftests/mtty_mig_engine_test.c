@@ -14,12 +14,16 @@
  *   no fd and no thread is left behind.
  * - cli.*: the vfio-mig tool as two processes in two network namespaces
  *   joined by a veth pair (IPv4 and IPv6), the destination process killed
- *   mid migration, an incompatible destination, and the kernel's own mtty
- *   sample (a driver the engine knows nothing about).
+ *   mid migration, the network gone silent mid STOP_COPY (both processes
+ *   give up within --timeout), SIGINT in the connect and handshake phases
+ *   (exit within a second), an incompatible destination, and the kernel's
+ *   own mtty sample (a driver the engine knows nothing about).
  */
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
@@ -170,17 +174,16 @@ struct proxy {
 
 #define PROXY_MAX 16
 
-static int unix_listen(const char *path)
+/* a stream socket listening on @a (sock_listen) or connected to it (sock_connect), or -errno */
+static int sock_listen(const void *a, socklen_t len)
 {
-	struct sockaddr_un a = { .sun_family = AF_UNIX };
-	int fd;
+	int fd = socket(((const struct sockaddr *)a)->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int one = 1;
 
-	snprintf(a.sun_path, sizeof(a.sun_path), "%s", path);
-	unlink(path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
-	if (bind(fd, (void *)&a, sizeof(a)) || listen(fd, 64)) {
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) || bind(fd, a, len) ||
+	    listen(fd, 64)) {
 		int ret = -errno;
 
 		close(fd);
@@ -189,22 +192,49 @@ static int unix_listen(const char *path)
 	return fd;
 }
 
-static int unix_connect(const char *path)
+static int sock_connect(const void *a, socklen_t len)
 {
-	struct sockaddr_un a = { .sun_family = AF_UNIX };
-	int fd;
+	int fd = socket(((const struct sockaddr *)a)->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
-	snprintf(a.sun_path, sizeof(a.sun_path), "%s", path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
-	if (connect(fd, (void *)&a, sizeof(a))) {
+	if (connect(fd, a, len)) {
 		int ret = -errno;
 
 		close(fd);
 		return ret;
 	}
 	return fd;
+}
+
+static struct sockaddr_un unix_addr(const char *path)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s", path);
+	return a;
+}
+
+static int unix_listen(const char *path)
+{
+	struct sockaddr_un a = unix_addr(path);
+
+	unlink(path);
+	return sock_listen(&a, sizeof(a));
+}
+
+static int unix_connect(const char *path)
+{
+	struct sockaddr_un a = unix_addr(path);
+
+	return sock_connect(&a, sizeof(a));
+}
+
+/* 127.0.0.1:@port */
+static struct sockaddr_in loopback(unsigned port)
+{
+	return (struct sockaddr_in){ .sin_family = AF_INET, .sin_port = htons(port),
+				     .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 }
 
 static void *proxy_main(void *arg)
@@ -736,12 +766,17 @@ static int exited(void *arg)
 	return r == w->pid ? 1 : r < 0 ? -errno : 0;
 }
 
-/* wait for @pid; -1 if it is still running after @secs seconds */
-static int wait_exit(pid_t pid, int secs)
+/*
+ * Wait for @pid until @deadline (mt_now_s()); its exit code, or -1 if it was
+ * still running then (it is killed). *@at (if not NULL): when it was reaped.
+ */
+static int wait_exit_by(pid_t pid, double deadline, double *at)
 {
 	struct exit_wait w = { .pid = pid };
-	int ret = mt_wait_until(exited, &w, secs);
+	int ret = mt_wait_until(exited, &w, deadline - mt_now_s());
 
+	if (at)
+		*at = mt_now_s();
 	if (ret == -ETIMEDOUT) {
 		kill(pid, SIGKILL);
 		waitpid(pid, &w.status, 0);
@@ -751,11 +786,123 @@ static int wait_exit(pid_t pid, int secs)
 	return WIFEXITED(w.status) ? WEXITSTATUS(w.status) : 128 + WTERMSIG(w.status);
 }
 
+/* wait for @pid; -1 if it is still running after @secs seconds */
+static int wait_exit(pid_t pid, int secs)
+{
+	return wait_exit_by(pid, mt_now_s() + secs, NULL);
+}
+
 static int sh(const char *cmd)
 {
 	int st = system(cmd);
 
 	return st == -1 ? -1 : WEXITSTATUS(st);
+}
+
+#define RECV_LOG "/tmp/mtty-recv.log"
+#define SEND_LOG "/tmp/mtty-send.log"
+
+/* print a log file into the test's output */
+static void show(const char *log)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "cat %s", log);
+	sh(cmd);
+}
+
+/* what a process is waited for: @pid, and a count it must reach */
+struct proc_wait {
+	pid_t pid;
+	long n;
+};
+
+/* @pid runs vfio-mig: spawn() is done with it (namespace, output, exec) */
+static bool runs_vfio_mig(pid_t pid)
+{
+	char path[64], exe[sizeof(VFIO_MIG) + 1];
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/exe", pid);
+	n = readlink(path, exe, sizeof(exe));
+	return n == sizeof(VFIO_MIG) - 1 && !memcmp(exe, VFIO_MIG, n);
+}
+
+/*
+ * mt_wait_until() condition: the network namespace of the process counted
+ * n refused (or otherwise failed) TCP connection attempts, Tcp AttemptFails
+ * in /proc/PID/net/snmp.
+ */
+static int connects_refused(void *arg)
+{
+	const struct proc_wait *w = arg;
+	char path[64], line[2][1024], *hs, *vs, *h, *v;
+	int rows = 0;
+	FILE *f;
+
+	if (!runs_vfio_mig(w->pid))
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%d/net/snmp", w->pid);
+	f = fopen(path, "re");
+	if (!f)
+		return 0;
+	/* a "Tcp:" row of names, then a "Tcp:" row of values */
+	while (rows < 2 && fgets(line[rows], sizeof(line[rows]), f))
+		rows += !strncmp(line[rows], "Tcp:", 4);
+	fclose(f);
+	if (rows < 2)
+		return 0;
+	h = strtok_r(line[0], " \n", &hs);
+	v = strtok_r(line[1], " \n", &vs);
+	for (; h && v; h = strtok_r(NULL, " \n", &hs), v = strtok_r(NULL, " \n", &vs))
+		if (!strcmp(h, "AttemptFails"))
+			return strtol(v, NULL, 10) >= w->n;
+	return -ENOENT;
+}
+
+/* mt_wait_until() condition: the process holds n sockets */
+static int holds_sockets(void *arg)
+{
+	const struct proc_wait *w = arg;
+	char dir[64], path[sizeof(dir) + 256], link[16];
+	struct dirent *e;
+	long n = 0;
+	DIR *d;
+
+	if (!runs_vfio_mig(w->pid))
+		return 0;
+	snprintf(dir, sizeof(dir), "/proc/%d/fd", w->pid);
+	d = opendir(dir);
+	if (!d)
+		return 0;
+	while ((e = readdir(d))) {
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		n += readlink(path, link, sizeof(link)) >= 7 && !strncmp(link, "socket:", 7);
+	}
+	closedir(d);
+	return n >= w->n;
+}
+
+struct connect_wait {
+	const struct sockaddr_in *a;
+	int fd;
+};
+
+/* mt_wait_until() condition: a connection to a->a is made (in ->fd) */
+static int connected(void *arg)
+{
+	struct connect_wait *w = arg;
+
+	w->fd = sock_connect(w->a, sizeof(*w->a));
+	return w->fd >= 0 ? 1 : w->fd == -ECONNREFUSED ? 0 : w->fd;
+}
+
+/* poll(): @fd is readable (or hung up) within @secs seconds */
+static bool readable(int fd, int secs)
+{
+	struct pollfd pf = { .fd = fd, .events = POLLIN };
+
+	return poll(&pf, 1, secs * 1000) == 1;
 }
 
 FIXTURE(cli)
@@ -790,6 +937,140 @@ FIXTURE_TEARDOWN(cli)
 	side_destroy(&self->dst);
 }
 
+/* the source's engines write @dirty pages/s, its data_fds yield @save bytes/s ("0": no limit) */
+static void src_tune(struct __test_metadata *_metadata, FIXTURE_DATA(cli) *self,
+		     const char *dirty, const char *save)
+{
+	unsigned i;
+
+	for (i = 0; i < self->src.n; i++) {
+		ASSERT_EQ(0, mt_dev_attr_write(self->src.uuid[i], MTTY_MIG_ATTR_DIRTY_RATE, dirty));
+		ASSERT_EQ(0, mt_dev_attr_write(self->src.uuid[i], MTTY_MIG_ATTR_SAVE_RATE, save));
+	}
+}
+
+static void src_digests(struct __test_metadata *_metadata, FIXTURE_DATA(cli) *self,
+			char d[][32])
+{
+	unsigned i;
+
+	for (i = 0; i < self->src.n; i++)
+		ASSERT_EQ(0, mt_digest(self->src.uuid[i], d[i], 32));
+}
+
+/* a source whose state does not change (engines off), saving at @save bytes/s; its digests */
+static void quiet_source(struct __test_metadata *_metadata, FIXTURE_DATA(cli) *self,
+			 const char *save, char d0[][32])
+{
+	src_tune(_metadata, self, "0", save);
+	src_digests(_metadata, self, d0);
+}
+
+/* every device of @s reads @state within @secs seconds (0: reads it now) */
+static void expect_state(struct __test_metadata *_metadata, const struct side *s,
+			 const char *state, double secs)
+{
+	unsigned i;
+
+	for (i = 0; i < s->n; i++)
+		EXPECT_EQ(0, mt_wait_attr_is(s->uuid[i], MTTY_MIG_ATTR_STATE, state, secs))
+			TH_LOG("%s is not %s", s->uuid[i], state);
+}
+
+/*
+ * After a migration that failed before COMMIT: the source devices run with
+ * the state whose digests are @d0, and no destination device is left
+ * RESUMING. A device that its process closed reads RUNNING whatever state it
+ * was left in: the digests are what proves the source came back intact.
+ */
+static void cli_rolled_back(struct __test_metadata *_metadata, FIXTURE_DATA(cli) *self,
+			    char d0[][32])
+{
+	char d[MAXDEV][32];
+	unsigned i;
+
+	src_digests(_metadata, self, d);
+	for (i = 0; i < self->src.n; i++)
+		EXPECT_STREQ(d0[i], d[i]) TH_LOG("source %u changed", i);
+	expect_state(_metadata, &self->src, "RUNNING", 5);
+	expect_state(_metadata, &self->dst, "RUNNING", 5);
+}
+
+/*
+ * SIGINT and SIGTERM end vfio-mig within 1 s in any phase. The test VM
+ * runs under TCG: every instruction is emulated and two vCPUs carry the
+ * test, vfio-mig and the device engines, so a process can wait for a CPU a
+ * while. The bound asserted here is 3 s.
+ */
+#define SIGNAL_BOUND_MS 3000
+
+/* SIGINT @pid: it exits VFMIG_ERR_CANCELLED within SIGNAL_BOUND_MS (else @log is shown) */
+static void sigint_cancels(struct __test_metadata *_metadata, pid_t pid, const char *log)
+{
+	double t0 = mt_now_s(), at;
+	int rc;
+
+	ASSERT_EQ(0, kill(pid, SIGINT));
+	rc = wait_exit_by(pid, t0 + 30, &at);
+	TH_LOG("exit code %d, %.0f ms after SIGINT", rc, (at - t0) * 1000);
+	EXPECT_EQ(VFMIG_ERR_CANCELLED, rc) show(log);
+	EXPECT_GE(SIGNAL_BOUND_MS, (int)((at - t0) * 1000)) show(log);
+}
+
+/* both ends of the veth pair "up" or "down" */
+static int veth(const char *updown)
+{
+	char cmd[160];
+
+	snprintf(cmd, sizeof(cmd),
+		 "/sbin/ip -n mtsrc link set mtv0 %s && /sbin/ip -n mtdst link set mtv1 %s", updown,
+		 updown);
+	return sh(cmd);
+}
+
+/*
+ * A tripwire on every destination device: a one-shot fault on STOP ->
+ * RUNNING_P2P, the first step of starting a device, which disarms itself
+ * when it fires. Still armed afterwards: nothing tried to start the device.
+ */
+static void dst_arm_start_tripwire(struct __test_metadata *_metadata, FIXTURE_DATA(cli) *self)
+{
+	unsigned i;
+
+	for (i = 0; i < self->dst.n; i++)
+		ASSERT_EQ(0, mt_fault_write(self->dst.uuid[i], MTTY_MIG_FAULT_FAIL_STATE,
+					    "running_p2p 5"));
+}
+
+static void dst_never_started(struct __test_metadata *_metadata, FIXTURE_DATA(cli) *self)
+{
+	char armed[64];
+	unsigned i;
+
+	for (i = 0; i < self->dst.n; i++) {
+		ASSERT_EQ(0, mt_fault_read(self->dst.uuid[i], MTTY_MIG_FAULT_FAIL_STATE, armed,
+					   sizeof(armed)));
+		EXPECT_EQ(0, strncasecmp(armed, "RUNNING_P2P", 11))
+			TH_LOG("destination %u was started (fault now reads %s)", i, armed);
+		mt_fault_write(self->dst.uuid[i], MTTY_MIG_FAULT_FAIL_STATE, "none");
+	}
+}
+
+/* some line of @log contains @what */
+static bool log_has(const char *log, const char *what)
+{
+	char line[512];
+	bool found = false;
+	FILE *f = fopen(log, "re");
+
+	if (!f)
+		return false;
+	while (!found && fgets(line, sizeof(line), f))
+		found = strstr(line, what);
+	fclose(f);
+	return found;
+}
+
 static void cli_two_hosts(struct __test_metadata *_metadata, FIXTURE_DATA(cli) *self,
 			  const char *listen, const char *to)
 {
@@ -802,15 +1083,15 @@ static void cli_two_hosts(struct __test_metadata *_metadata, FIXTURE_DATA(cli) *
 	int rrc, src;
 	unsigned i;
 
-	rp = spawn("mtdst", recv_argv, "/tmp/mtty-recv.log");
+	rp = spawn("mtdst", recv_argv, RECV_LOG);
 	ASSERT_LT(0, rp);
 	/* the source retries its connection until the destination listens */
-	sp = spawn("mtsrc", send_argv, "/tmp/mtty-send.log");
+	sp = spawn("mtsrc", send_argv, SEND_LOG);
 	ASSERT_LT(0, sp);
 	src = wait_exit(sp, 240);
 	rrc = wait_exit(rp, 60);
-	EXPECT_EQ(0, src) sh("cat /tmp/mtty-send.log");
-	EXPECT_EQ(0, rrc) sh("cat /tmp/mtty-recv.log");
+	EXPECT_EQ(0, src) show(SEND_LOG);
+	EXPECT_EQ(0, rrc) show(RECV_LOG);
 	for (i = 0; i < 2; i++) {
 		char d1[32], d2[32];
 
@@ -846,33 +1127,22 @@ static void interrupt_mid_migration(struct __test_metadata *_metadata, FIXTURE_D
 			      self->dst.uuid[0], self->dst.uuid[1], NULL };
 	char *send_argv[] = { VFIO_MIG, "send", "--to", addr, "--timeout", "30",
 			      self->src.uuid[0], self->src.uuid[1], NULL };
-	char d0[2][32], d[32];
+	char d0[2][32];
 	pid_t rp, sp;
 	int src, dst;
-	unsigned i;
 
 	snprintf(addr, sizeof(addr), "tcp:192.0.2.2:%s", port);
-	for (i = 0; i < 2; i++) {
-		ASSERT_EQ(0, mt_dev_attr_write(self->src.uuid[i], MTTY_MIG_ATTR_DIRTY_RATE, "0"));
-		ASSERT_EQ(0, mt_dev_attr_write(self->src.uuid[i], MTTY_MIG_ATTR_SAVE_RATE,
-					       "4194304"));
-		ASSERT_EQ(0, mt_digest(self->src.uuid[i], d0[i], sizeof(d0[i])));
-	}
-	rp = spawn("mtdst", recv_argv, "/tmp/mtty-recv.log");
-	sp = spawn("mtsrc", send_argv, "/tmp/mtty-send.log");
+	quiet_source(_metadata, self, "4194304", d0);
+	rp = spawn("mtdst", recv_argv, RECV_LOG);
+	sp = spawn("mtsrc", send_argv, SEND_LOG);
 	ASSERT_EQ(0, mt_wait_attr_is(self->dst.uuid[1], MTTY_MIG_ATTR_STATE, "RESUMING", 60));
 	ASSERT_EQ(0, mt_wait_attr_is(self->src.uuid[0], MTTY_MIG_ATTR_STATE, "PRE_COPY", 60));
 	ASSERT_EQ(0, kill(to_recv ? rp : sp, sig));
 	src = wait_exit(sp, 120);
 	dst = wait_exit(rp, 120);
-	EXPECT_EQ(want_src, src) sh("cat /tmp/mtty-send.log");
-	EXPECT_EQ(want_dst, dst) sh("cat /tmp/mtty-recv.log");
-	for (i = 0; i < 2; i++) {
-		ASSERT_EQ(0, mt_digest(self->src.uuid[i], d, sizeof(d)));
-		EXPECT_STREQ(d0[i], d);
-		EXPECT_EQ(0, mt_wait_attr_is(self->src.uuid[i], MTTY_MIG_ATTR_STATE, "RUNNING", 5));
-		EXPECT_EQ(0, mt_wait_attr_is(self->dst.uuid[i], MTTY_MIG_ATTR_STATE, "RUNNING", 5));
-	}
+	EXPECT_EQ(want_src, src) show(SEND_LOG);
+	EXPECT_EQ(want_dst, dst) show(RECV_LOG);
+	cli_rolled_back(_metadata, self, d0);
 }
 
 TEST_F_TIMEOUT(cli, destination_killed_source_rolls_back, 300)
@@ -893,6 +1163,144 @@ TEST_F_TIMEOUT(cli, sigint_on_destination_cancels_both_sides, 300)
 {
 	interrupt_mid_migration(_metadata, self, "4448", true, SIGINT, VFMIG_ERR_REMOTE,
 				VFMIG_ERR_CANCELLED);
+}
+
+/* what vfio-mig's --timeout is in the silent network test, and the bound on its exits */
+#define SILENT_TIMEOUT "5"
+#define SILENT_BOUND_S 30 /* --timeout + 5 s, and slack for TCG */
+
+/*
+ * --timeout bounds every wait. Mid STOP_COPY the veth link goes down on both
+ * sides: the connections stay open and nothing arrives any more. Both
+ * processes give up within the bound; COMMIT was never sent, so the source
+ * devices run again with the state they stopped with, and the destination
+ * never started its devices and reset them.
+ */
+TEST_F_TIMEOUT(cli, silent_network_mid_stop_copy_both_exit_within_timeout, 300)
+{
+	char *recv_argv[] = { VFIO_MIG, "recv", "--listen", "tcp:192.0.2.2:4449", "--quiet", "-v",
+			      "--timeout", SILENT_TIMEOUT, self->dst.uuid[0], self->dst.uuid[1],
+			      NULL };
+	char *send_argv[] = { VFIO_MIG, "send", "--to", "tcp:192.0.2.2:4449", "--quiet", "-v",
+			      "--timeout", SILENT_TIMEOUT, "--max-iterations", "1",
+			      self->src.uuid[0], self->src.uuid[1], NULL };
+	char d0[2][32], reset[MT_UUID_LEN + 8];
+	double t0, ts, td;
+	pid_t rp, sp;
+	int src, dst;
+	unsigned i;
+
+	/*
+	 * STOP_COPY carries seconds of data: the engines dirty every page again
+	 * while the one precopy pass reads the memory at 2 MiB/s, and STOP_COPY
+	 * reads it all again at that rate.
+	 */
+	src_tune(_metadata, self, "1000", "2097152");
+	rp = spawn("mtdst", recv_argv, RECV_LOG);
+	ASSERT_LT(0, rp);
+	sp = spawn("mtsrc", send_argv, SEND_LOG);
+	ASSERT_LT(0, sp);
+	for (i = 0; i < self->src.n; i++)
+		ASSERT_EQ(0, mt_wait_attr_is(self->src.uuid[i], MTTY_MIG_ATTR_STATE, "STOP_COPY",
+					     120)) show(SEND_LOG);
+	/* now, not before: RUNNING -> RESUMING went through RUNNING_P2P */
+	expect_state(_metadata, &self->dst, "RESUMING", 0);
+	dst_arm_start_tripwire(_metadata, self);
+	/* stopped: the state the source must get back, which nothing changes now */
+	src_digests(_metadata, self, d0);
+	src_tune(_metadata, self, "0", "2097152");
+
+	t0 = mt_now_s();
+	ASSERT_EQ(0, veth("down"));
+	src = wait_exit_by(sp, t0 + SILENT_BOUND_S, &ts);
+	dst = wait_exit_by(rp, t0 + SILENT_BOUND_S, &td);
+	TH_LOG("source: exit code %d after %.1f s; destination: exit code %d after %.1f s", src,
+	       ts - t0, dst, td - t0);
+	EXPECT_EQ(0, veth("up"));
+	/* -1: still running at the bound (then killed) */
+	EXPECT_NE(-1, src) TH_LOG("source still running %d s after the network went silent",
+				  SILENT_BOUND_S);
+	EXPECT_NE(-1, dst) TH_LOG("destination still running %d s after the network went silent",
+				  SILENT_BOUND_S);
+	/* a failure before COMMIT: codes 1..10 say the source runs again */
+	EXPECT_TRUE(src > 0 && src < VFMIG_ERR_ROLLBACK) show(SEND_LOG);
+	EXPECT_TRUE(dst > 0 && dst < VFMIG_ERR_ROLLBACK) show(RECV_LOG);
+	cli_rolled_back(_metadata, self, d0);
+	dst_never_started(_metadata, self);
+	/* closed devices read RUNNING anyway: the destination's word that it reset them */
+	for (i = 0; i < self->dst.n; i++) {
+		snprintf(reset, sizeof(reset), "%s: reset", self->dst.uuid[i]);
+		EXPECT_TRUE(log_has(RECV_LOG, reset)) show(RECV_LOG);
+	}
+}
+
+/* SIGINT while the source retries a refused connection: nobody listens */
+TEST_F_TIMEOUT(cli, sigint_during_connect_exits_within_a_second, 120)
+{
+	char *argv[] = { VFIO_MIG, "send", "--to", "tcp:192.0.2.2:4460", "--timeout", "60",
+			 self->src.uuid[0], self->src.uuid[1], NULL };
+	/* a connection is refused every 50 ms: ten of them, half a second of retries */
+	struct proc_wait w = { .n = 10 };
+	char d0[2][32];
+
+	quiet_source(_metadata, self, "0", d0);
+	w.pid = spawn("mtsrc", argv, SEND_LOG);
+	ASSERT_LT(0, w.pid);
+	ASSERT_EQ(0, mt_wait_until(connects_refused, &w, 60)) show(SEND_LOG);
+	/* no device moved before a connection */
+	expect_state(_metadata, &self->src, "RUNNING", 0);
+	sigint_cancels(_metadata, w.pid, SEND_LOG);
+	cli_rolled_back(_metadata, self, d0);
+}
+
+/* SIGINT while the source waits for a HELLO_ACK that never comes */
+TEST_F_TIMEOUT(cli, sigint_during_handshake_exits_within_a_second, 120)
+{
+	char *argv[] = { VFIO_MIG, "send", "--to", "tcp:127.0.0.1:4461", "--timeout", "60",
+			 self->src.uuid[0], self->src.uuid[1], NULL };
+	struct sockaddr_in a = loopback(4461);
+	char d0[2][32];
+	int lfd, c;
+	pid_t sp;
+
+	quiet_source(_metadata, self, "0", d0);
+	/* a destination that accepts, lets the HELLO arrive and never answers */
+	lfd = sock_listen(&a, sizeof(a));
+	ASSERT_LE(0, lfd);
+	sp = spawn(NULL, argv, SEND_LOG);
+	ASSERT_LT(0, sp);
+	ASSERT_TRUE(readable(lfd, 60)) show(SEND_LOG);
+	c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	ASSERT_LE(0, c);
+	/* the HELLO is here: the source now waits for its answer */
+	ASSERT_TRUE(readable(c, 60)) show(SEND_LOG);
+	expect_state(_metadata, &self->src, "RUNNING", 0);
+	sigint_cancels(_metadata, sp, SEND_LOG);
+	close(c);
+	close(lfd);
+	cli_rolled_back(_metadata, self, d0);
+}
+
+/* SIGINT while the destination waits for the HELLO of a source that connected */
+TEST_F_TIMEOUT(cli, sigint_during_handshake_on_destination_exits_within_a_second, 120)
+{
+	char *argv[] = { VFIO_MIG, "recv", "--listen", "tcp:127.0.0.1:4462", "--timeout", "60",
+			 self->dst.uuid[0], self->dst.uuid[1], NULL };
+	struct sockaddr_in a = loopback(4462);
+	struct connect_wait cw = { .a = &a };
+	/* its listening socket and the accepted connection */
+	struct proc_wait w = { .n = 2 };
+	char d0[2][32];
+
+	quiet_source(_metadata, self, "0", d0);
+	w.pid = spawn(NULL, argv, RECV_LOG);
+	ASSERT_LT(0, w.pid);
+	/* a source that connects once the destination listens, and says nothing */
+	ASSERT_EQ(0, mt_wait_until(connected, &cw, 60)) show(RECV_LOG);
+	ASSERT_EQ(0, mt_wait_until(holds_sockets, &w, 60)) show(RECV_LOG);
+	sigint_cancels(_metadata, w.pid, RECV_LOG);
+	close(cw.fd);
+	cli_rolled_back(_metadata, self, d0);
 }
 
 TEST_F_TIMEOUT(cli, incompatible_destination_exit_code, 120)

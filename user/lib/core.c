@@ -21,7 +21,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "vfmig_internal.h"
+#include "session.h"
 
 void vfmig_options_init(struct vfmig_options *o)
 {
@@ -71,9 +71,9 @@ static void fail_va(struct vfmig_ctl *c, bool weak, enum vfmig_errclass cls, int
 	 * First error wins; but a peer's own report explains the connection loss it
 	 * caused, and replaces an outside abort (vfmig_session_abort) too.
 	 */
-	if (!c->set || (cls == VFMIG_ERR_REMOTE && !weak &&
-			(c->e.cls == VFMIG_ERR_TRANSPORT || c->e.cls == VFMIG_ERR_TIMEOUT ||
-			 c->weak))) {
+	if (!c->set ||
+	    (cls == VFMIG_ERR_REMOTE && !weak &&
+	     (c->e.cls == VFMIG_ERR_TRANSPORT || c->e.cls == VFMIG_ERR_TIMEOUT || c->weak))) {
 		first = true;
 		c->set = true;
 		c->weak = weak;
@@ -437,13 +437,19 @@ void vfmig_session_send_error(struct vfmig_session *s, uint32_t flags)
 	e = vfmig_ctl_error(&s->ctl);
 	if (e.cls == VFMIG_ERR_REMOTE && !flags)
 		return; /* the peer knows */
-	ret = vfmig_send_frame_final(&s->main, VFMIG_F_ERROR, flags, 0, 0, p,
-				     vfmig_report_encode(p, e.cls, (uint32_t)e.err,
-							 e.device < 0 ? UINT32_MAX :
-									(uint32_t)e.device,
-							 e.msg));
+	ret = vfmig_send_frame_final(
+		&s->main, VFMIG_F_ERROR, flags, 0, 0, p,
+		vfmig_report_encode(p, e.cls, (uint32_t)e.err,
+				    e.device < 0 ? UINT32_MAX : (uint32_t)e.device, e.msg));
 	if (ret)
 		log_dbg(&s->log, "could not tell the peer (ERROR 0x%x): %s", flags, strerror(-ret));
 	else
 		log_dbg(&s->log, "told the peer: ERROR 0x%x", flags);
+}
+
+struct vfmig_conn *vfmig_test_conn(struct vfmig_session *s, unsigned id)
+{
+	if (!id)
+		return s->main_up ? &s->main : NULL;
+	return id <= s->chans_up ? &s->chans[id - 1] : NULL;
 }

@@ -43,7 +43,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "vfmig_internal.h"
+#include "session.h"
 
 struct vfmig_dst {
 	struct vfmig_reorder ro;
@@ -120,8 +120,8 @@ static int accept_conn(struct vfmig_session *s, int lfd, const char *what)
 	if (fd == -ECANCELED)
 		return -1; /* the error is recorded */
 	if (fd < 0) {
-		vfmig_fail(&s->ctl, fd == -ETIMEDOUT ? VFMIG_ERR_TIMEOUT : VFMIG_ERR_TRANSPORT,
-			   -fd, -1, "listen", "%s did not connect within %u ms: %s", what,
+		vfmig_fail(&s->ctl, fd == -ETIMEDOUT ? VFMIG_ERR_TIMEOUT : VFMIG_ERR_TRANSPORT, -fd,
+			   -1, "listen", "%s did not connect within %u ms: %s", what,
 			   s->o.timeout_ms, strerror(-fd));
 		return -1;
 	}
@@ -150,8 +150,7 @@ static int handshake_channels(struct vfmig_session *s, int lfd)
 	/* Every slot is a valid conn from here on (fd -1 until accepted). */
 	for (unsigned i = 0; i < s->nch; i++) {
 		if (vfmig_session_add_conn(s, &s->chans[i], -1, i + 1)) {
-			vfmig_fail(&s->ctl, VFMIG_ERR_INTERNAL, ENOMEM, -1, "destination",
-				   "mutex");
+			vfmig_fail(&s->ctl, VFMIG_ERR_INTERNAL, ENOMEM, -1, "destination", "mutex");
 			return -1;
 		}
 		s->chans_up++;
@@ -170,8 +169,7 @@ static int handshake_channels(struct vfmig_session *s, int lfd)
 			return -1;
 		if (vfmig_conn_init(&tmp, fd, 0, NULL)) {
 			close(fd);
-			vfmig_fail(&s->ctl, VFMIG_ERR_INTERNAL, ENOMEM, -1, "destination",
-				   "mutex");
+			vfmig_fail(&s->ctl, VFMIG_ERR_INTERNAL, ENOMEM, -1, "destination", "mutex");
 			return -1;
 		}
 		vfmig_conn_bound(&tmp, &s->ctl.abort, s->o.timeout_ms);
@@ -197,8 +195,7 @@ static int handshake_channels(struct vfmig_session *s, int lfd)
 			close(fd);
 			vfmig_fail(&s->ctl, VFMIG_ERR_PROTOCOL, EPROTO, -1, "multifd channel",
 				   "bad CHANNEL_HELLO (session %llx channel %u of %u)",
-				   (unsigned long long)chh.session_id, chh.channel,
-				   chh.nchannels);
+				   (unsigned long long)chh.session_id, chh.channel, chh.nchannels);
 			return -1;
 		}
 		s->chans[chh.channel].fd = fd;
@@ -397,13 +394,15 @@ static int main_admit(void *arg, const struct vfmig_frame_hdr *h, char *why, siz
 		return 0;
 	if (s->nch || !dst->started || dst->loaded) {
 		snprintf(why, whylen, "device state on the main channel %s",
-			 s->nch ? "while multifd is on" :
-			 dst->loaded ? "after LOADED" : "before SWITCHOVER_START");
+			 s->nch	     ? "while multifd is on" :
+			 dst->loaded ? "after LOADED" :
+				       "before SWITCHOVER_START");
 		return -EPROTO;
 	}
 	if (h->idx != dst->main_idx[h->device]) {
-		snprintf(why, whylen, "device %u: chunk %u on the main channel, expected %u (lost?)",
-			 h->device, h->idx, dst->main_idx[h->device]);
+		snprintf(why, whylen,
+			 "device %u: chunk %u on the main channel, expected %u (lost?)", h->device,
+			 h->idx, dst->main_idx[h->device]);
 		return -EPROTO;
 	}
 	ret = vfmig_reorder_reserve(&dst->ro, h->device, h->idx, h->flags, h->length, why, whylen);
@@ -621,8 +620,8 @@ static void linger(struct vfmig_session *s)
 		char why[256];
 		int err_no;
 
-		if (vfmig_recv_frame(s->main.fd, &s->lim, (int)((deadline - now) / 1000000) + 1,
-				     &f, &err_no, why, sizeof(why)))
+		if (vfmig_recv_frame(s->main.fd, &s->lim, (int)((deadline - now) / 1000000) + 1, &f,
+				     &err_no, why, sizeof(why)))
 			return;
 		if (f.h.type == VFMIG_F_ERROR && want_cause) {
 			vfmig_fail_remote(s, &f);

@@ -228,7 +228,7 @@ int vfmig_precopy_run(struct vfmig_precopy *pc)
 			st->bandwidth_Bps = (double)st->precopy_bytes * 1e9 / (double)busy_ns;
 		est = estimate_stopcopy(pc);
 		st->est_stopcopy_bytes = est;
-		est_ms = !est			? 0 :
+		est_ms = !est		       ? 0 :
 			 st->bandwidth_Bps > 0 ? (double)est * 1e3 / st->bandwidth_Bps :
 						 1e18;
 		pthread_mutex_lock(pc->lock);
@@ -258,8 +258,9 @@ int vfmig_precopy_run(struct vfmig_precopy *pc)
 			vfmig_fail(pc->ctl, VFMIG_ERR_TIMEOUT, ETIMEDOUT, -1, "source",
 				   "switchover-ack: %s, and not every device acknowledged its "
 				   "initial bytes within %u ms",
-				   all_init ? "every initial byte sent" :
-					      "precopy limit reached with initial bytes still unsent",
+				   all_init ?
+					   "every initial byte sent" :
+					   "precopy limit reached with initial bytes still unsent",
 				   o->timeout_ms);
 			goto out;
 		}

@@ -203,8 +203,8 @@ int vfmig_reorder_reserve(struct vfmig_reorder *r, uint32_t dev, uint32_t idx, u
 			snprintf(why, whylen, "%s", r->why);
 			goto out;
 		}
-		if (in_window && (d->ring[idx % r->window].present ||
-				  d->ring[idx % r->window].reserved)) {
+		if (in_window &&
+		    (d->ring[idx % r->window].present || d->ring[idx % r->window].reserved)) {
 			ret = -EEXIST;
 			snprintf(why, whylen, "device %u: duplicate idx %u", dev, idx);
 			goto out;
@@ -214,8 +214,8 @@ int vfmig_reorder_reserve(struct vfmig_reorder *r, uint32_t dev, uint32_t idx, u
 		 * everyone), but only once its load thread released the previous one:
 		 * at most one chunk per device beyond the budget.
 		 */
-		if (in_window && ((idx == d->next_idx && !d->writing) ||
-				  r->queued + len <= r->budget))
+		if (in_window &&
+		    ((idx == d->next_idx && !d->writing) || r->queued + len <= r->budget))
 			break;
 		if (counted != r->epoch) {
 			counted = r->epoch;

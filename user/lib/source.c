@@ -45,7 +45,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 
-#include "vfmig_internal.h"
+#include "session.h"
 
 struct vfmig_src {
 	struct vfmig_precopy pc;
@@ -441,8 +441,8 @@ static void join_all(struct vfmig_session *s)
 
 static void finish_stats(struct vfmig_session *s)
 {
-	vfmig_stats_finish(s, atomic_load(&s->src->data_bytes),
-			   atomic_load(&s->src->config_bytes), s->st.reorder_peak_bytes);
+	vfmig_stats_finish(s, atomic_load(&s->src->data_bytes), atomic_load(&s->src->config_bytes),
+			   s->st.reorder_peak_bytes);
 }
 
 /* Source devices after the state left (or may have left): STOP, never RUNNING. */

@@ -17,7 +17,7 @@
 
 #include <json.h>
 
-#include "vfmig_internal.h"
+#include "session.h"
 
 void vfmig_stats_finish(struct vfmig_session *s, uint64_t data_bytes, uint64_t config_bytes,
 			uint64_t reorder_peak)

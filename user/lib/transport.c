@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
- * transport.c - sockets, framing and checksums (the payloads of the control
- * frames are in wire.c, the handshake policy too).
+ * transport.c - framing, checksums and bounded sends and receives on a
+ * connection (sockets are set up in socket.c; the payloads of the control
+ * frames and the handshake policy are in wire.c).
  *
  * Every frame on every channel is a 32-byte little-endian header followed by
  * `length` payload bytes (Documentation/transport-format.rst):
@@ -27,19 +28,13 @@
  * per socket by construction.
  */
 #include <errno.h>
-#include <fcntl.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/mman.h>
 #include <sys/uio.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <xxhash.h>
@@ -316,15 +311,10 @@ void vfmig_conn_shutdown(struct vfmig_conn *c)
 		shutdown(c->fd, SHUT_RDWR);
 }
 
-/*
- * Wait until fd is ready for @events: 0 ready, -ETIMEDOUT when nothing for
- * timeout_ms (< 0: forever), -ECANCELED when *abort is set (checked every
- * SLICE_MS), -errno.
- */
-static int wait_fd(int fd, short events, int timeout_ms, const atomic_bool *abort)
+int vfmig_wait_fd(int fd, short events, int timeout_ms, const atomic_bool *abort)
 {
-	uint64_t deadline = timeout_ms < 0 ? UINT64_MAX :
-					     vfmig_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+	uint64_t deadline =
+		timeout_ms < 0 ? UINT64_MAX : vfmig_now_ns() + (uint64_t)timeout_ms * 1000000ull;
 
 	for (;;) {
 		struct pollfd p = { .fd = fd, .events = events };
@@ -382,7 +372,7 @@ static int send_locked(struct vfmig_conn *c, uint16_t type, uint32_t flags, uint
 		    (errno == EAGAIN || errno == EWOULDBLOCK))
 			return -EAGAIN; /* nothing sent: the frame can be skipped */
 		if (n < 0 && bounded && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			int r = wait_fd(c->fd, POLLOUT, tmo > 0 ? tmo : FINAL_MS, abort);
+			int r = vfmig_wait_fd(c->fd, POLLOUT, tmo > 0 ? tmo : FINAL_MS, abort);
 
 			if (r)
 				return r;
@@ -472,7 +462,7 @@ static int read_full(int fd, void *buf, size_t len, int timeout_ms, const atomic
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && bounded && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			int r = wait_fd(fd, POLLIN, timeout_ms, abort);
+			int r = vfmig_wait_fd(fd, POLLIN, timeout_ms, abort);
 
 			if (r)
 				return r;
@@ -604,307 +594,4 @@ enum vfmig_ferr vfmig_recv_frame(int fd, const struct vfmig_limits *lim, int tim
 				 struct vfmig_frame *f, int *err_no, char *why, size_t whylen)
 {
 	return recv_frame(fd, lim, timeout_ms, NULL, NULL, f, err_no, why, whylen);
-}
-
-/* ---- sockets -------------------------------------------------------------------- */
-
-int vfmig_addr_parse(const char *s, struct vfmig_addr *a, struct vfmig_error *err)
-{
-	const char *hp = s, *colon;
-	char *end;
-	unsigned long port;
-
-	memset(a, 0, sizeof(*a));
-	if (!strncmp(s, "unix:", 5) || s[0] == '/' || !strncmp(s, "./", 2)) {
-		const char *p = strncmp(s, "unix:", 5) ? s : s + 5;
-
-		if (!*p || strlen(p) >= sizeof(a->path))
-			goto bad;
-		a->family = AF_UNIX;
-		snprintf(a->path, sizeof(a->path), "%s", p);
-		return 0;
-	}
-	if (!strncmp(s, "tcp:", 4))
-		hp = s + 4;
-	if (hp[0] == '[') {
-		const char *rb = strchr(hp, ']');
-
-		if (!rb || rb[1] != ':' || (size_t)(rb - hp - 1) >= sizeof(a->host))
-			goto bad;
-		memcpy(a->host, hp + 1, (size_t)(rb - hp - 1));
-		a->family = AF_INET6;
-		colon = rb + 1;
-	} else {
-		colon = strrchr(hp, ':');
-		if (!colon || memchr(hp, ':', (size_t)(colon - hp)) ||
-		    (size_t)(colon - hp) >= sizeof(a->host))
-			goto bad; /* bare IPv6 needs brackets */
-		memcpy(a->host, hp, (size_t)(colon - hp));
-		a->family = AF_UNSPEC;
-	}
-	errno = 0;
-	port = strtoul(colon + 1, &end, 10);
-	if (errno || *end || port == 0 || port > 65535 || end == colon + 1)
-		goto bad;
-	snprintf(a->port, sizeof(a->port), "%lu", port);
-	return 0;
-bad:
-	vfmig_error_set(err, VFMIG_ERR_USAGE, EINVAL, -1, "address",
-			"bad address '%s' (unix:/path, /path, host:port, [v6addr]:port)", s);
-	return -EINVAL;
-}
-
-int vfmig_sock_setup(int fd, unsigned timeout_ms)
-{
-	struct timeval tv = { .tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000 };
-	int one = 1;
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
-
-	/* A blocking send or receive that makes no progress for timeout_ms fails too. */
-	if (timeout_ms && (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) ||
-			   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv))))
-		return -errno;
-	if (getsockname(fd, (struct sockaddr *)&ss, &sl) ||
-	    (ss.ss_family != AF_INET && ss.ss_family != AF_INET6))
-		return 0;
-	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)))
-		return -errno;
-	if (timeout_ms) {
-		/*
-		 * A dead peer or path is found by the kernel too: keepalive probes
-		 * start after a quarter of the timeout, and unacknowledged data
-		 * fails the connection after the timeout (TCP_USER_TIMEOUT).
-		 */
-		int idle = (int)MAX(1u, timeout_ms / 4000), intvl = idle, cnt = 3;
-		unsigned uto = timeout_ms;
-
-		if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one)) ||
-		    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle)) ||
-		    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl)) ||
-		    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt)) ||
-		    setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &uto, sizeof(uto)))
-			return -errno;
-	}
-	return 0;
-}
-
-/* "path" or "host:port", for messages. */
-static const char *addr_str(const struct vfmig_addr *a, char *buf, size_t len)
-{
-	if (a->family == AF_UNIX)
-		snprintf(buf, len, "%s", a->path);
-	else
-		snprintf(buf, len, "%s:%s", a->host, a->port);
-	return buf;
-}
-
-static int unix_sockaddr(const struct vfmig_addr *a, struct sockaddr_un *un)
-{
-	memset(un, 0, sizeof(*un));
-	un->sun_family = AF_UNIX;
-	if (strlen(a->path) >= sizeof(un->sun_path))
-		return -ENAMETOOLONG;
-	memcpy(un->sun_path, a->path, strlen(a->path));
-	return 0;
-}
-
-/* connect() that gives up after timeout_ms or on *abort (checked every 100 ms). */
-static int connect_bounded(int fd, const struct sockaddr *sa, socklen_t len, int timeout_ms,
-			   const atomic_bool *abort)
-{
-	int fl = fcntl(fd, F_GETFL), ret, soerr = 0;
-	socklen_t sl = sizeof(soerr);
-
-	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK))
-		return -errno;
-	ret = connect(fd, sa, len) ? -errno : 0;
-	if (ret == -EINPROGRESS) {
-		ret = wait_fd(fd, POLLOUT, timeout_ms, abort);
-		if (!ret && getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl))
-			ret = -errno;
-		else if (!ret)
-			ret = -soerr;
-	}
-	if (!ret && fcntl(fd, F_SETFL, fl))
-		ret = -errno;
-	return ret;
-}
-
-static int try_connect(const struct vfmig_addr *a, int timeout_ms, const atomic_bool *abort)
-{
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res, *ai;
-	int fd, ret = -ECONNREFUSED;
-
-	if (a->family == AF_UNIX) {
-		struct sockaddr_un un;
-
-		ret = unix_sockaddr(a, &un);
-		if (ret)
-			return ret;
-		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (fd < 0)
-			return -errno;
-		ret = connect_bounded(fd, (struct sockaddr *)&un, sizeof(un), timeout_ms, abort);
-		if (ret) {
-			close(fd);
-			return ret;
-		}
-		return fd;
-	}
-	hints.ai_family = a->family;
-	ret = getaddrinfo(a->host[0] ? a->host : NULL, a->port, &hints, &res);
-	if (ret)
-		return ret == EAI_SYSTEM ? -errno : -EHOSTUNREACH;
-	ret = -ECONNREFUSED;
-	for (ai = res; ai; ai = ai->ai_next) {
-		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
-		if (fd < 0) {
-			ret = -errno;
-			continue;
-		}
-		ret = connect_bounded(fd, ai->ai_addr, ai->ai_addrlen, timeout_ms, abort);
-		if (!ret) {
-			freeaddrinfo(res);
-			return fd;
-		}
-		close(fd);
-		if (ret == -ECANCELED)
-			break;
-	}
-	freeaddrinfo(res);
-	return ret;
-}
-
-int vfmig_connect_abortable(const struct vfmig_addr *a, unsigned timeout_ms,
-			    const atomic_bool *abort, struct vfmig_error *err)
-{
-	uint64_t deadline = vfmig_now_ns() + (uint64_t)timeout_ms * 1000000ull;
-	char as[sizeof(a->host) + sizeof(a->port)];
-	int fd;
-
-	/* The destination may not listen yet: retry refused connections until the timeout. */
-	for (;;) {
-		uint64_t now = vfmig_now_ns();
-		struct timespec ts = { 0, 50 * 1000 * 1000 };
-
-		fd = try_connect(a, (int)((deadline > now ? deadline - now : 0) / 1000000), abort);
-		if (fd >= 0)
-			break;
-		if ((fd != -ECONNREFUSED && fd != -ENOENT) || vfmig_now_ns() >= deadline)
-			break;
-		if (abort && atomic_load(abort)) {
-			fd = -ECANCELED;
-			break;
-		}
-		nanosleep(&ts, NULL); /* retry pacing, not synchronisation */
-	}
-	if (fd == -ECANCELED) {
-		vfmig_error_set(err, VFMIG_ERR_CANCELLED, ECANCELED, -1, "connect",
-				"connect to %s: cancelled", addr_str(a, as, sizeof(as)));
-		return fd;
-	}
-	if (fd < 0) {
-		vfmig_error_set(err,
-				fd == -ECONNREFUSED || fd == -ENOENT || fd == -ETIMEDOUT ?
-					VFMIG_ERR_TIMEOUT :
-					VFMIG_ERR_TRANSPORT,
-				-fd, -1, "connect", "connect to %s: %s",
-				addr_str(a, as, sizeof(as)), strerror(-fd));
-		return fd;
-	}
-	if (vfmig_sock_setup(fd, timeout_ms)) {
-		int e = errno;
-
-		close(fd);
-		vfmig_error_set(err, VFMIG_ERR_TRANSPORT, e, -1, "connect", "socket options: %s",
-				strerror(e));
-		return -e;
-	}
-	return fd;
-}
-
-int vfmig_connect(const struct vfmig_addr *a, unsigned timeout_ms, struct vfmig_error *err)
-{
-	return vfmig_connect_abortable(a, timeout_ms, NULL, err);
-}
-
-int vfmig_listen(const struct vfmig_addr *a, struct vfmig_error *err)
-{
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE }, *res, *ai;
-	char as[sizeof(a->host) + sizeof(a->port)];
-	int fd = -1, ret, one = 1;
-
-	if (a->family == AF_UNIX) {
-		struct sockaddr_un un;
-		struct stat sb;
-
-		ret = unix_sockaddr(a, &un);
-		if (ret)
-			goto fail;
-		/* A stale socket from an earlier run; never remove anything else. */
-		if (!stat(a->path, &sb) && S_ISSOCK(sb.st_mode))
-			unlink(a->path);
-		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (fd < 0 || bind(fd, (struct sockaddr *)&un, sizeof(un)) || listen(fd, 64)) {
-			ret = -errno;
-			goto fail;
-		}
-		return fd;
-	}
-	hints.ai_family = a->family;
-	ret = getaddrinfo(a->host[0] && strcmp(a->host, "*") ? a->host : NULL, a->port, &hints,
-			  &res);
-	if (ret) {
-		ret = ret == EAI_SYSTEM ? -errno : -EADDRNOTAVAIL;
-		goto fail;
-	}
-	ret = -EADDRNOTAVAIL;
-	for (ai = res; ai; ai = ai->ai_next) {
-		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
-		if (fd < 0) {
-			ret = -errno;
-			continue;
-		}
-		if (!setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) &&
-		    !bind(fd, ai->ai_addr, ai->ai_addrlen) && !listen(fd, 64))
-			break;
-		ret = -errno;
-		close(fd);
-		fd = -1;
-	}
-	freeaddrinfo(res);
-	if (fd >= 0)
-		return fd;
-fail:
-	if (fd >= 0)
-		close(fd);
-	vfmig_error_set(err, VFMIG_ERR_TRANSPORT, -ret, -1, "listen", "listen on %s: %s",
-			addr_str(a, as, sizeof(as)), strerror(-ret));
-	return ret;
-}
-
-int vfmig_accept(int lfd, int timeout_ms, int wakefd)
-{
-	struct pollfd p[2] = {
-		{ .fd = lfd, .events = POLLIN },
-		{ .fd = wakefd, .events = POLLIN },
-	};
-	int fd, r;
-
-	for (;;) {
-		r = poll(p, wakefd >= 0 ? 2 : 1, timeout_ms);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			return -errno;
-		if (r == 0)
-			return -ETIMEDOUT;
-		if (wakefd >= 0 && p[1].revents)
-			return -ECANCELED;
-		fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-		if (fd < 0 && (errno == EINTR || errno == EAGAIN || errno == ECONNABORTED))
-			continue;
-		return fd < 0 ? -errno : fd;
-	}
 }

@@ -146,6 +146,8 @@ static inline bool vfmig_aborted(const struct vfmig_ctl *c)
 {
 	return atomic_load(&c->abort);
 }
+/* A frame could not be received / a send failed: recorded unless already aborted. */
+void vfmig_fail_send(struct vfmig_ctl *c, const char *where, const char *what, int ret);
 /* A copy of the recorded error. */
 struct vfmig_error vfmig_ctl_error(struct vfmig_ctl *c);
 /* Change the recorded class and append to the message (outcome notes). */
@@ -243,6 +245,9 @@ enum vfmig_ferr {
 const char *vfmig_ferr_name(enum vfmig_ferr e);
 /* The error class of a frame error. */
 enum vfmig_errclass vfmig_ferr_class(enum vfmig_ferr fe);
+/* A frame could not be received: recorded (core.c) unless already aborted. */
+void vfmig_fail_frame(struct vfmig_ctl *c, const char *where, enum vfmig_ferr fe, int err_no,
+		      const char *why);
 
 /* What a receiver accepts; ndevices == 0 means "before the handshake". */
 struct vfmig_limits {
@@ -330,7 +335,14 @@ enum vfmig_ferr vfmig_recv_frame(int fd, const struct vfmig_limits *lim, int tim
 				 struct vfmig_frame *f, int *err_no, char *why, size_t whylen);
 void vfmig_frame_free(struct vfmig_frame *f);
 
-/* Sockets.  @abort may be NULL; connect gives up within 100 ms of it. */
+/*
+ * Wait until fd is ready for @events: 0 ready, -ETIMEDOUT when nothing for
+ * timeout_ms (< 0: forever), -ECANCELED when *abort (may be NULL) is set,
+ * checked every 100 ms, -errno.
+ */
+int vfmig_wait_fd(int fd, short events, int timeout_ms, const atomic_bool *abort);
+
+/* Sockets (socket.c).  @abort may be NULL; connect gives up within 100 ms of it. */
 int vfmig_connect(const struct vfmig_addr *a, unsigned timeout_ms, struct vfmig_error *err);
 int vfmig_connect_abortable(const struct vfmig_addr *a, unsigned timeout_ms,
 			    const atomic_bool *abort, struct vfmig_error *err);
@@ -431,10 +443,10 @@ void vfmig_complete_decode(const uint8_t p[VFMIG_COMPLETE_LEN], struct vfmig_com
  * without a reason that proves the peer does not run the same state.
  */
 enum vfmig_go {
-	VFMIG_GO_NONE = 0,	    /* no proof: refused */
-	VFMIG_GO_NOT_COMMITTED,	    /* source: COMMIT was never (wholly) sent */
-	VFMIG_GO_PEER_RESET,	    /* source: the destination reported its devices reset */
-	VFMIG_GO_COMMIT_RECEIVED,   /* destination: the source passed ownership */
+	VFMIG_GO_NONE = 0,	  /* no proof: refused */
+	VFMIG_GO_NOT_COMMITTED,	  /* source: COMMIT was never (wholly) sent */
+	VFMIG_GO_PEER_RESET,	  /* source: the destination reported its devices reset */
+	VFMIG_GO_COMMIT_RECEIVED, /* destination: the source passed ownership */
 };
 const char *vfmig_go_name(enum vfmig_go why);
 
@@ -562,7 +574,7 @@ struct vfmig_multifd {
 	pthread_mutex_t lock; /* protects quit, next, the channels, the queue and the pool */
 	pthread_cond_t ready; /* a queued buffer went to a channel */
 	bool quit;
-	bool up; /* lock, conds and buffers exist */
+	bool up;       /* lock, conds and buffers exist */
 	unsigned next; /* round-robin cursor over idle channels */
 	unsigned nch, ndev;
 	struct vfmig_mf_channel *ch;
@@ -666,74 +678,10 @@ int vfmig_load_start(struct vfmig_loader *ld);
 void vfmig_load_join(struct vfmig_loader *ld);
 unsigned vfmig_loads_done(struct vfmig_loader *ld);
 
-/* ---- the session: a common core and a source or destination part ----------------------- */
+/* ---- test access (core.c): what unit tests may reach of a session ------------------ */
 
-struct vfmig_src; /* source.c */
-struct vfmig_dst; /* dest.c */
-
-struct vfmig_session {
-	bool source;
-	struct vfmig_options o;
-	struct vfmig_log log;
-	unsigned ndev;
-	struct vfmig_device **devs;
-	struct vfmig_ctl ctl;
-
-	pthread_mutex_t lock; /* the role's shared flags (src/dst), leaf except for wake */
-	pthread_cond_t cond;
-
-	/* agreed at the handshake */
-	uint32_t options; /* VFMIG_OPT_* */
-	unsigned nch;	  /* multifd channels, 0 when off */
-	uint32_t chunk;
-	uint64_t session_id;
-	struct vfmig_limits lim;
-
-	struct vfmig_conn main;
-	bool main_up;
-	struct vfmig_conn *chans; /* [nch] */
-	unsigned chans_up;
-	struct vfmig_keepalive ka;
-
-	struct vfmig_stats st;
-	uint64_t t_start;
-
-	struct vfmig_src *src;
-	struct vfmig_dst *dst;
-};
-
-/* core.c */
-void vfmig_session_wake(struct vfmig_session *s);
-/* Shut every socket down / close them all. */
-void vfmig_session_shutdown_all(struct vfmig_session *s);
-void vfmig_session_close_all(struct vfmig_session *s);
-/* SET device i's state (failure recorded, the device reset only in ERROR). */
-int vfmig_session_set_state(struct vfmig_session *s, unsigned i, enum vfmig_state st,
-			    enum vfmig_state recover);
-/* A frame could not be received / a send failed: recorded unless already aborted. */
-void vfmig_fail_frame(struct vfmig_ctl *c, const char *where, enum vfmig_ferr fe, int err_no,
-		      const char *why);
-void vfmig_fail_send(struct vfmig_ctl *c, const char *where, const char *what, int ret);
-/* The peer's ERROR frame: recorded as VFMIG_ERR_REMOTE. */
-void vfmig_fail_remote(struct vfmig_session *s, const struct vfmig_frame *f);
-/* Tell the peer why we stop (ERROR with @flags); best effort. */
-void vfmig_session_send_error(struct vfmig_session *s, uint32_t flags);
-/* Wait on s->cond until *flag, abort or the session timeout (recorded). */
-bool vfmig_session_wait_flag(struct vfmig_session *s, const bool *flag, const char *what);
-void vfmig_progress(struct vfmig_session *s, enum vfmig_phase ph);
-/* Connections: bound to the abort flag and timeout; the keepalive pings those the peer reads. */
-int vfmig_session_add_conn(struct vfmig_session *s, struct vfmig_conn *c, int fd, unsigned id);
-
-/* source.c / dest.c */
-int vfmig_src_new(struct vfmig_session *s);
-void vfmig_src_free(struct vfmig_session *s);
-void vfmig_src_wake(struct vfmig_session *s);
-int vfmig_dst_new(struct vfmig_session *s);
-void vfmig_dst_free(struct vfmig_session *s);
-void vfmig_dst_wake(struct vfmig_session *s);
-
-/* stats.c */
-void vfmig_stats_finish(struct vfmig_session *s, uint64_t data_bytes, uint64_t config_bytes,
-			uint64_t reorder_peak);
+struct vfmig_session;
+/* Connection @id of a session (0 the main channel, 1..n multifd), NULL if none. */
+struct vfmig_conn *vfmig_test_conn(struct vfmig_session *s, unsigned id);
 
 #endif /* VFMIG_INTERNAL_H */

@@ -126,10 +126,11 @@ enum vfmig_errclass vfmig_hello_check(const struct vfmig_hello *h, const struct 
 		return VFMIG_ERR_INCOMPATIBLE;
 	}
 	if (multifd && h->nchannels > o->max_channels) {
-		snprintf(why, whylen,
-			 "the source asks for %u multifd channels, this destination accepts at most "
-			 "%u (--max-channels)",
-			 h->nchannels, o->max_channels);
+		snprintf(
+			why, whylen,
+			"the source asks for %u multifd channels, this destination accepts at most "
+			"%u (--max-channels)",
+			h->nchannels, o->max_channels);
 		return VFMIG_ERR_INCOMPATIBLE;
 	}
 	if (multifd && o->channels && o->channels != h->nchannels) {

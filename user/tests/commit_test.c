@@ -128,8 +128,8 @@ static void mig_fini(struct mig *m)
 /* The invariants every scenario ends with. */
 static void check_owner(struct __test_metadata *_metadata, struct mig *m)
 {
-	bool unknown = m->p.src_rc == VFMIG_ERR_OUTCOME_UNKNOWN ||
-		       m->p.src_rc == VFMIG_ERR_INCOMPLETE;
+	bool unknown =
+		m->p.src_rc == VFMIG_ERR_OUTCOME_UNKNOWN || m->p.src_rc == VFMIG_ERR_INCOMPLETE;
 	char why[512] = "";
 
 	EXPECT_EQ(0, rec_check_never_both(m->log, m->p.n, why, sizeof(why)))
@@ -155,7 +155,8 @@ static void check_owner(struct __test_metadata *_metadata, struct mig *m)
 			EXPECT_TRUE(src_holds != dst_holds)
 			TH_LOG("pair %u: src %s rc %d (%s), dst %s rc %d (%s)", i,
 			       vfmig_state_name(ss), m->p.src_rc, vfmig_session_error(m->p.ss)->msg,
-			       vfmig_state_name(ds), m->p.dst_rc, vfmig_session_error(m->p.ds)->msg);
+			       vfmig_state_name(ds), m->p.dst_rc,
+			       vfmig_session_error(m->p.ds)->msg);
 		}
 	}
 }
@@ -331,8 +332,10 @@ static void run_dst_fail_after_commit(struct __test_metadata *_metadata, struct 
 	ASSERT_EQ(0, mig_run(m));
 	ASSERT_EQ(0, mig_go(m));
 	check_owner(_metadata, m);
-	EXPECT_EQ(VFMIG_ERR_INCOMPLETE, m->p.dst_rc) TH_LOG("%s", vfmig_session_error(m->p.ds)->msg);
-	EXPECT_EQ(VFMIG_ERR_INCOMPLETE, m->p.src_rc) TH_LOG("%s", vfmig_session_error(m->p.ss)->msg);
+	EXPECT_EQ(VFMIG_ERR_INCOMPLETE, m->p.dst_rc)
+	TH_LOG("%s", vfmig_session_error(m->p.ds)->msg);
+	EXPECT_EQ(VFMIG_ERR_INCOMPLETE, m->p.src_rc)
+	TH_LOG("%s", vfmig_session_error(m->p.ss)->msg);
 	for (unsigned i = 0; i < 2; i++) {
 		EXPECT_EQ(VFMIG_STATE_STOP, vfmig_fake_state(SRC(m, i)));
 		EXPECT_EQ(0, vfmig_fake_resets(DST(m, i))); /* never after COMMIT */
@@ -453,8 +456,7 @@ struct silence {
 	bool dst_runs;	   /* the destination got COMMIT */
 };
 
-static void run_silence(struct __test_metadata *_metadata, const struct silence *sc,
-			uint64_t flags)
+static void run_silence(struct __test_metadata *_metadata, const struct silence *sc, uint64_t flags)
 {
 	struct mig m;
 
@@ -475,13 +477,14 @@ static void run_silence(struct __test_metadata *_metadata, const struct silence 
 	mig_fini(&m);
 }
 
-#define SILENCE_TEST(name, flags, d, t, n, h, ...)                                         \
-	TEST(silent_network_##name)                                                        \
-	{                                                                                  \
-		static const struct silence sc = { .dir = d, .type = t, .nth = n, .how = h, \
-						   __VA_ARGS__ };                  \
-                                                                 \
-		run_silence(_metadata, &sc, flags);              \
+#define SILENCE_TEST(name, flags, d, t, n, h, ...)                           \
+	TEST(silent_network_##name)                                          \
+	{                                                                    \
+		static const struct silence sc = {                           \
+			.dir = d, .type = t, .nth = n, .how = h, __VA_ARGS__ \
+		};                                                           \
+                                                                             \
+		run_silence(_metadata, &sc, flags);                          \
 	}
 
 SILENCE_TEST(before_hello_ack, ALL_FLAGS, PROXY_TO_CLIENT, VFMIG_F_HELLO_ACK, 1, PROXY_BEFORE, )

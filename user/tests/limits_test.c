@@ -96,7 +96,9 @@ static int rogue_start(struct rogue *r, unsigned nch, uint32_t chunk)
 	}
 	vfmig_frame_free(&f);
 	for (unsigned i = 0; i < nch; i++) {
-		struct vfmig_channel_hello chh = { .session_id = 9, .channel = i, .nchannels = nch };
+		struct vfmig_channel_hello chh = { .session_id = 9,
+						   .channel = i,
+						   .nchannels = nch };
 
 		r->ch_fd[i] = vfmig_connect(&r->p.addr, 2000, NULL);
 		vfmig_channel_hello_encode(ch, &chh);
@@ -253,7 +255,7 @@ TEST(gap_on_the_main_channel_is_a_protocol_error)
 
 struct canceller {
 	struct vfmig_session *s;
-	int lfd;		  /* wait for a connection on it first (-1: a fixed delay) */
+	int lfd; /* wait for a connection on it first (-1: a fixed delay) */
 	uint64_t cancelled_ns;
 	pthread_t t;
 };
@@ -289,8 +291,8 @@ static void expect_prompt_cancel(struct __test_metadata *_metadata, struct cance
 
 	pthread_join(c->t, NULL);
 	EXPECT_EQ(VFMIG_ERR_CANCELLED, rc);
-	EXPECT_GT(1000000000ull, took) TH_LOG("the cancel took %llu ms",
-					      (unsigned long long)(took / 1000000));
+	EXPECT_GT(1000000000ull, took)
+	TH_LOG("the cancel took %llu ms", (unsigned long long)(took / 1000000));
 }
 
 TEST(cancel_while_connecting_takes_effect_within_a_second)

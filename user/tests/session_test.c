@@ -200,7 +200,7 @@ struct stall {
 static void *stall_thread(void *arg)
 {
 	struct stall *st = arg;
-	pthread_mutex_t *send_lock = &st->p->ss->chans[0].send_lock;
+	pthread_mutex_t *send_lock = &vfmig_test_conn(st->p->ss, 1)->send_lock;
 	struct timespec ts;
 
 	pthread_mutex_lock(send_lock);
@@ -307,7 +307,7 @@ static void kill_channel_hook(void *opaque, unsigned n)
 	struct pair *p = opaque;
 
 	if (n == 3) /* mid STOP_COPY: two chunks are out */
-		shutdown(p->ss->chans[0].fd, SHUT_RDWR);
+		shutdown(vfmig_test_conn(p->ss, 1)->fd, SHUT_RDWR);
 }
 
 TEST(session_channel_killed_mid_stop_copy_rolls_source_back)

@@ -92,7 +92,8 @@ static int open_device(int container, const char *uuid, int *groupfd, int *iommu
 static int set_state(int devfd, enum vfio_device_mig_state st, const char *what)
 {
 	uint64_t buf[(sizeof(struct vfio_device_feature) +
-		      sizeof(struct vfio_device_feature_mig_state) + 7) / 8] = { 0 };
+		      sizeof(struct vfio_device_feature_mig_state) + 7) /
+		     8] = { 0 };
 	struct vfio_device_feature *f = (void *)buf;
 	struct vfio_device_feature_mig_state *ms = (void *)f->data;
 
@@ -115,10 +116,20 @@ static size_t parse_size(const char *s)
 	if (errno || end == s)
 		return 0;
 	switch (*end) {
-	case 'K': case 'k': v <<= 10; end++; break;
-	case 'M': case 'm': v <<= 20; end++; break;
-	case '\0': break;
-	default: return 0;
+	case 'K':
+	case 'k':
+		v <<= 10;
+		end++;
+		break;
+	case 'M':
+	case 'm':
+		v <<= 20;
+		end++;
+		break;
+	case '\0':
+		break;
+	default:
+		return 0;
 	}
 	return *end || v < 4096 || v > (16u << 20) ? 0 : (size_t)v;
 }

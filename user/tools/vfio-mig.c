@@ -207,7 +207,8 @@ static int parse_args(int argc, char **argv, struct args *a)
 	int c;
 
 	vfmig_options_init(&a->o);
-	while ((c = getopt_long(argc, argv, "T:l:m:c:a:d:i:Q:k:C:K:P:L::t:jqvhV", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "T:l:m:c:a:d:i:Q:k:C:K:P:L::t:jqvhV", lo, NULL)) !=
+	       -1) {
 		switch (c) {
 		case 'T':
 			a->to = optarg;
