@@ -65,10 +65,8 @@ struct rogue {
 /* A source by hand: HELLO with @nch channels of @chunk bytes, up to READY. */
 static int rogue_start(struct rogue *r, unsigned nch, uint32_t chunk)
 {
-	uint8_t buf[VFMIG_HELLO_MAX], ch[VFMIG_CHANNEL_HELLO_LEN];
-	struct vfmig_hello h = { 0 };
 	struct vfmig_frame f;
-	size_t n;
+	int ret;
 
 	r->nch = nch;
 	r->chunk = chunk;
@@ -77,33 +75,12 @@ static int rogue_start(struct rogue *r, unsigned nch, uint32_t chunk)
 	r->main_fd = vfmig_connect(&r->p.addr, 2000, NULL);
 	if (r->main_fd < 0)
 		return -1;
-	h.proto_version = h.min_proto_version = VFMIG_PROTO_VERSION;
-	h.session_id = 9;
-	h.options = nch ? VFMIG_OPT_MULTIFD : 0;
-	h.nchannels = nch;
-	h.chunk_size = chunk;
-	h.ndevices = 1;
-	h.dev[0].mig_flags = ALL_FLAGS;
-	h.dev[0].config_size = vfmig_device_config_size(r->p.dst[0]);
-	snprintf(h.dev[0].compat, VFMIG_COMPAT_LEN, "%s", vfmig_device_compat(r->p.dst[0]));
-	n = vfmig_hello_encode(buf, sizeof(buf), &h);
-	if (raw_send(r->main_fd, VFMIG_F_HELLO, 0, 0, 0, buf, (uint32_t)n))
-		return -1;
-	if (raw_recv(r->main_fd, 1, chunk, &f) || f.h.type != VFMIG_F_HELLO_ACK ||
-	    get_le32(f.payload) != 0) {
-		vfmig_frame_free(&f);
-		return -2; /* refused */
-	}
-	vfmig_frame_free(&f);
+	ret = raw_hello(r->main_fd, r->p.dst[0], 9, nch, chunk);
+	if (ret)
+		return ret;
 	for (unsigned i = 0; i < nch; i++) {
-		struct vfmig_channel_hello chh = { .session_id = 9,
-						   .channel = i,
-						   .nchannels = nch };
-
-		r->ch_fd[i] = vfmig_connect(&r->p.addr, 2000, NULL);
-		vfmig_channel_hello_encode(ch, &chh);
-		if (r->ch_fd[i] < 0 ||
-		    raw_send(r->ch_fd[i], VFMIG_F_CHANNEL_HELLO, 0, 0, 0, ch, sizeof(ch)))
+		r->ch_fd[i] = raw_channel(&r->p.addr, 9, i, nch);
+		if (r->ch_fd[i] < 0)
 			return -1;
 	}
 	if (raw_recv(r->main_fd, 1, chunk, &f) || f.h.type != VFMIG_F_READY)

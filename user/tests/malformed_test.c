@@ -186,41 +186,18 @@ struct rogue {
 /* Handshake by hand with one multifd channel, up to READY. */
 static int rogue_start(struct rogue *r)
 {
-	struct vfmig_hello h = { 0 };
-	uint8_t buf[VFMIG_HELLO_MAX], ch[VFMIG_CHANNEL_HELLO_LEN] = { 0 };
 	struct vfmig_frame f;
-	struct vfmig_error e;
-	size_t n;
 
 	if (pair_init(&r->p, 1) || pair_listen(&r->p))
 		return -1;
 	r->p.ds = vfmig_session_new(false, r->p.dst, 1, &r->p.dopt);
 	if (!r->p.ds || pthread_create(&r->t, NULL, pair_recv_thread, &r->p))
 		return -1;
-	r->main_fd = vfmig_connect(&r->p.addr, 1000, &e);
-	if (r->main_fd < 0)
+	r->main_fd = vfmig_connect(&r->p.addr, 1000, NULL);
+	if (r->main_fd < 0 || raw_hello(r->main_fd, r->p.dst[0], 7, 1, 4096))
 		return -1;
-	h.proto_version = h.min_proto_version = VFMIG_PROTO_VERSION;
-	h.session_id = 7;
-	h.options = VFMIG_OPT_MULTIFD;
-	h.nchannels = 1;
-	h.chunk_size = 4096;
-	h.ndevices = 1;
-	h.dev[0].mig_flags = ALL_FLAGS;
-	h.dev[0].config_size = vfmig_device_config_size(r->p.dst[0]);
-	snprintf(h.dev[0].compat, VFMIG_COMPAT_LEN, "%s", vfmig_device_compat(r->p.dst[0]));
-	n = vfmig_hello_encode(buf, sizeof(buf), &h);
-	if (raw_send(r->main_fd, VFMIG_F_HELLO, 0, 0, 0, buf, (uint32_t)n))
-		return -1;
-	if (raw_recv(r->main_fd, 1, 4096, &f) || f.h.type != VFMIG_F_HELLO_ACK ||
-	    get_le32(f.payload) != 0)
-		return -1;
-	vfmig_frame_free(&f);
-	r->ch_fd = vfmig_connect(&r->p.addr, 1000, &e);
-	put_le64(ch, 7);
-	put_le32(ch + 8, 0);
-	put_le32(ch + 12, 1);
-	if (r->ch_fd < 0 || raw_send(r->ch_fd, VFMIG_F_CHANNEL_HELLO, 0, 0, 0, ch, sizeof(ch)))
+	r->ch_fd = raw_channel(&r->p.addr, 7, 0, 1);
+	if (r->ch_fd < 0)
 		return -1;
 	if (raw_recv(r->main_fd, 1, 4096, &f) || f.h.type != VFMIG_F_READY)
 		return -1;

@@ -189,4 +189,52 @@ static inline enum vfmig_ferr raw_recv(int fd, unsigned ndev, uint32_t chunk, st
 	}
 }
 
+/*
+ * Play a source by hand on @fd: HELLO for one device like @dst, @nch multifd
+ * channels of @chunk bytes, session @sid.  0 when the destination accepted,
+ * -2 when it refused, -1 on an I/O error.
+ */
+static inline int raw_hello(int fd, struct vfmig_device *dst, uint64_t sid, unsigned nch,
+			    uint32_t chunk)
+{
+	uint8_t buf[VFMIG_HELLO_MAX];
+	struct vfmig_hello h = { 0 };
+	struct vfmig_frame f;
+	size_t n;
+	int ret;
+
+	h.proto_version = h.min_proto_version = VFMIG_PROTO_VERSION;
+	h.session_id = sid;
+	h.options = nch ? VFMIG_OPT_MULTIFD : 0;
+	h.nchannels = nch;
+	h.chunk_size = chunk;
+	h.ndevices = 1;
+	h.dev[0].mig_flags = ALL_FLAGS;
+	h.dev[0].config_size = vfmig_device_config_size(dst);
+	snprintf(h.dev[0].compat, VFMIG_COMPAT_LEN, "%s", vfmig_device_compat(dst));
+	n = vfmig_hello_encode(buf, sizeof(buf), &h);
+	if (raw_send(fd, VFMIG_F_HELLO, 0, 0, 0, buf, (uint32_t)n))
+		return -1;
+	if (raw_recv(fd, 1, chunk, &f) || f.h.type != VFMIG_F_HELLO_ACK)
+		return -1;
+	ret = get_le32(f.payload) ? -2 : 0;
+	vfmig_frame_free(&f);
+	return ret;
+}
+
+/* Connect multifd channel @ch of @nch to @a and say CHANNEL_HELLO; the fd or -1. */
+static inline int raw_channel(const struct vfmig_addr *a, uint64_t sid, unsigned ch, unsigned nch)
+{
+	struct vfmig_channel_hello chh = { .session_id = sid, .channel = ch, .nchannels = nch };
+	uint8_t p[VFMIG_CHANNEL_HELLO_LEN];
+	int fd = vfmig_connect(a, 2000, NULL);
+
+	vfmig_channel_hello_encode(p, &chh);
+	if (fd >= 0 && raw_send(fd, VFMIG_F_CHANNEL_HELLO, 0, 0, 0, p, sizeof(p))) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
 #endif

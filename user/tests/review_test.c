@@ -1,0 +1,682 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * review_test - reproducers for defects found in review.  Every test here
+ * states the promise it checks (Documentation/engine-design.rst, vfmig.h)
+ * and fails on the current code.
+ */
+#include <sys/resource.h>
+
+#include "kselftest_harness.h"
+#include "proxy.h"
+#include "recorder.h"
+#include "test_util.h"
+
+#define MiB (1ull << 20)
+#define NOPRE (VFMIG_MIG_STOP_COPY | VFMIG_MIG_P2P)
+
+/* ---- helpers ------------------------------------------------------------------------ */
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) && errno == EINTR)
+		;
+}
+
+/* Field @key of /proc/self/status in bytes. */
+static uint64_t status_bytes(const char *key)
+{
+	char line[256];
+	uint64_t v = 0;
+	FILE *f = fopen("/proc/self/status", "r");
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f)) {
+		if (!strncmp(line, key, strlen(key))) {
+			v = strtoull(line + strlen(key), NULL, 10) * 1024;
+			break;
+		}
+	}
+	fclose(f);
+	return v;
+}
+
+static int reset_peak_rss(void)
+{
+	FILE *f = fopen("/proc/self/clear_refs", "w");
+	int ret;
+
+	if (!f)
+		return -1;
+	ret = fputs("5", f) < 0 ? -1 : 0;
+	return fclose(f) || ret ? -1 : 0;
+}
+
+/*
+ * A device wrapper with two faults: SETs to @err_target leave the device in
+ * ERROR (as a driver does when an arc fails badly; only a reset leaves it),
+ * and every write() of the data session sleeps @write_delay_ms first (a slow
+ * driver, still making progress).
+ */
+struct wrap {
+	struct vfmig_device *inner;
+	enum vfmig_state err_target; /* VFMIG_STATE_ERROR: none */
+	bool in_error;
+	unsigned write_delay_ms;
+	pthread_mutex_t lock;
+};
+
+static int w_get_state(void *priv, enum vfmig_state *st)
+{
+	struct wrap *w = priv;
+	bool err;
+
+	pthread_mutex_lock(&w->lock);
+	err = w->in_error;
+	pthread_mutex_unlock(&w->lock);
+	if (err) {
+		*st = VFMIG_STATE_ERROR;
+		return 0;
+	}
+	return w->inner->ops->get_state(w->inner->priv, st);
+}
+
+static int w_set_state(void *priv, enum vfmig_state st)
+{
+	struct wrap *w = priv;
+
+	pthread_mutex_lock(&w->lock);
+	if (w->in_error || (w->err_target != VFMIG_STATE_ERROR && st == w->err_target)) {
+		w->in_error = true;
+		pthread_mutex_unlock(&w->lock);
+		return -EIO;
+	}
+	pthread_mutex_unlock(&w->lock);
+	return w->inner->ops->set_state(w->inner->priv, st);
+}
+
+static ssize_t w_read(void *priv, void *buf, size_t len)
+{
+	struct wrap *w = priv;
+
+	return w->inner->ops->read(w->inner->priv, buf, len);
+}
+
+static ssize_t w_write(void *priv, const void *buf, size_t len)
+{
+	struct wrap *w = priv;
+
+	if (w->write_delay_ms)
+		sleep_ms(w->write_delay_ms);
+	return w->inner->ops->write(w->inner->priv, buf, len);
+}
+
+static int w_precopy_info(void *priv, uint64_t *i, uint64_t *d)
+{
+	struct wrap *w = priv;
+
+	return w->inner->ops->precopy_info(w->inner->priv, i, d);
+}
+
+static int w_data_size(void *priv, uint64_t *b)
+{
+	struct wrap *w = priv;
+
+	return w->inner->ops->data_size(w->inner->priv, b);
+}
+
+static ssize_t w_config_read(void *priv, void *buf, size_t len)
+{
+	struct wrap *w = priv;
+
+	return w->inner->ops->config_read(w->inner->priv, buf, len);
+}
+
+static int w_config_write(void *priv, const void *buf, size_t len)
+{
+	struct wrap *w = priv;
+
+	return w->inner->ops->config_write(w->inner->priv, buf, len);
+}
+
+static int w_reset(void *priv)
+{
+	struct wrap *w = priv;
+
+	pthread_mutex_lock(&w->lock);
+	w->in_error = false;
+	pthread_mutex_unlock(&w->lock);
+	return w->inner->ops->reset(w->inner->priv);
+}
+
+static void w_close(void *priv)
+{
+	struct wrap *w = priv;
+
+	vfmig_device_close(w->inner);
+	pthread_mutex_destroy(&w->lock);
+	free(w);
+}
+
+static const struct vfmig_device_ops wrap_ops = {
+	.get_state = w_get_state,
+	.set_state = w_set_state,
+	.read = w_read,
+	.write = w_write,
+	.precopy_info = w_precopy_info,
+	.data_size = w_data_size,
+	.config_read = w_config_read,
+	.config_write = w_config_write,
+	.reset = w_reset,
+	.close = w_close,
+};
+
+static struct vfmig_device *wrap_new(struct vfmig_device *inner, enum vfmig_state err_target,
+				     unsigned write_delay_ms)
+{
+	struct wrap *w = calloc(1, sizeof(*w));
+	struct vfmig_device *d;
+
+	if (!w || !inner)
+		return NULL;
+	w->inner = inner;
+	w->err_target = err_target;
+	w->write_delay_ms = write_delay_ms;
+	pthread_mutex_init(&w->lock, NULL);
+	d = vfmig_device_new(vfmig_device_name(inner), vfmig_device_compat(inner),
+			     vfmig_device_flags(inner), vfmig_device_config_size(inner), &wrap_ops,
+			     w);
+	return d;
+}
+
+static struct vfmig_device *wrap_inner(struct vfmig_device *d)
+{
+	return ((struct wrap *)vfmig_device_priv(d))->inner;
+}
+
+/* ---- a rogue destination: HELLO_ACK, then a script of frames ------------------------- */
+
+struct rogue_dst {
+	int lfd, fd;
+	unsigned nframes;
+	struct {
+		uint16_t type;
+		uint32_t device;
+		uint32_t len;
+	} script[4];
+	unsigned hold_ms; /* keep the connection open this long after the script */
+	pthread_t t;
+};
+
+static void *rogue_dst_thread(void *arg)
+{
+	struct rogue_dst *r = arg;
+	uint8_t p[VFMIG_HELLO_ACK_FIXED + VFMIG_MSG_MAX], zero[64] = { 0 };
+	struct vfmig_hello h;
+	struct vfmig_frame f;
+	char why[256];
+	uint32_t n;
+
+	r->fd = vfmig_accept(r->lfd, 5000, -1);
+	if (r->fd < 0)
+		return NULL;
+	if (raw_recv(r->fd, 1, 4096, &f))
+		return NULL;
+	if (f.h.type != VFMIG_F_HELLO ||
+	    vfmig_hello_decode(f.payload, f.h.length, &h, why, sizeof(why))) {
+		vfmig_frame_free(&f);
+		return NULL;
+	}
+	vfmig_frame_free(&f);
+	n = vfmig_report_encode(p, VFMIG_OK, h.options, 0, "ok");
+	raw_send(r->fd, VFMIG_F_HELLO_ACK, 0, 0, 0, p, n);
+	for (unsigned i = 0; i < r->nframes; i++)
+		raw_send(r->fd, r->script[i].type, 0, r->script[i].device, 0, zero,
+			 r->script[i].len);
+	sleep_ms(r->hold_ms);
+	return NULL;
+}
+
+/*
+ * Run a source session (one 1 MiB fake device, multifd off, timeout 1 s)
+ * against a rogue destination playing @r's script.
+ */
+static enum vfmig_errclass run_against_rogue_dst(struct pair *p, struct rogue_dst *r)
+{
+	enum vfmig_errclass rc;
+
+	p->so.multifd = VFMIG_OFF;
+	p->so.timeout_ms = 1000;
+	if (pair_listen(p))
+		return VFMIG_ERR_NR;
+	p->ss = vfmig_session_new(true, p->src, 1, &p->so);
+	if (!p->ss)
+		return VFMIG_ERR_NR;
+	r->lfd = p->lfd;
+	r->fd = -1;
+	if (pthread_create(&r->t, NULL, rogue_dst_thread, r))
+		return VFMIG_ERR_NR;
+	rc = vfmig_session_send(p->ss, &p->addr);
+	pthread_join(r->t, NULL);
+	if (r->fd >= 0)
+		close(r->fd);
+	return rc;
+}
+
+/*
+ * Defect: the return path starts before src->pc is set up (source.c,
+ * vfmig_session_send: vfmig_thread_start(return_path) ... src->pc = ...), so
+ * a SWITCHOVER_ACK that arrives before READY is handed to
+ * vfmig_precopy_ack() with pc->lock == NULL: the source crashes instead of
+ * failing with a protocol error.
+ */
+TEST(switchover_ack_before_ready_is_a_protocol_error_not_a_crash)
+{
+	struct rogue_dst r = {
+		.nframes = 2,
+		.script = { { VFMIG_F_SWITCHOVER_ACK, 0, 0 }, { VFMIG_F_READY, 0, 0 } },
+		.hold_ms = 100,
+	};
+	enum vfmig_errclass rc;
+	struct pair p;
+
+	ASSERT_EQ(0, pair_init(&p, 1));
+	rc = run_against_rogue_dst(&p, &r);
+	EXPECT_EQ(VFMIG_ERR_PROTOCOL, rc) TH_LOG("%s", vfmig_session_error(p.ss)->msg);
+	EXPECT_EQ(VFMIG_STATE_RUNNING, vfmig_fake_state(p.src[0]));
+	pair_fini(&p);
+}
+
+/*
+ * Defect: the source takes COMPLETE as success whether or not it sent
+ * COMMIT (source.c, fail path: "if (src->complete) ... return VFMIG_OK").  A
+ * COMPLETE that comes before COMMIT (here: before READY) makes the source
+ * stop its devices and return 0 although it never gave the state away: it
+ * still owns the state and nobody runs it.
+ */
+TEST(complete_before_commit_does_not_stop_the_source)
+{
+	struct rogue_dst r = {
+		.nframes = 1,
+		.script = { { VFMIG_F_COMPLETE, 0, VFMIG_COMPLETE_LEN } },
+		.hold_ms = 1500,
+	};
+	enum vfmig_errclass rc;
+	struct pair p;
+
+	ASSERT_EQ(0, pair_init(&p, 1));
+	rc = run_against_rogue_dst(&p, &r);
+	EXPECT_NE(VFMIG_OK, rc);
+	EXPECT_EQ(VFMIG_STATE_RUNNING, vfmig_fake_state(p.src[0]))
+	TH_LOG("rc %d (%s): COMMIT never left, yet the source device is %s", rc,
+	       vfmig_session_error(p.ss)->msg, vfmig_state_name(vfmig_fake_state(p.src[0])));
+	pair_fini(&p);
+}
+
+/* ---- exit code when the source loses a device's state --------------------------------- */
+
+/*
+ * Defect: a source device that goes to ERROR on SET STOP_COPY is reset by
+ * save_thread() (multifd.c: vfmig_device_set_state(.., recover ERROR) resets a
+ * device in ERROR): its state is gone.  The rollback then finds it RUNNING
+ * and counts no failure, so the exit code is 3 (device), which the CLI
+ * documents as "the source devices run again", instead of 11 (rollback
+ * failed: "a device could not be put back (it was reset: its state is lost)").
+ */
+TEST(source_device_reset_in_stop_copy_is_rollback_failed)
+{
+	struct pair p;
+	uint64_t digest;
+
+	ASSERT_EQ(0, pair_init(&p, 1));
+	p.src[0] = wrap_new(p.src[0], VFMIG_STATE_STOP_COPY, 0);
+	ASSERT_NE(NULL, p.src[0]);
+	digest = vfmig_fake_digest(wrap_inner(p.src[0]));
+	ASSERT_EQ(0, pair_run(&p));
+	/* The state is lost: the device was reset. */
+	EXPECT_NE(digest, vfmig_fake_digest(wrap_inner(p.src[0])));
+	EXPECT_EQ(1, vfmig_fake_resets(wrap_inner(p.src[0])));
+	EXPECT_EQ(VFMIG_ERR_ROLLBACK, p.src_rc)
+	TH_LOG("rc %d: %s", p.src_rc, vfmig_session_error(p.ss)->msg);
+	pair_fini(&p);
+}
+
+/* ---- liveness: a destination busy loading is not a dead one ---------------------------- */
+
+/*
+ * Defect: the source waits for LOADED (and COMPLETE) with a fixed deadline of
+ * --timeout from the moment it finished sending (core.c,
+ * vfmig_session_wait_flag), although the destination is alive, PINGs the main
+ * channel every quarter timeout, and is only slow at writing the buffered
+ * chunks into its device.  engine-design.rst: "a receiver's --timeout fires
+ * only when the peer or the path is dead, not when it is merely busy (... a
+ * destination loading)".
+ */
+TEST(loaded_wait_does_not_time_out_while_the_destination_loads)
+{
+	struct pair p;
+
+	ASSERT_EQ(0, pair_init(&p, 1));
+	vfmig_device_close(p.src[0]);
+	vfmig_device_close(p.dst[0]);
+	p.src[0] = fake("src", 1 << 20, NOPRE, 100);
+	/* ~17 chunks of 64 KiB at 150 ms each: ~2.5 s of loading, progress all along. */
+	p.dst[0] = wrap_new(fake("dst", 1 << 20, NOPRE, 200), VFMIG_STATE_ERROR, 150);
+	ASSERT_NE(NULL, p.dst[0]);
+	p.so.timeout_ms = p.dopt.timeout_ms = 1000;
+	ASSERT_EQ(0, pair_run(&p));
+	EXPECT_EQ(VFMIG_OK, p.src_rc) TH_LOG("source: %s", vfmig_session_error(p.ss)->msg);
+	EXPECT_EQ(VFMIG_OK, p.dst_rc) TH_LOG("destination: %s", vfmig_session_error(p.ds)->msg);
+	pair_fini(&p);
+}
+
+/* ---- cancel within a second ------------------------------------------------------------ */
+
+struct stall {
+	struct pair p;
+	struct proxy *px;
+	struct vfmig_addr px_addr;
+	char px_path[96];
+	uint64_t cancelled_ns;
+	pthread_t dt, ct;
+};
+
+static void *stall_recv_thread(void *arg)
+{
+	struct stall *st = arg;
+
+	st->p.dst_rc = vfmig_session_recv(st->p.ds, st->p.lfd);
+	return NULL;
+}
+
+/* Cancel the source 500 ms after the network went silent (its send is blocked then). */
+static void *stall_cancel_thread(void *arg)
+{
+	struct stall *st = arg;
+	uint64_t deadline = vfmig_now_ns() + 10000000000ull;
+
+	while (!proxy_is_silent(st->px) && vfmig_now_ns() < deadline)
+		sleep_ms(10);
+	sleep_ms(500);
+	if (getenv("VFMIG_TEST_DEBUG"))
+		fprintf(stderr, "# cancel: precopy %llu bytes, %u iterations\n",
+			(unsigned long long)vfmig_session_stats(st->p.ss)->precopy_bytes,
+			vfmig_session_stats(st->p.ss)->precopy_iterations);
+	st->cancelled_ns = vfmig_now_ns();
+	vfmig_session_cancel(st->p.ss);
+	return NULL;
+}
+
+/*
+ * Defect: after a cancel the source says its last word (ERROR) with
+ * vfmig_send_frame_final(), which ignores the abort flag and waits up to one
+ * second for the socket (plus up to one second for the send lock).  With a
+ * stalled network the socket is full, so vfmig_session_send() returns more
+ * than a second after vfmig_session_cancel() (SIGINT): the 1 s promise does
+ * not hold in precopy or stop-copy.
+ */
+TEST(source_cancel_with_a_stalled_network_returns_within_a_second)
+{
+	struct stall st = { 0 };
+	uint64_t took;
+
+	ASSERT_EQ(0, pair_init(&st.p, 1));
+	vfmig_device_close(st.p.src[0]);
+	vfmig_device_close(st.p.dst[0]);
+	st.p.src[0] = fake("src", 16 << 20, ALL_FLAGS, 100);
+	st.p.dst[0] = fake("dst", 16 << 20, ALL_FLAGS, 200);
+	st.p.so.timeout_ms = 20000;
+	st.p.so.verbose = st.p.dopt.verbose = getenv("VFMIG_TEST_DEBUG") ? 2 : 0;
+	st.p.dopt.timeout_ms = 1500;
+	ASSERT_EQ(0, pair_listen(&st.p));
+	snprintf(st.px_path, sizeof(st.px_path), "%s/px", st.p.dir);
+	st.px = proxy_new(&st.p.addr, st.px_path);
+	ASSERT_NE(NULL, st.px);
+	ASSERT_EQ(0, vfmig_addr_parse(st.px_path, &st.px_addr, NULL));
+	proxy_silence_at(st.px, PROXY_TO_SERVER, VFMIG_F_PRECOPY_DATA, 3, PROXY_BEFORE);
+	st.p.ds = vfmig_session_new(false, st.p.dst, 1, &st.p.dopt);
+	st.p.ss = vfmig_session_new(true, st.p.src, 1, &st.p.so);
+	ASSERT_NE(NULL, st.p.ds);
+	ASSERT_NE(NULL, st.p.ss);
+	ASSERT_EQ(0, pthread_create(&st.dt, NULL, stall_recv_thread, &st));
+	ASSERT_EQ(0, pthread_create(&st.ct, NULL, stall_cancel_thread, &st));
+	st.p.src_rc = vfmig_session_send(st.p.ss, &st.px_addr);
+	took = vfmig_now_ns() - st.cancelled_ns;
+	pthread_join(st.ct, NULL);
+	pthread_join(st.dt, NULL);
+	EXPECT_EQ(VFMIG_ERR_CANCELLED, st.p.src_rc) TH_LOG("%s", vfmig_session_error(st.p.ss)->msg);
+	EXPECT_EQ(VFMIG_STATE_RUNNING, vfmig_fake_state(st.p.src[0]));
+	TH_LOG("took %llu ms", (unsigned long long)(took / 1000000));
+	EXPECT_GT(1000000000ull, took)
+	TH_LOG("vfmig_session_send() returned %llu ms after the cancel",
+	       (unsigned long long)(took / 1000000));
+	proxy_free(st.px);
+	unlink(st.px_path);
+	pair_fini(&st.p);
+}
+
+/* ---- rogue sources against the destination's bounds ------------------------------------ */
+
+struct rogue_src {
+	struct pair p;
+	pthread_t dt;
+	bool dt_started;
+	int main_fd;
+	int ch_fd[VFMIG_MAX_CHANNELS];
+	unsigned nch;
+};
+
+/* A source by hand: HELLO (@ndev devices, @nch channels of @chunk, @opts), up to READY. */
+static int rogue_src_start(struct rogue_src *r, unsigned ndev, unsigned nch, uint32_t chunk,
+			   uint32_t opts)
+{
+	uint8_t buf[VFMIG_HELLO_MAX], ch[VFMIG_CHANNEL_HELLO_LEN];
+	struct vfmig_hello h = { 0 };
+	struct vfmig_frame f;
+	size_t n;
+
+	r->nch = 0;
+	if (pthread_create(&r->dt, NULL, pair_recv_thread, &r->p))
+		return -1;
+	r->dt_started = true;
+	r->main_fd = vfmig_connect(&r->p.addr, 2000, NULL);
+	if (r->main_fd < 0)
+		return -1;
+	h.proto_version = h.min_proto_version = VFMIG_PROTO_VERSION;
+	h.session_id = 9;
+	h.options = (nch ? VFMIG_OPT_MULTIFD : 0) | opts;
+	h.nchannels = nch;
+	h.chunk_size = chunk;
+	h.ndevices = ndev;
+	for (unsigned i = 0; i < ndev; i++) {
+		h.dev[i].mig_flags = ALL_FLAGS;
+		h.dev[i].config_size = vfmig_device_config_size(r->p.dst[i]);
+		snprintf(h.dev[i].compat, VFMIG_COMPAT_LEN, "%s", vfmig_device_compat(r->p.dst[i]));
+	}
+	n = vfmig_hello_encode(buf, sizeof(buf), &h);
+	if (raw_send(r->main_fd, VFMIG_F_HELLO, 0, 0, 0, buf, (uint32_t)n))
+		return -1;
+	if (raw_recv(r->main_fd, ndev, chunk, &f) || f.h.type != VFMIG_F_HELLO_ACK ||
+	    get_le32(f.payload) != 0) {
+		vfmig_frame_free(&f);
+		return -2;
+	}
+	vfmig_frame_free(&f);
+	for (unsigned i = 0; i < nch; i++) {
+		struct vfmig_channel_hello chh = { .session_id = 9,
+						   .channel = i,
+						   .nchannels = nch };
+
+		r->ch_fd[i] = vfmig_connect(&r->p.addr, 2000, NULL);
+		if (r->ch_fd[i] < 0)
+			return -1;
+		r->nch++;
+		vfmig_channel_hello_encode(ch, &chh);
+		if (raw_send(r->ch_fd[i], VFMIG_F_CHANNEL_HELLO, 0, 0, 0, ch, sizeof(ch)))
+			return -1;
+	}
+	if (raw_recv(r->main_fd, ndev, chunk, &f) || f.h.type != VFMIG_F_READY)
+		return -1;
+	vfmig_frame_free(&f);
+	return 0;
+}
+
+static void rogue_src_fini(struct rogue_src *r)
+{
+	if (r->main_fd >= 0)
+		shutdown(r->main_fd, SHUT_RDWR);
+	for (unsigned i = 0; i < r->nch; i++)
+		shutdown(r->ch_fd[i], SHUT_RDWR);
+	if (r->dt_started)
+		pthread_join(r->dt, NULL);
+	if (r->main_fd >= 0)
+		close(r->main_fd);
+	for (unsigned i = 0; i < r->nch; i++)
+		close(r->ch_fd[i]);
+	pair_fini(&r->p);
+}
+
+struct flood {
+	int fd;
+	uint32_t len;
+};
+
+/* A PRECOPY_DATA header of @len bytes, then all but the last payload byte. */
+static void *flood_thread(void *arg)
+{
+	static uint8_t chunk[1 << 20];
+	struct flood *fl = arg;
+	struct vfmig_frame_hdr h = {
+		.magic = VFMIG_MAGIC,
+		.version = VFMIG_FRAME_VERSION,
+		.type = VFMIG_F_PRECOPY_DATA,
+		.length = fl->len,
+	};
+	uint8_t hdr[VFMIG_HDR_LEN];
+	uint32_t left = fl->len - 1;
+
+	vfmig_hdr_pack(hdr, &h);
+	if (raw_send_bytes(fl->fd, hdr, sizeof(hdr)))
+		return NULL;
+	while (left) {
+		uint32_t n = MIN(left, (uint32_t)sizeof(chunk));
+
+		if (raw_send_bytes(fl->fd, chunk, n))
+			break;
+		left -= n;
+	}
+	return NULL;
+}
+
+/*
+ * Defect: on a multifd channel only DEVICE_STATE is admitted against the
+ * reorder budget (reorder.c, vfmig_reorder_admit: "if (h->type !=
+ * VFMIG_F_DEVICE_STATE) return 0"), but vfmig_hdr_validate() lets any type
+ * with a chunk-sized length through, so recv_frame() allocates and reads a
+ * PRECOPY_DATA payload of up to max_chunk on every channel before
+ * recv_channel() refuses the type.  16 channels x 4 MiB against an 8 MiB
+ * budget: the destination holds 64 MiB, not budget + one chunk per device.
+ */
+TEST(precopy_data_on_multifd_channels_is_held_within_the_budget)
+{
+	const uint64_t budget = 8 * MiB, chunk = 4 * MiB, slack = 16 * MiB;
+	struct rogue_src r = { .main_fd = -1 };
+	struct flood fl[16];
+	pthread_t ft[16];
+	uint64_t base, peak;
+
+	ASSERT_EQ(0, pair_init(&r.p, 1));
+	r.p.dopt.max_queued_bytes = budget;
+	r.p.dopt.max_chunk = (uint32_t)chunk;
+	r.p.dopt.max_channels = 16;
+	r.p.dopt.timeout_ms = 2000;
+	ASSERT_EQ(0, pair_listen(&r.p));
+	r.p.ds = vfmig_session_new(false, r.p.dst, 1, &r.p.dopt);
+	ASSERT_NE(NULL, r.p.ds);
+	ASSERT_EQ(0, reset_peak_rss());
+	base = status_bytes("VmRSS:");
+	ASSERT_EQ(0, rogue_src_start(&r, 1, 16, (uint32_t)chunk, 0));
+	for (unsigned i = 0; i < 16; i++) {
+		fl[i] = (struct flood){ .fd = r.ch_fd[i], .len = (uint32_t)chunk };
+		ASSERT_EQ(0, pthread_create(&ft[i], NULL, flood_thread, &fl[i]));
+	}
+	for (unsigned i = 0; i < 16; i++)
+		pthread_join(ft[i], NULL);
+	sleep_ms(300); /* every reader now holds its payload, minus one byte */
+	peak = status_bytes("VmHWM:");
+	rogue_src_fini(&r);
+	TH_LOG("RSS %llu MiB at start, peak %llu MiB; bound: budget %llu + chunk %llu + main-loop "
+	       "frame %llu + slack %llu MiB",
+	       (unsigned long long)(base / MiB), (unsigned long long)(peak / MiB),
+	       (unsigned long long)(budget / MiB), (unsigned long long)(chunk / MiB),
+	       (unsigned long long)(chunk / MiB), (unsigned long long)(slack / MiB));
+	EXPECT_GE(base + budget + 2 * chunk + slack, peak);
+}
+
+/*
+ * Defect: with load-config-after-iter, a load thread that popped its config
+ * chunk waits at the config barrier with d->writing set (load.c,
+ * load_config()), and stuck_locked() (reorder.c) takes "writing" as "its
+ * release will let a producer in".  It will not: the barrier waits for the
+ * other devices' data.  A skew larger than the budget then never fails with
+ * class 9: every channel reader sleeps in pthread_cond_wait() with no
+ * deadline, and the destination waits for as long as the source PINGs its
+ * main channel.  Without the barrier the same stream fails at once with
+ * class 9.
+ */
+TEST(config_barrier_does_not_hide_a_stuck_reorder_buffer)
+{
+	static uint8_t data[4096];
+	struct rogue_src r = { .main_fd = -1 };
+	uint64_t t0, end = 0;
+	uint32_t csize;
+
+	ASSERT_EQ(0, pair_init(&r.p, 2));
+	r.p.dopt.max_queued_bytes = 8192;
+	r.p.dopt.timeout_ms = 1000;
+	r.p.dopt.load_config_after_iter = VFMIG_ON;
+	ASSERT_EQ(0, pair_listen(&r.p));
+	r.p.ds = vfmig_session_new(false, r.p.dst, 2, &r.p.dopt);
+	ASSERT_NE(NULL, r.p.ds);
+	csize = vfmig_device_config_size(r.p.dst[0]);
+	ASSERT_EQ(0, rogue_src_start(&r, 2, 2, 4096, VFMIG_OPT_LOAD_CONFIG_AFTER_ITER));
+	ASSERT_EQ(0, raw_send(r.main_fd, VFMIG_F_SWITCHOVER_START, 0, 0, 0, NULL, 0));
+	/* Device 0: only its config (idx 0): its load thread waits at the barrier. */
+	ASSERT_EQ(0,
+		  raw_send(r.ch_fd[0], VFMIG_F_DEVICE_STATE, VFMIG_FLAG_CONFIG, 0, 0, data, csize));
+	/* Device 1: idx 0 never comes; idx 1..3 fill the budget and block both readers. */
+	ASSERT_EQ(0, raw_send(r.ch_fd[0], VFMIG_F_DEVICE_STATE, 0, 1, 1, data, sizeof(data)));
+	ASSERT_EQ(0, raw_send(r.ch_fd[0], VFMIG_F_DEVICE_STATE, 0, 1, 2, data, sizeof(data)));
+	ASSERT_EQ(0, raw_send(r.ch_fd[1], VFMIG_F_DEVICE_STATE, 0, 1, 3, data, sizeof(data)));
+	/* A live source: PINGs on the main channel, for 5 s at most. */
+	t0 = vfmig_now_ns();
+	while (vfmig_now_ns() - t0 < 5000000000ull) {
+		struct pollfd pf = { .fd = r.main_fd, .events = POLLIN };
+
+		if (poll(&pf, 1, 200) > 0) {
+			struct vfmig_frame f;
+
+			/* The destination's PING, or its ERROR: it gave up. */
+			if (raw_recv_any(r.main_fd, 2, 4096, &f))
+				break;
+			vfmig_frame_free(&f);
+			if (f.h.type == VFMIG_F_ERROR) {
+				end = vfmig_now_ns();
+				break;
+			}
+		}
+		if (raw_send(r.main_fd, VFMIG_F_PING, 0, 0, 0, NULL, 0))
+			break;
+	}
+	if (!end)
+		end = vfmig_now_ns();
+	rogue_src_fini(&r);
+	EXPECT_EQ(VFMIG_ERR_BUDGET, r.p.dst_rc)
+	TH_LOG("destination: rc %d after %llu ms: %s", r.p.dst_rc,
+	       (unsigned long long)((end - t0) / 1000000), vfmig_session_error(r.p.ds)->msg);
+	EXPECT_GT(2000000000ull, end - t0);
+}
+
+TEST_HARNESS_MAIN
