@@ -57,6 +57,7 @@ enum vfmig_state {
 #define VFMIG_MAX_CHUNK (16u << 20)
 #define VFMIG_MAX_CONFIG 4096u
 #define VFMIG_COMPAT_LEN 64
+#define VFMIG_LABEL_LEN 32
 
 /* ---- errors ------------------------------------------------------------- */
 
@@ -156,6 +157,14 @@ struct vfmig_device *vfmig_device_new(const char *name, const char *compat, uint
 void vfmig_device_close(struct vfmig_device *dev);
 
 const char *vfmig_device_name(const struct vfmig_device *dev);
+/*
+ * A label naming the device pair ("nic0"), sent in HELLO: when both sides
+ * label device i, the labels must match, so a list given in a different
+ * order on the two hosts is refused at the handshake.  -EINVAL if longer
+ * than VFMIG_LABEL_LEN - 1 or not printable.
+ */
+int vfmig_device_set_label(struct vfmig_device *dev, const char *label);
+const char *vfmig_device_label(const struct vfmig_device *dev);
 const char *vfmig_device_compat(const struct vfmig_device *dev);
 uint64_t vfmig_device_flags(const struct vfmig_device *dev);
 uint32_t vfmig_device_config_size(const struct vfmig_device *dev);

@@ -94,6 +94,25 @@ const char *vfmig_device_name(const struct vfmig_device *dev)
 	return dev->name;
 }
 
+int vfmig_device_set_label(struct vfmig_device *dev, const char *label)
+{
+	size_t n = strlen(label);
+
+	if (n >= VFMIG_LABEL_LEN)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		if ((unsigned char)label[i] <= 0x20 || (unsigned char)label[i] >= 0x7f)
+			return -EINVAL;
+	}
+	memcpy(dev->label, label, n + 1);
+	return 0;
+}
+
+const char *vfmig_device_label(const struct vfmig_device *dev)
+{
+	return dev->label;
+}
+
 const char *vfmig_device_compat(const struct vfmig_device *dev)
 {
 	return dev->compat;

@@ -321,6 +321,7 @@ static int handshake(struct vfmig_session *s, const struct vfmig_addr *peer)
 		h.dev[i].stop_copy_estimate = est;
 		h.dev[i].config_size = d->config_size;
 		snprintf(h.dev[i].compat, sizeof(h.dev[i].compat), "%s", d->compat);
+		snprintf(h.dev[i].label, sizeof(h.dev[i].label), "%s", d->label);
 	}
 	n = vfmig_hello_encode(buf, sizeof(buf), &h);
 	ret = vfmig_send_frame(&s->main, VFMIG_F_HELLO, 0, 0, 0, buf, (uint32_t)n);

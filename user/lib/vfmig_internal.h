@@ -103,6 +103,7 @@ void vfmig_log(const struct vfmig_log *lg, int level, const char *fmt, ...)
 struct vfmig_device {
 	char name[128];
 	char compat[VFMIG_COMPAT_LEN];
+	char label[VFMIG_LABEL_LEN]; /* "" when not labelled */
 	uint64_t flags;
 	uint32_t config_size;
 	const struct vfmig_device_ops *ops;
@@ -202,7 +203,7 @@ enum vfmig_ftype {
 	(VFMIG_OPT_MULTIFD | VFMIG_OPT_SWITCHOVER_ACK | VFMIG_OPT_LOAD_CONFIG_AFTER_ITER)
 
 #define VFMIG_HELLO_FIXED 32
-#define VFMIG_HELLO_DEV_LEN 88
+#define VFMIG_HELLO_DEV_LEN 120
 #define VFMIG_HELLO_MAX (VFMIG_HELLO_FIXED + VFMIG_MAX_DEVICES * VFMIG_HELLO_DEV_LEN)
 #define VFMIG_HELLO_ACK_FIXED 16
 #define VFMIG_MSG_MAX 256
@@ -374,6 +375,7 @@ struct vfmig_hello_dev {
 	uint64_t stop_copy_estimate;
 	uint32_t config_size;
 	char compat[VFMIG_COMPAT_LEN];
+	char label[VFMIG_LABEL_LEN];
 };
 
 struct vfmig_hello {

@@ -37,6 +37,7 @@ size_t vfmig_hello_encode(uint8_t *buf, size_t len, const struct vfmig_hello *h)
 		put_le64(d + 8, h->dev[i].stop_copy_estimate);
 		put_le32(d + 16, h->dev[i].config_size);
 		strncpy((char *)d + 24, h->dev[i].compat, VFMIG_COMPAT_LEN - 1);
+		strncpy((char *)d + 88, h->dev[i].label, VFMIG_LABEL_LEN - 1);
 	}
 	return need;
 }
@@ -79,6 +80,18 @@ int vfmig_hello_decode(const uint8_t *buf, size_t len, struct vfmig_hello *h, ch
 			return -EPROTO;
 		}
 		memcpy(h->dev[i].compat, d + 24, VFMIG_COMPAT_LEN);
+		if (!memchr(d + 88, '\0', VFMIG_LABEL_LEN)) {
+			snprintf(why, whylen, "HELLO: device %u: label not terminated", i);
+			return -EPROTO;
+		}
+		memcpy(h->dev[i].label, d + 88, VFMIG_LABEL_LEN);
+		for (size_t k = 0; h->dev[i].label[k]; k++) {
+			if ((unsigned char)h->dev[i].label[k] <= 0x20 ||
+			    (unsigned char)h->dev[i].label[k] >= 0x7f) {
+				snprintf(why, whylen, "HELLO: device %u: label not printable", i);
+				return -EPROTO;
+			}
+		}
 	}
 	return 0;
 }
@@ -171,6 +184,14 @@ enum vfmig_errclass vfmig_hello_check(const struct vfmig_hello *h, const struct 
 		if (strcmp(h->dev[i].compat, d->compat)) {
 			snprintf(why, whylen, "device %u: source is '%s', destination '%s' is '%s'",
 				 i, h->dev[i].compat, d->name, d->compat);
+			return VFMIG_ERR_INCOMPATIBLE;
+		}
+		if (h->dev[i].label[0] && d->label[0] && strcmp(h->dev[i].label, d->label)) {
+			snprintf(
+				why, whylen,
+				"device %u: the source's is labelled '%s', the destination's ('%s') "
+				"'%s': are the devices listed in the same order on both sides?",
+				i, h->dev[i].label, d->name, d->label);
 			return VFMIG_ERR_INCOMPATIBLE;
 		}
 		if (h->dev[i].config_size != d->config_size) {

@@ -71,6 +71,7 @@ TEST(handshake_hello_round_trip)
 
 	hs_init(&x, 2);
 	x.h.dev[1].stop_copy_estimate = 123456789;
+	snprintf(x.h.dev[1].label, VFMIG_LABEL_LEN, "nic0");
 	n = vfmig_hello_encode(buf, sizeof(buf), &x.h);
 	ASSERT_EQ(VFMIG_HELLO_FIXED + 2 * VFMIG_HELLO_DEV_LEN, n);
 	ASSERT_EQ(0, vfmig_hello_decode(buf, n, &d, why, sizeof(why)));
@@ -78,8 +79,53 @@ TEST(handshake_hello_round_trip)
 	EXPECT_EQ(2, d.ndevices);
 	EXPECT_EQ(123456789, d.dev[1].stop_copy_estimate);
 	EXPECT_STREQ(x.h.dev[0].compat, d.dev[0].compat);
+	EXPECT_STREQ("nic0", d.dev[1].label);
 	EXPECT_EQ(0, memcmp(&x.h, &d, sizeof(d)));
 	hs_fini(&x);
+}
+
+/* Device pairs listed in a different order on the two sides: refused by label. */
+TEST(handshake_label_mismatch_refused)
+{
+	struct hs x;
+
+	hs_init(&x, 2);
+	ASSERT_EQ(0, vfmig_device_set_label(x.devs[0], "gpu0"));
+	ASSERT_EQ(0, vfmig_device_set_label(x.devs[1], "nic0"));
+	snprintf(x.h.dev[0].label, VFMIG_LABEL_LEN, "nic0");
+	snprintf(x.h.dev[1].label, VFMIG_LABEL_LEN, "gpu0");
+	EXPECT_REFUSED(&x, "same order");
+	/* One side unlabelled: nothing to compare, accepted. */
+	x.h.dev[0].label[0] = x.h.dev[1].label[0] = '\0';
+	{
+		char why[256];
+		uint32_t agreed;
+
+		EXPECT_EQ(VFMIG_OK, vfmig_hello_check(&x.h, &x.l, &agreed, why, sizeof(why)));
+	}
+	EXPECT_EQ(-EINVAL, vfmig_device_set_label(x.devs[0], "has space"));
+	EXPECT_EQ(-EINVAL, vfmig_device_set_label(x.devs[0], "0123456789012345678901234567890123"));
+	hs_fini(&x);
+}
+
+TEST(handshake_label_mismatch_end_to_end)
+{
+	struct pair p;
+
+	ASSERT_EQ(0, pair_init(&p, 2));
+	ASSERT_EQ(0, vfmig_device_set_label(p.src[0], "a"));
+	ASSERT_EQ(0, vfmig_device_set_label(p.src[1], "b"));
+	ASSERT_EQ(0, vfmig_device_set_label(p.dst[0], "b"));
+	ASSERT_EQ(0, vfmig_device_set_label(p.dst[1], "a"));
+	ASSERT_EQ(0, pair_run(&p));
+	EXPECT_EQ(VFMIG_ERR_INCOMPATIBLE, p.src_rc);
+	EXPECT_EQ(VFMIG_ERR_INCOMPATIBLE, p.dst_rc);
+	EXPECT_MSG(p.ss, "labelled 'a'");
+	for (unsigned i = 0; i < 2; i++) {
+		EXPECT_EQ(VFMIG_STATE_RUNNING, vfmig_fake_state(p.src[i]));
+		EXPECT_EQ(0, vfmig_fake_resets(p.dst[i]));
+	}
+	pair_fini(&p);
 }
 
 TEST(handshake_accepts_matching_peer)

@@ -62,7 +62,9 @@ static void usage(FILE *f)
 		"       vfio-mig info    [--json] DEVICE...\n"
 		"\n"
 		"Migrate VFIO devices that implement the migration uAPI v2.\n"
-		"DEVICE is an mdev UUID, a sysfs device path, a PCI address, or fake:SIZE (testing).\n"
+		"DEVICE is an mdev UUID, a sysfs device path, a PCI address, or fake:SIZE (testing),\n"
+		"optionally followed by @LABEL: when both sides label a device, the labels must\n"
+		"match (a device list in a different order on the two hosts is refused).\n"
 		"ADDR is unix:/path, /path, host:port or [v6addr]:port.\n"
 		"\n"
 		"Options:\n"
@@ -414,16 +416,31 @@ static void print_stats(const struct args *a, struct json_object *root, const ch
 	}
 }
 
+/* DEVICE[@LABEL]: open every device and label it. */
 static int open_devices(struct vfmig_vfio_ctx *ctx, char **specs, int n, struct vfmig_device **devs)
 {
 	for (int i = 0; i < n; i++) {
 		struct vfmig_error e = { 0 };
+		char *at = strrchr(specs[i], '@');
+		int rc = 0;
 
+		if (at)
+			*at = '\0';
 		if (vfmig_vfio_open(ctx, specs[i], &devs[i], &e)) {
 			report_error("open", &e);
+			rc = e.cls ? e.cls : VFMIG_ERR_DEVICE;
+		} else if (at && vfmig_device_set_label(devs[i], at + 1)) {
+			fprintf(stderr,
+				"vfio-mig: bad label '%s' for %s (1..%d printable characters, no "
+				"spaces)\n",
+				at + 1, specs[i], VFMIG_LABEL_LEN - 1);
+			vfmig_device_close(devs[i]);
+			rc = VFMIG_ERR_USAGE;
+		}
+		if (rc) {
 			while (i-- > 0)
 				vfmig_device_close(devs[i]);
-			return e.cls ? e.cls : VFMIG_ERR_DEVICE;
+			return rc;
 		}
 	}
 	return 0;
