@@ -139,6 +139,26 @@ void vfmig_ctl_amend(struct vfmig_ctl *c, enum vfmig_errclass cls, const char *f
 	pthread_mutex_unlock(&c->lock);
 }
 
+void vfmig_ctl_clear(struct vfmig_ctl *c)
+{
+	pthread_mutex_lock(&c->lock);
+	c->set = false;
+	c->weak = false;
+	memset(&c->e, 0, sizeof(c->e));
+	c->e.device = -1;
+	pthread_mutex_unlock(&c->lock);
+}
+
+bool vfmig_ctl_weak(struct vfmig_ctl *c)
+{
+	bool w;
+
+	pthread_mutex_lock(&c->lock);
+	w = c->weak;
+	pthread_mutex_unlock(&c->lock);
+	return w;
+}
+
 void vfmig_fail_frame(struct vfmig_ctl *c, const char *where, enum vfmig_ferr fe, int err_no,
 		      const char *why)
 {
@@ -216,14 +236,26 @@ bool vfmig_cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *m, uint64_t dead
 	return pthread_cond_timedwait(cv, m, &ts) != ETIMEDOUT || vfmig_now_ns() < deadline_ns;
 }
 
+/*
+ * The peer is alive while frames arrive on the main channel (its keepalive
+ * PINGs it when there is nothing else to say): the deadline moves with the
+ * last frame received, so a destination that is busy loading is waited for,
+ * and one that went silent is given up after --timeout.
+ */
 bool vfmig_session_wait_flag(struct vfmig_session *s, const bool *flag, const char *what)
 {
-	uint64_t deadline = vfmig_now_ns() + (uint64_t)s->o.timeout_ms * 1000000ull;
+	uint64_t tmo = (uint64_t)s->o.timeout_ms * 1000000ull, start = vfmig_now_ns();
 	bool timeout = false, got;
 
 	pthread_mutex_lock(&s->lock);
 	while (!*flag && !vfmig_aborted(&s->ctl)) {
-		if (!vfmig_cond_wait_until(&s->cond, &s->lock, deadline)) {
+		uint64_t heard = MAX(start, (uint64_t)atomic_load(&s->main.last_rx_ns));
+
+		/* Wake up at least every second to see whether the peer spoke. */
+		if (!vfmig_cond_wait_until(&s->cond, &s->lock,
+					   MIN(heard + tmo, vfmig_now_ns() + 1000000000ull)) &&
+		    vfmig_now_ns() >=
+			    MAX(start, (uint64_t)atomic_load(&s->main.last_rx_ns)) + tmo) {
 			timeout = true;
 			break;
 		}
@@ -232,7 +264,8 @@ bool vfmig_session_wait_flag(struct vfmig_session *s, const bool *flag, const ch
 	pthread_mutex_unlock(&s->lock);
 	if (timeout && !got)
 		vfmig_fail(&s->ctl, VFMIG_ERR_TIMEOUT, ETIMEDOUT, -1, s->ctl.side,
-			   "no %s from the peer within %u ms", what, s->o.timeout_ms);
+			   "no %s, and nothing at all from the peer for %u ms", what,
+			   s->o.timeout_ms);
 	return got;
 }
 

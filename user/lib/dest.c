@@ -569,9 +569,7 @@ static enum vfmig_errclass commit(struct vfmig_session *s)
 				   sizeof(note));
 	s->st.dest_downtime_ns = vfmig_now_ns() - dst->t_switch;
 	if (nfail) {
-		pthread_mutex_lock(&s->ctl.lock);
-		s->ctl.set = false; /* this failure is the one that counts */
-		pthread_mutex_unlock(&s->ctl.lock);
+		vfmig_ctl_clear(&s->ctl); /* this failure is the one that counts */
 		vfmig_fail(&s->ctl, VFMIG_ERR_INCOMPLETE, EIO, -1, "destination",
 			   "%d device(s) did not start after COMMIT%s; every device is left as "
 			   "it is (the state is here, not reset)",
@@ -591,8 +589,7 @@ static enum vfmig_errclass commit(struct vfmig_session *s)
 	if (ret)
 		log_warn(&s->log, "devices are RUNNING but COMPLETE could not be sent: %s",
 			 strerror(-ret));
-	memset(&s->ctl.e, 0, sizeof(s->ctl.e));
-	s->ctl.e.device = -1;
+	vfmig_ctl_clear(&s->ctl);
 	return VFMIG_OK;
 }
 
@@ -603,13 +600,13 @@ static enum vfmig_errclass commit(struct vfmig_session *s)
  * a PING) makes TCP send a reset, which can destroy our last frame before
  * the source reads it.  A connection loss is also usually the source's
  * reaction to its own failure: its ERROR, found here, names the cause.
- * Half a second at most, so that a cancel still ends the process within one.
+ * 300 ms at most, so that a cancel still ends the process within a second.
  */
 static void linger(struct vfmig_session *s)
 {
-	uint64_t deadline = vfmig_now_ns() + 500000000ull;
+	uint64_t deadline = vfmig_now_ns() + 300000000ull;
 	struct vfmig_error e = vfmig_ctl_error(&s->ctl);
-	bool want_cause = e.cls == VFMIG_ERR_TRANSPORT || s->ctl.weak;
+	bool want_cause = e.cls == VFMIG_ERR_TRANSPORT || vfmig_ctl_weak(&s->ctl);
 
 	if (!s->main_up)
 		return;

@@ -71,7 +71,8 @@ int vfmig_devset_quiesce(struct vfmig_device **devs, unsigned n, struct vfmig_ct
 			continue;
 		to = st == VFMIG_STATE_PRE_COPY ? VFMIG_STATE_PRE_COPY_P2P :
 						  VFMIG_STATE_RUNNING_P2P;
-		ret = vfmig_device_set_state(d, to, VFMIG_STATE_ERROR, &e);
+		/* No reset here: the rollback resets a device in ERROR and reports it. */
+		ret = vfmig_device_set_state_keep(d, to, &e);
 		if (ret) {
 			vfmig_fail(ctl, VFMIG_ERR_DEVICE, -ret, (int)i, d->name, "%s", e.msg);
 			return -1;

@@ -105,7 +105,14 @@ static void load_device(void *arg, unsigned i)
 		}
 		last = sl.flags & VFMIG_FLAG_CONFIG;
 		if (last) {
+			/*
+			 * Release the config chunk (at most 4 KiB) before the barrier:
+			 * a device waiting for the others must not look like one that
+			 * makes progress, or a stuck buffer is never detected.
+			 */
+			vfmig_reorder_release(ld->ro, i, sl.len);
 			ret = load_config(ld, i, &sl);
+			vfmig_payload_free(sl.data, sl.len);
 		} else if (vfmig_aborted(ld->ctl)) {
 			ret = -1;
 		} else {
@@ -117,8 +124,10 @@ static void load_device(void *arg, unsigned i)
 			else
 				atomic_fetch_add(&ld->data_bytes, sl.len);
 		}
-		vfmig_payload_free(sl.data, sl.len);
-		vfmig_reorder_release(ld->ro, i, sl.len);
+		if (!last) {
+			vfmig_payload_free(sl.data, sl.len);
+			vfmig_reorder_release(ld->ro, i, sl.len);
+		}
 		if (ret)
 			break;
 		if (last) {

@@ -115,15 +115,13 @@ static void channel_thread(void *arg, unsigned i)
 		if (!ch->pending) {
 			/* quit with nothing queued (an idle channel means an empty queue). */
 			pthread_mutex_unlock(&mf->lock);
-			ret = ch->send_end ? vfmig_send_frame(ch->conn, VFMIG_F_CHANNEL_END, 0, 0,
-							      0, NULL, 0) :
+			/* Nothing may follow CHANNEL_END, not even a PING. */
+			ret = ch->send_end ? vfmig_send_frame_last(ch->conn, VFMIG_F_CHANNEL_END, 0,
+								   0, 0, NULL, 0) :
 					     0;
 			if (ret) {
 				snprintf(what, sizeof(what), "channel %u: send", ch->conn->id);
 				vfmig_fail_send(mf->ctl, where, what, ret);
-			} else if (ch->send_end) {
-				/* Nothing may follow CHANNEL_END, not even a PING. */
-				atomic_store(&ch->conn->ended, true);
 			}
 			break;
 		}
@@ -256,8 +254,12 @@ static void save_thread(void *arg, unsigned i)
 	ssize_t n;
 	int ret;
 
-	/* PRE_COPY_P2P -> STOP_COPY keeps the session; RUNNING_P2P -> STOP_COPY opens one. */
-	ret = vfmig_device_set_state(d, VFMIG_STATE_STOP_COPY, VFMIG_STATE_ERROR, &e);
+	/*
+	 * PRE_COPY_P2P -> STOP_COPY keeps the session; RUNNING_P2P -> STOP_COPY
+	 * opens one.  A failing device is left as it is: the rollback decides,
+	 * and says so when a device in ERROR must be reset (its state is lost).
+	 */
+	ret = vfmig_device_set_state_keep(d, VFMIG_STATE_STOP_COPY, &e);
 	if (ret) {
 		vfmig_fail(mf->ctl, VFMIG_ERR_DEVICE, -ret, (int)i, d->name, "%s", e.msg);
 		return;

@@ -48,7 +48,8 @@ int vfmig_precopy_start(struct vfmig_precopy *pc)
 
 		if (!(d->flags & VFMIG_MIG_PRE_COPY))
 			continue;
-		ret = vfmig_device_set_state(d, VFMIG_STATE_PRE_COPY, VFMIG_STATE_RUNNING, &e);
+		/* No recovery or reset here: the rollback puts every device back. */
+		ret = vfmig_device_set_state_keep(d, VFMIG_STATE_PRE_COPY, &e);
 		if (ret) {
 			vfmig_fail(pc->ctl, VFMIG_ERR_DEVICE, -ret, (int)i, d->name, "%s", e.msg);
 			return -1;

@@ -43,14 +43,43 @@ void vfmig_recv_refused(struct vfmig_loader *ld, int err, int device, const char
 		   where, "%s", why);
 }
 
+/*
+ * What a multifd channel may carry, decided from the header before anything
+ * is allocated: DEVICE_STATE (admitted in the reorder budget), PING and
+ * CHANNEL_END.  Anything else is refused unread, so no payload beyond the
+ * budget is ever held, whatever a peer sends.
+ */
+static int channel_admit(void *arg, const struct vfmig_frame_hdr *h, char *why, size_t whylen)
+{
+	struct vfmig_loader *ld = arg;
+
+	switch (h->type) {
+	case VFMIG_F_DEVICE_STATE:
+		return vfmig_reorder_admit(ld->ro, h, why, whylen);
+	case VFMIG_F_PING:
+	case VFMIG_F_CHANNEL_END:
+		return 0;
+	default:
+		snprintf(why, whylen, "unexpected frame type %u on a multifd channel", h->type);
+		return -EPROTO;
+	}
+}
+
+static void channel_release(void *arg, const struct vfmig_frame_hdr *h)
+{
+	struct vfmig_loader *ld = arg;
+
+	vfmig_reorder_admit_release(ld->ro, h);
+}
+
 static void recv_channel(void *arg, unsigned ch)
 {
 	struct vfmig_loader *ld = arg;
 	struct vfmig_conn *c = ld->chans[ch];
 	struct vfmig_admit admit = {
-		.admit = vfmig_reorder_admit,
-		.release = vfmig_reorder_admit_release,
-		.arg = ld->ro,
+		.admit = channel_admit,
+		.release = channel_release,
+		.arg = ld,
 	};
 	char where[32], why[256];
 
@@ -77,13 +106,8 @@ static void recv_channel(void *arg, unsigned ch)
 			vfmig_frame_free(&f);
 			break;
 		}
-		if (f.h.type != VFMIG_F_DEVICE_STATE) {
-			vfmig_fail(ld->ctl, VFMIG_ERR_PROTOCOL, EPROTO, -1, where,
-				   "unexpected frame type %u on a multifd channel", f.h.type);
-			vfmig_frame_free(&f);
-			break;
-		}
-		vfmig_recv_queue(ld, c->stats, &f);
+		vfmig_recv_queue(ld, c->stats,
+				 &f); /* DEVICE_STATE: channel_admit() let no other in */
 	}
 	vfmig_reorder_producer_exit(ld->ro);
 }

@@ -55,6 +55,9 @@ struct vfmig_src {
 	bool rp_started;
 	/* Under session.lock, set by the return path. */
 	bool ready, loaded, complete;
+	/* Under session.lock, set by the coordinator: what the return path may accept. */
+	bool switching;	 /* SWITCHOVER_START is being sent: LOADED may come */
+	bool committing; /* COMMIT is being sent: COMPLETE may come */
 	bool peer_error;
 	uint32_t peer_error_flags;
 	atomic_uint_fast64_t data_bytes, config_bytes;
@@ -116,6 +119,24 @@ static void set_flag(struct vfmig_session *s, bool *flag)
 	pthread_mutex_unlock(&s->lock);
 }
 
+/*
+ * A control frame is accepted only in its phase: *flag (under session.lock)
+ * must be @want_clear ? clear : set.  Otherwise it is a protocol error: a
+ * COMPLETE before COMMIT, say, must never end a migration.
+ */
+static bool expect(struct vfmig_session *s, const bool *flag, bool want_clear, const char *what)
+{
+	bool ok;
+
+	pthread_mutex_lock(&s->lock);
+	ok = *flag != want_clear;
+	pthread_mutex_unlock(&s->lock);
+	if (!ok)
+		vfmig_fail(&s->ctl, VFMIG_ERR_PROTOCOL, EPROTO, -1, "main channel",
+			   "%s from the destination out of sequence", what);
+	return ok;
+}
+
 static void return_path(void *arg, unsigned unused)
 {
 	struct vfmig_session *s = arg;
@@ -137,23 +158,30 @@ static void return_path(void *arg, unsigned unused)
 		case VFMIG_F_PING:
 			break;
 		case VFMIG_F_READY:
+			if (!expect(s, &src->ready, true, "READY"))
+				goto bad;
 			set_flag(s, &src->ready);
 			break;
 		case VFMIG_F_SWITCHOVER_ACK:
-			if (vfmig_precopy_ack(&src->pc, f.h.device)) {
+			if (!expect(s, &src->ready, false, "SWITCHOVER_ACK") ||
+			    vfmig_precopy_ack(&src->pc, f.h.device)) {
 				vfmig_fail(&s->ctl, VFMIG_ERR_PROTOCOL, EPROTO, (int)f.h.device,
 					   "main channel",
 					   "unexpected switchover-ack for device %u", f.h.device);
-				vfmig_frame_free(&f);
-				return;
+				goto bad;
 			}
 			break;
 		case VFMIG_F_LOADED:
+			if (!expect(s, &src->switching, false, "LOADED") ||
+			    !expect(s, &src->loaded, true, "LOADED"))
+				goto bad;
 			set_flag(s, &src->loaded);
 			break;
 		case VFMIG_F_COMPLETE: {
 			struct vfmig_complete c;
 
+			if (!expect(s, &src->committing, false, "COMPLETE"))
+				goto bad;
 			vfmig_complete_decode(f.payload, &c);
 			pthread_mutex_lock(&s->lock);
 			s->st.dest_downtime_ns = c.dest_downtime_ns;
@@ -175,11 +203,12 @@ static void return_path(void *arg, unsigned unused)
 		default:
 			vfmig_fail(&s->ctl, VFMIG_ERR_PROTOCOL, EPROTO, -1, "main channel",
 				   "unexpected frame type %u from the destination", f.h.type);
-			vfmig_frame_free(&f);
-			return;
+			goto bad;
 		}
 		vfmig_frame_free(&f);
 	}
+bad:
+	vfmig_frame_free(&f);
 }
 
 /* ---- setup ------------------------------------------------------------------------------- */
@@ -406,6 +435,9 @@ static int switchover(struct vfmig_session *s)
 	struct vfmig_src *src = s->src;
 	int ret;
 
+	pthread_mutex_lock(&s->lock);
+	src->switching = true;
+	pthread_mutex_unlock(&s->lock);
 	ret = vfmig_send_frame(&s->main, VFMIG_F_SWITCHOVER_START, 0, 0, 0, NULL, 0);
 	if (ret) {
 		vfmig_fail_send(&s->ctl, "main channel", "send", ret);
@@ -472,19 +504,7 @@ enum vfmig_errclass vfmig_session_send(struct vfmig_session *s, const struct vfm
 		goto fail;
 	if (vfmig_keepalive_start(&s->ka, &s->ctl, s->o.timeout_ms))
 		goto fail;
-	if (vfmig_thread_start(&s->ctl, &src->rp_thread, return_path, s, 0))
-		goto fail;
-	src->rp_started = true;
-	if (!vfmig_session_wait_flag(s, &src->ready, "READY (destination devices RESUMING)"))
-		goto fail;
-	if (start_multifd(s))
-		goto fail;
-	s->st.setup_ns = vfmig_now_ns() - s->t_start;
-	log_info(&s->log, "connected: %u device(s), multifd %s (%u channel(s)), switchover-ack %s",
-		 s->ndev, s->nch ? "on" : "off", s->nch,
-		 s->options & VFMIG_OPT_SWITCHOVER_ACK ? "on" : "off");
-
-	/* Precopy: no device has left RUNNING/PRE_COPY yet. */
+	/* Before the return path starts: it updates the ack state. */
 	src->pc = (struct vfmig_precopy){
 		.ctl = &s->ctl,
 		.log = &s->log,
@@ -500,6 +520,19 @@ enum vfmig_errclass vfmig_session_send(struct vfmig_session *s, const struct vfm
 		.progress = src_progress,
 		.progress_arg = s,
 	};
+	if (vfmig_thread_start(&s->ctl, &src->rp_thread, return_path, s, 0))
+		goto fail;
+	src->rp_started = true;
+	if (!vfmig_session_wait_flag(s, &src->ready, "READY (destination devices RESUMING)"))
+		goto fail;
+	if (start_multifd(s))
+		goto fail;
+	s->st.setup_ns = vfmig_now_ns() - s->t_start;
+	log_info(&s->log, "connected: %u device(s), multifd %s (%u channel(s)), switchover-ack %s",
+		 s->ndev, s->nch ? "on" : "off", s->nch,
+		 s->options & VFMIG_OPT_SWITCHOVER_ACK ? "on" : "off");
+
+	/* Precopy: no device has left RUNNING/PRE_COPY yet. */
 	if (vfmig_precopy_start(&src->pc) || vfmig_precopy_run(&src->pc))
 		goto fail;
 	if (switchover(s))
@@ -511,6 +544,9 @@ enum vfmig_errclass vfmig_session_send(struct vfmig_session *s, const struct vfm
 	 * The commit point.  A send that failed never delivered the whole frame,
 	 * and the destination acts only on a whole one: the state is still ours.
 	 */
+	pthread_mutex_lock(&s->lock);
+	src->committing = true;
+	pthread_mutex_unlock(&s->lock);
 	ret = vfmig_send_frame(&s->main, VFMIG_F_COMMIT, 0, 0, 0, NULL, 0);
 	if (ret) {
 		vfmig_fail_send(&s->ctl, "main channel", "send COMMIT", ret);
@@ -538,14 +574,13 @@ fail:
 	pthread_mutex_lock(&s->lock);
 	peer_reset = src->peer_error && (src->peer_error_flags & VFMIG_ERRF_RESET);
 	peer_committed = src->peer_error && (src->peer_error_flags & VFMIG_ERRF_COMMITTED);
-	if (src->complete) {
+	if (committed && src->complete) {
 		/* COMPLETE raced with a local abort: the destination runs, we are done. */
 		pthread_mutex_unlock(&s->lock);
 		stop_devices(s);
 		log_warn(&s->log, "COMPLETE arrived with a failure: %s; the migration succeeded",
 			 vfmig_session_error(s)->msg);
-		memset(&s->ctl.e, 0, sizeof(s->ctl.e));
-		s->ctl.e.device = -1;
+		vfmig_ctl_clear(&s->ctl);
 		finish_stats(s);
 		return VFMIG_OK;
 	}

@@ -272,7 +272,7 @@ void vfmig_payload_free(void *p, size_t len)
 /* ---- connections ------------------------------------------------------------ */
 
 #define SLICE_MS 100
-#define FINAL_MS 1000
+#define FINAL_MS 250
 
 int vfmig_conn_init(struct vfmig_conn *c, int fd, unsigned id, struct vfmig_channel_stats *st)
 {
@@ -286,6 +286,7 @@ int vfmig_conn_init(struct vfmig_conn *c, int fd, unsigned id, struct vfmig_chan
 	c->abort = NULL;
 	c->timeout_ms = 0;
 	atomic_init(&c->last_tx_ns, vfmig_now_ns());
+	atomic_init(&c->last_rx_ns, 0);
 	atomic_init(&c->ended, false);
 	return 0;
 }
@@ -337,11 +338,14 @@ int vfmig_wait_fd(int fd, short events, int timeout_ms, const atomic_bool *abort
 }
 
 /*
- * @final: ignore the abort flag and give up after FINAL_MS (a last word).
- * @optional: return -EAGAIN at once if not a byte can be sent now.
+ * Send one frame with the send lock held.  @tmo_ms: give up when no byte
+ * moved for that long (0: block, the connection is not bounded); @abort: give
+ * up when set (NULL: never).  @optional: a frame that may be dropped (a
+ * PING): -EAGAIN at once unless the socket has room for it now.
  */
 static int send_locked(struct vfmig_conn *c, uint16_t type, uint32_t flags, uint32_t device,
-		       uint32_t idx, const void *payload, uint32_t len, bool final, bool optional)
+		       uint32_t idx, const void *payload, uint32_t len, int tmo_ms,
+		       const atomic_bool *abort, bool optional)
 {
 	uint8_t hdr[VFMIG_HDR_LEN];
 	struct iovec iov[2] = {
@@ -351,14 +355,23 @@ static int send_locked(struct vfmig_conn *c, uint16_t type, uint32_t flags, uint
 	struct msghdr msg = { .msg_iov = iov, .msg_iovlen = len ? 2 : 1 };
 	/* Only data packets are counted (and timed) in the channel statistics. */
 	bool counted = c->stats && (type == VFMIG_F_DEVICE_STATE || type == VFMIG_F_PRECOPY_DATA);
-	bool bounded = final || optional || c->timeout_ms;
-	int tmo = final ? FINAL_MS : (int)c->timeout_ms;
-	const atomic_bool *abort = final ? NULL : c->abort;
+	bool bounded = tmo_ms > 0;
 	uint64_t t0 = counted ? vfmig_now_ns() : 0;
 	size_t total = VFMIG_HDR_LEN + (size_t)len;
 
 	if (c->fd < 0)
 		return -EBADF;
+	if (optional) {
+		/*
+		 * Writable means room for far more than a PING (a third of the
+		 * buffer for TCP, three quarters for UNIX sockets): never start a
+		 * frame that cannot finish now.
+		 */
+		struct pollfd p = { .fd = c->fd, .events = POLLOUT };
+
+		if (poll(&p, 1, 0) != 1 || !(p.revents & POLLOUT))
+			return -EAGAIN;
+	}
 	hdr_seal(hdr, type, flags, device, idx, payload, len);
 	while (total) {
 		ssize_t n;
@@ -368,11 +381,8 @@ static int send_locked(struct vfmig_conn *c, uint16_t type, uint32_t flags, uint
 		n = sendmsg(c->fd, &msg, MSG_NOSIGNAL | (bounded ? MSG_DONTWAIT : 0));
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0 && optional && total == VFMIG_HDR_LEN + (size_t)len &&
-		    (errno == EAGAIN || errno == EWOULDBLOCK))
-			return -EAGAIN; /* nothing sent: the frame can be skipped */
 		if (n < 0 && bounded && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			int r = vfmig_wait_fd(c->fd, POLLOUT, tmo > 0 ? tmo : FINAL_MS, abort);
+			int r = vfmig_wait_fd(c->fd, POLLOUT, tmo_ms, abort);
 
 			if (r)
 				return r;
@@ -408,7 +418,22 @@ int vfmig_send_frame(struct vfmig_conn *c, uint16_t type, uint32_t flags, uint32
 	int ret;
 
 	pthread_mutex_lock(&c->send_lock);
-	ret = send_locked(c, type, flags, device, idx, payload, len, false, false);
+	ret = send_locked(c, type, flags, device, idx, payload, len, (int)c->timeout_ms, c->abort,
+			  false);
+	pthread_mutex_unlock(&c->send_lock);
+	return ret;
+}
+
+int vfmig_send_frame_last(struct vfmig_conn *c, uint16_t type, uint32_t flags, uint32_t device,
+			  uint32_t idx, const void *payload, uint32_t len)
+{
+	int ret;
+
+	pthread_mutex_lock(&c->send_lock);
+	/* Under the lock: no PING can slip in after the last frame. */
+	atomic_store(&c->ended, true);
+	ret = send_locked(c, type, flags, device, idx, payload, len, (int)c->timeout_ms, c->abort,
+			  false);
 	pthread_mutex_unlock(&c->send_lock);
 	return ret;
 }
@@ -416,12 +441,15 @@ int vfmig_send_frame(struct vfmig_conn *c, uint16_t type, uint32_t flags, uint32
 int vfmig_send_frame_final(struct vfmig_conn *c, uint16_t type, uint32_t flags, uint32_t device,
 			   uint32_t idx, const void *payload, uint32_t len)
 {
-	uint64_t deadline = vfmig_now_ns() + FINAL_MS * 1000000ull;
+	uint64_t deadline = vfmig_now_ns() + FINAL_MS * 1000000ull, now;
 	int ret;
 
-	/* Another sender may be stuck on a dead peer: wait for it at most FINAL_MS. */
+	/*
+	 * Another sender may be stuck on a dead peer (it gives up within 100 ms
+	 * of the abort): wait for it, then for the socket, FINAL_MS in all.
+	 */
 	for (;;) {
-		struct timespec ts = { 0, 10 * 1000 * 1000 };
+		struct timespec ts = { 0, 5 * 1000 * 1000 };
 
 		if (!pthread_mutex_trylock(&c->send_lock))
 			break;
@@ -429,18 +457,27 @@ int vfmig_send_frame_final(struct vfmig_conn *c, uint16_t type, uint32_t flags, 
 			return -EBUSY;
 		nanosleep(&ts, NULL); /* bounded retry, not synchronisation */
 	}
-	ret = send_locked(c, type, flags, device, idx, payload, len, true, false);
+	now = vfmig_now_ns();
+	ret = now >= deadline ? -ETIMEDOUT :
+				send_locked(c, type, flags, device, idx, payload, len,
+					    (int)((deadline - now) / 1000000) + 1, NULL, false);
 	pthread_mutex_unlock(&c->send_lock);
 	return ret;
 }
 
 void vfmig_conn_ping(struct vfmig_conn *c)
 {
+	int ret;
+
 	if (atomic_load(&c->ended) || pthread_mutex_trylock(&c->send_lock))
 		return; /* a frame is being sent: the peer hears from us anyway */
 	/* A peer that stopped reading is not waited for here: its timeout is the reader's. */
-	if (!atomic_load(&c->ended))
-		send_locked(c, VFMIG_F_PING, 0, 0, 0, NULL, 0, false, true);
+	ret = atomic_load(&c->ended) ?
+		      0 :
+		      send_locked(c, VFMIG_F_PING, 0, 0, 0, NULL, 0, FINAL_MS, NULL, true);
+	/* Half a PING on the wire would corrupt the next frame: end the stream instead. */
+	if (ret && ret != -EAGAIN)
+		shutdown(c->fd, SHUT_RDWR);
 	pthread_mutex_unlock(&c->send_lock);
 }
 
@@ -586,8 +623,12 @@ enum vfmig_ferr vfmig_conn_recv(struct vfmig_conn *c, const struct vfmig_limits 
 				const struct vfmig_admit *admit, struct vfmig_frame *f, int *err_no,
 				char *why, size_t whylen)
 {
-	return recv_frame(c->fd, lim, c->timeout_ms ? (int)c->timeout_ms : -1, c->abort, admit, f,
-			  err_no, why, whylen);
+	enum vfmig_ferr fe = recv_frame(c->fd, lim, c->timeout_ms ? (int)c->timeout_ms : -1,
+					c->abort, admit, f, err_no, why, whylen);
+
+	if (fe == VFMIG_FERR_NONE)
+		atomic_store(&c->last_rx_ns, vfmig_now_ns());
+	return fe;
 }
 
 enum vfmig_ferr vfmig_recv_frame(int fd, const struct vfmig_limits *lim, int timeout_ms,

@@ -149,6 +149,9 @@ static inline bool vfmig_aborted(const struct vfmig_ctl *c)
 }
 /* A frame could not be received / a send failed: recorded unless already aborted. */
 void vfmig_fail_send(struct vfmig_ctl *c, const char *where, const char *what, int ret);
+/* Forget the recorded error (a failure that no longer counts); the abort flag stays. */
+void vfmig_ctl_clear(struct vfmig_ctl *c);
+bool vfmig_ctl_weak(struct vfmig_ctl *c);
 /* A copy of the recorded error. */
 struct vfmig_error vfmig_ctl_error(struct vfmig_ctl *c);
 /* Change the recorded class and append to the message (outcome notes). */
@@ -280,6 +283,7 @@ struct vfmig_conn {
 	const atomic_bool *abort;
 	unsigned timeout_ms;
 	atomic_uint_fast64_t last_tx_ns; /* for liveness PINGs */
+	atomic_uint_fast64_t last_rx_ns; /* last whole frame received (vfmig_conn_recv) */
 	atomic_bool ended;		 /* no more frames will be sent (CHANNEL_END, close) */
 };
 
@@ -297,8 +301,11 @@ void vfmig_conn_shutdown(struct vfmig_conn *c);
  */
 int vfmig_send_frame(struct vfmig_conn *c, uint16_t type, uint32_t flags, uint32_t device,
 		     uint32_t idx, const void *payload, uint32_t len);
-/* A last word after an abort (ERROR, COMPLETE): ignores the abort flag, gives
- * up after one second, never waits for another sender. */
+/* The last frame of a channel (CHANNEL_END): no PING follows it. */
+int vfmig_send_frame_last(struct vfmig_conn *c, uint16_t type, uint32_t flags, uint32_t device,
+			  uint32_t idx, const void *payload, uint32_t len);
+/* A last word after an abort (ERROR, COMPLETE, a refusal): ignores the abort
+ * flag, gives up after 250 ms in all (the send lock included). */
 int vfmig_send_frame_final(struct vfmig_conn *c, uint16_t type, uint32_t flags, uint32_t device,
 			   uint32_t idx, const void *payload, uint32_t len);
 /* A PING unless another frame is being sent, the channel ended or its socket is full. */

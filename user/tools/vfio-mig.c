@@ -684,6 +684,17 @@ static int run(struct args *a, struct sigctl *sc)
 		}
 		pthread_join(rt, NULL);
 		rt_started = false;
+		/*
+		 * Both sides are here: a source that cannot know whether COMMIT
+		 * arrived (its COMPLETE was lost) is told by the destination itself.
+		 */
+		if (src_rc == VFMIG_ERR_OUTCOME_UNKNOWN && job.rc == VFMIG_OK) {
+			fprintf(stderr,
+				"vfio-mig: source: %s\nvfio-mig: the destination completed: "
+				"the migration succeeded\n",
+				vfmig_session_error(ss)->msg);
+			src_rc = VFMIG_OK;
+		}
 		if (src_rc)
 			report_error("source", vfmig_session_error(ss));
 		if (job.rc)
