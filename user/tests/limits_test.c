@@ -16,129 +16,10 @@
 
 #include "kselftest_harness.h"
 #include "recorder.h"
-#include "test_util.h"
+#include "rogue.h"
 
-#define MiB (1ull << 20)
 /* Threads' stacks, socket and harness bookkeeping: what RSS may add to the payloads. */
 #define RSS_SLACK (16 * MiB)
-
-/* Field @key of /proc/self/status in bytes. */
-static uint64_t status_bytes(const char *key)
-{
-	char line[256];
-	uint64_t v = 0;
-	FILE *f = fopen("/proc/self/status", "r");
-
-	if (!f)
-		return 0;
-	while (fgets(line, sizeof(line), f)) {
-		if (!strncmp(line, key, strlen(key))) {
-			v = strtoull(line + strlen(key), NULL, 10) * 1024;
-			break;
-		}
-	}
-	fclose(f);
-	return v;
-}
-
-/* Reset VmHWM to the current RSS (Linux >= 4.0). */
-static int reset_peak_rss(void)
-{
-	FILE *f = fopen("/proc/self/clear_refs", "w");
-	int ret;
-
-	if (!f)
-		return -1;
-	ret = fputs("5", f) < 0 ? -1 : 0;
-	return fclose(f) || ret ? -1 : 0;
-}
-
-struct rogue {
-	struct pair p;
-	pthread_t dt;
-	int main_fd;
-	int ch_fd[VFMIG_MAX_CHANNELS];
-	unsigned nch;
-	uint32_t chunk;
-};
-
-/* A source by hand: HELLO with @nch channels of @chunk bytes, up to READY. */
-static int rogue_start(struct rogue *r, unsigned nch, uint32_t chunk)
-{
-	struct vfmig_frame f;
-	int ret;
-
-	r->nch = nch;
-	r->chunk = chunk;
-	if (pthread_create(&r->dt, NULL, pair_recv_thread, &r->p))
-		return -1;
-	r->main_fd = vfmig_connect(&r->p.addr, 2000, NULL);
-	if (r->main_fd < 0)
-		return -1;
-	ret = raw_hello(r->main_fd, r->p.dst[0], 9, nch, chunk);
-	if (ret)
-		return ret;
-	for (unsigned i = 0; i < nch; i++) {
-		r->ch_fd[i] = raw_channel(&r->p.addr, 9, i, nch);
-		if (r->ch_fd[i] < 0)
-			return -1;
-	}
-	if (raw_recv(r->main_fd, 1, chunk, &f) || f.h.type != VFMIG_F_READY)
-		return -1;
-	return 0;
-}
-
-/* The destination session ends (join it before looking at the devices). */
-static void rogue_wait(struct rogue *r)
-{
-	pthread_join(r->dt, NULL);
-	r->dt = 0;
-}
-
-static void rogue_fini(struct rogue *r)
-{
-	if (r->dt)
-		pthread_join(r->dt, NULL);
-	if (r->main_fd >= 0)
-		close(r->main_fd);
-	for (unsigned i = 0; i < r->nch; i++)
-		close(r->ch_fd[i]);
-	pair_fini(&r->p);
-}
-
-struct flood {
-	int fd;
-	uint32_t idx, len;
-};
-
-/* One DEVICE_STATE frame of device 0: header, then the payload from a small buffer. */
-static void *flood_thread(void *arg)
-{
-	static uint8_t chunk[1 << 20];
-	struct flood *fl = arg;
-	struct vfmig_frame_hdr h = {
-		.magic = VFMIG_MAGIC,
-		.version = VFMIG_FRAME_VERSION,
-		.type = VFMIG_F_DEVICE_STATE,
-		.idx = fl->idx,
-		.length = fl->len,
-	};
-	uint8_t hdr[VFMIG_HDR_LEN];
-	uint32_t left = fl->len;
-
-	/* The checksum is never reached: the destination gives up before. */
-	vfmig_hdr_pack(hdr, &h);
-	if (raw_send_bytes(fl->fd, hdr, sizeof(hdr)))
-		return NULL;
-	while (left) {
-		uint32_t n = MIN(left, (uint32_t)sizeof(chunk));
-
-		if (raw_send_bytes(fl->fd, chunk, n))
-			break; /* the destination closed: it gave up */
-		left -= n;
-	}
-	return NULL;
-}
 
 TEST(destination_rss_stays_within_budget_with_32_channels_of_16_mib)
 {
@@ -146,7 +27,7 @@ TEST(destination_rss_stays_within_budget_with_32_channels_of_16_mib)
 	struct flood fl[32];
 	pthread_t ft[32];
 	uint64_t base, peak;
-	struct rogue r = { .main_fd = -1 };
+	struct rogue_src r = { .main_fd = -1 };
 
 	ASSERT_EQ(0, pair_init(&r.p, 1));
 	r.p.dopt.max_queued_bytes = budget;
@@ -158,14 +39,17 @@ TEST(destination_rss_stays_within_budget_with_32_channels_of_16_mib)
 	ASSERT_NE(NULL, r.p.ds);
 	ASSERT_EQ(0, reset_peak_rss());
 	base = status_bytes("VmRSS:");
-	ASSERT_EQ(0, rogue_start(&r, 32, (uint32_t)chunk));
+	ASSERT_EQ(0, rogue_src_start(&r, 1, 32, (uint32_t)chunk, 0));
 	ASSERT_EQ(0, raw_send(r.main_fd, VFMIG_F_SWITCHOVER_START, 0, 0, 0, NULL, 0));
 	/* idx 1..32, never idx 0: nothing can be loaded, everything must wait. */
 	for (unsigned i = 0; i < 32; i++) {
-		fl[i] = (struct flood){ .fd = r.ch_fd[i], .idx = i + 1, .len = (uint32_t)chunk };
+		fl[i] = (struct flood){ .fd = r.ch_fd[i],
+					.type = VFMIG_F_DEVICE_STATE,
+					.idx = i + 1,
+					.len = (uint32_t)chunk };
 		ASSERT_EQ(0, pthread_create(&ft[i], NULL, flood_thread, &fl[i]));
 	}
-	rogue_wait(&r);
+	rogue_src_wait(&r);
 	for (unsigned i = 0; i < 32; i++) {
 		shutdown(r.ch_fd[i], SHUT_RDWR);
 		pthread_join(ft[i], NULL);
@@ -177,55 +61,53 @@ TEST(destination_rss_stays_within_budget_with_32_channels_of_16_mib)
 	       (unsigned long long)(budget / MiB), (unsigned long long)(RSS_SLACK / MiB));
 	/* Not even the "next chunk always fits" allowance applies: idx 0 never came. */
 	EXPECT_GE(base + budget + RSS_SLACK, peak);
-	rogue_fini(&r);
+	rogue_src_fini(&r);
 }
 
 TEST(recv_refuses_more_channels_or_larger_chunks_than_its_ceilings)
 {
-	struct rogue r = { .main_fd = -1 };
+	struct rogue_src r = { .main_fd = -1 };
 
 	ASSERT_EQ(0, pair_init(&r.p, 1));
 	r.p.dopt.max_channels = 4;
 	ASSERT_EQ(0, pair_listen(&r.p));
 	r.p.ds = vfmig_session_new(false, r.p.dst, 1, &r.p.dopt);
-	ASSERT_EQ(-2, rogue_start(&r, 8, 64 << 10));
-	rogue_wait(&r);
+	ASSERT_EQ(-2, rogue_src_start(&r, 1, 8, 64 << 10, 0));
+	rogue_src_wait(&r);
 	EXPECT_EQ(VFMIG_ERR_INCOMPATIBLE, r.p.dst_rc);
 	EXPECT_MSG(r.p.ds, "--max-channels");
-	r.nch = 0;
-	rogue_fini(&r);
+	rogue_src_fini(&r);
 
-	r = (struct rogue){ .main_fd = -1 };
+	r = (struct rogue_src){ .main_fd = -1 };
 	ASSERT_EQ(0, pair_init(&r.p, 1));
 	ASSERT_EQ(0, pair_listen(&r.p));
 	r.p.ds = vfmig_session_new(false, r.p.dst, 1, &r.p.dopt); /* default: 4 MiB */
-	ASSERT_EQ(-2, rogue_start(&r, 2, 8 << 20));
-	rogue_wait(&r);
+	ASSERT_EQ(-2, rogue_src_start(&r, 1, 2, 8 << 20, 0));
+	rogue_src_wait(&r);
 	EXPECT_EQ(VFMIG_ERR_INCOMPATIBLE, r.p.dst_rc);
 	EXPECT_MSG(r.p.ds, "--max-chunk-size");
-	r.nch = 0;
-	rogue_fini(&r);
+	rogue_src_fini(&r);
 }
 
 TEST(gap_on_the_main_channel_is_a_protocol_error)
 {
 	static uint8_t data[4096];
-	struct rogue r = { .main_fd = -1 };
+	struct rogue_src r = { .main_fd = -1 };
 
 	ASSERT_EQ(0, pair_init(&r.p, 1));
 	r.p.dopt.channels = 0;
 	r.p.dopt.timeout_ms = 30000; /* the failure must not be a timeout */
 	ASSERT_EQ(0, pair_listen(&r.p));
 	r.p.ds = vfmig_session_new(false, r.p.dst, 1, &r.p.dopt);
-	ASSERT_EQ(0, rogue_start(&r, 0, 4096));
+	ASSERT_EQ(0, rogue_src_start(&r, 1, 0, 4096, 0));
 	ASSERT_EQ(0, raw_send(r.main_fd, VFMIG_F_SWITCHOVER_START, 0, 0, 0, NULL, 0));
 	/* Chunk 0 was lost: chunk 1 comes first on an ordered stream. */
 	ASSERT_EQ(0, raw_send(r.main_fd, VFMIG_F_DEVICE_STATE, 0, 0, 1, data, sizeof(data)));
-	rogue_wait(&r);
+	rogue_src_wait(&r);
 	EXPECT_EQ(VFMIG_ERR_PROTOCOL, r.p.dst_rc);
 	EXPECT_MSG(r.p.ds, "expected 0");
 	EXPECT_EQ(1, vfmig_fake_resets(r.p.dst[0]));
-	rogue_fini(&r);
+	rogue_src_fini(&r);
 }
 
 /* ---- cancels within a second ------------------------------------------------------------- */

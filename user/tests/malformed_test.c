@@ -194,7 +194,7 @@ static int rogue_start(struct rogue *r)
 	if (!r->p.ds || pthread_create(&r->t, NULL, pair_recv_thread, &r->p))
 		return -1;
 	r->main_fd = vfmig_connect(&r->p.addr, 1000, NULL);
-	if (r->main_fd < 0 || raw_hello(r->main_fd, r->p.dst[0], 7, 1, 4096))
+	if (r->main_fd < 0 || raw_hello(r->main_fd, r->p.dst, 1, 7, 1, 4096, 0))
 		return -1;
 	r->ch_fd = raw_channel(&r->p.addr, 7, 0, 1);
 	if (r->ch_fd < 0)

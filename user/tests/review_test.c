@@ -12,12 +12,13 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 
 #include "kselftest_harness.h"
 #include "proxy.h"
-#include "test_util.h"
+#include "rogue.h"
 
-#define MiB (1ull << 20)
 #define NOPRE (VFMIG_MIG_STOP_COPY | VFMIG_MIG_P2P)
 
 /* ---- helpers ------------------------------------------------------------------------ */
@@ -28,36 +29,6 @@ static void sleep_ms(unsigned ms)
 
 	while (nanosleep(&ts, &ts) && errno == EINTR)
 		;
-}
-
-/* Field @key of /proc/self/status in bytes. */
-static uint64_t status_bytes(const char *key)
-{
-	char line[256];
-	uint64_t v = 0;
-	FILE *f = fopen("/proc/self/status", "r");
-
-	if (!f)
-		return 0;
-	while (fgets(line, sizeof(line), f)) {
-		if (!strncmp(line, key, strlen(key))) {
-			v = strtoull(line + strlen(key), NULL, 10) * 1024;
-			break;
-		}
-	}
-	fclose(f);
-	return v;
-}
-
-static int reset_peak_rss(void)
-{
-	FILE *f = fopen("/proc/self/clear_refs", "w");
-	int ret;
-
-	if (!f)
-		return -1;
-	ret = fputs("5", f) < 0 ? -1 : 0;
-	return fclose(f) || ret ? -1 : 0;
 }
 
 /*
@@ -241,7 +212,16 @@ static void *rogue_dst_thread(void *arg)
 	for (unsigned i = 0; i < r->nframes; i++)
 		raw_send(r->fd, r->script[i].type, 0, r->script[i].device, 0, zero,
 			 r->script[i].len);
-	sleep_ms(r->hold_ms);
+	/* Hold the connection until the source closes it (hold_ms at most). */
+	for (uint64_t end = vfmig_now_ns() + (uint64_t)r->hold_ms * 1000000ull, now;
+	     (now = vfmig_now_ns()) < end;) {
+		struct pollfd pf = { .fd = r->fd, .events = POLLIN };
+		uint8_t sink[4096];
+
+		if (poll(&pf, 1, (int)((end - now) / 1000000) + 1) <= 0 ||
+		    recv(r->fd, sink, sizeof(sink), 0) <= 0)
+			break;
+	}
 	return NULL;
 }
 
@@ -387,6 +367,9 @@ struct stall {
 	char px_path[96];
 	uint64_t cancelled_ns;
 	pthread_t dt, ct;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool silent;
 };
 
 static void *stall_recv_thread(void *arg)
@@ -397,14 +380,36 @@ static void *stall_recv_thread(void *arg)
 	return NULL;
 }
 
-/* Cancel the source 500 ms after the network went silent (its send is blocked then). */
+/* The network goes silent at this frame (a proxy hook): wake the canceller. */
+static void stall_hook(void *arg, int in, int out)
+{
+	struct stall *st = arg;
+
+	(void)in;
+	(void)out;
+	pthread_mutex_lock(&st->lock);
+	st->silent = true;
+	pthread_cond_broadcast(&st->cond);
+	pthread_mutex_unlock(&st->lock);
+}
+
+/*
+ * Cancel the source 500 ms after the network went silent: with 16 MiB of
+ * precopy data against ~200 KiB of socket buffers its send blocks within
+ * a few milliseconds (were it not blocked yet, the test would only be
+ * weaker, never wrong).
+ */
 static void *stall_cancel_thread(void *arg)
 {
 	struct stall *st = arg;
-	uint64_t deadline = vfmig_now_ns() + 10000000000ull;
+	struct timespec ts;
 
-	while (!proxy_is_silent(st->px) && vfmig_now_ns() < deadline)
-		sleep_ms(10);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 10;
+	pthread_mutex_lock(&st->lock);
+	while (!st->silent && pthread_cond_timedwait(&st->cond, &st->lock, &ts) != ETIMEDOUT)
+		;
+	pthread_mutex_unlock(&st->lock);
 	sleep_ms(500);
 	st->cancelled_ns = vfmig_now_ns();
 	vfmig_session_cancel(st->p.ss);
@@ -423,7 +428,7 @@ static void *stall_cancel_thread(void *arg)
  */
 TEST(source_cancel_with_a_stalled_network_returns_within_a_second)
 {
-	struct stall st = { 0 };
+	struct stall st = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
 	uint64_t took;
 
 	ASSERT_EQ(0, pair_init(&st.p, 1));
@@ -438,6 +443,7 @@ TEST(source_cancel_with_a_stalled_network_returns_within_a_second)
 	st.px = proxy_new(&st.p.addr, st.px_path);
 	ASSERT_NE(NULL, st.px);
 	ASSERT_EQ(0, vfmig_addr_parse(st.px_path, &st.px_addr, NULL));
+	proxy_on_frame(st.px, PROXY_TO_SERVER, VFMIG_F_PRECOPY_DATA, 1, stall_hook, &st);
 	proxy_silence_at(st.px, PROXY_TO_SERVER, VFMIG_F_PRECOPY_DATA, 1, PROXY_BEFORE);
 	st.p.ds = vfmig_session_new(false, st.p.dst, 1, &st.p.dopt);
 	st.p.ss = vfmig_session_new(true, st.p.src, 1, &st.p.so);
@@ -460,117 +466,6 @@ TEST(source_cancel_with_a_stalled_network_returns_within_a_second)
 }
 
 /* ---- rogue sources against the destination's bounds ------------------------------------ */
-
-struct rogue_src {
-	struct pair p;
-	pthread_t dt;
-	bool dt_started;
-	int main_fd;
-	int ch_fd[VFMIG_MAX_CHANNELS];
-	unsigned nch;
-};
-
-/* A source by hand: HELLO (@ndev devices, @nch channels of @chunk, @opts), up to READY. */
-static int rogue_src_start(struct rogue_src *r, unsigned ndev, unsigned nch, uint32_t chunk,
-			   uint32_t opts)
-{
-	uint8_t buf[VFMIG_HELLO_MAX], ch[VFMIG_CHANNEL_HELLO_LEN];
-	struct vfmig_hello h = { 0 };
-	struct vfmig_frame f;
-	size_t n;
-
-	r->nch = 0;
-	if (pthread_create(&r->dt, NULL, pair_recv_thread, &r->p))
-		return -1;
-	r->dt_started = true;
-	r->main_fd = vfmig_connect(&r->p.addr, 2000, NULL);
-	if (r->main_fd < 0)
-		return -1;
-	h.proto_version = h.min_proto_version = VFMIG_PROTO_VERSION;
-	h.session_id = 9;
-	h.options = (nch ? VFMIG_OPT_MULTIFD : 0) | opts;
-	h.nchannels = nch;
-	h.chunk_size = chunk;
-	h.ndevices = ndev;
-	for (unsigned i = 0; i < ndev; i++) {
-		h.dev[i].mig_flags = ALL_FLAGS;
-		h.dev[i].config_size = vfmig_device_config_size(r->p.dst[i]);
-		snprintf(h.dev[i].compat, VFMIG_COMPAT_LEN, "%s", vfmig_device_compat(r->p.dst[i]));
-	}
-	n = vfmig_hello_encode(buf, sizeof(buf), &h);
-	if (raw_send(r->main_fd, VFMIG_F_HELLO, 0, 0, 0, buf, (uint32_t)n))
-		return -1;
-	if (raw_recv(r->main_fd, ndev, chunk, &f) || f.h.type != VFMIG_F_HELLO_ACK ||
-	    get_le32(f.payload) != 0) {
-		vfmig_frame_free(&f);
-		return -2;
-	}
-	vfmig_frame_free(&f);
-	for (unsigned i = 0; i < nch; i++) {
-		struct vfmig_channel_hello chh = { .session_id = 9,
-						   .channel = i,
-						   .nchannels = nch };
-
-		r->ch_fd[i] = vfmig_connect(&r->p.addr, 2000, NULL);
-		if (r->ch_fd[i] < 0)
-			return -1;
-		r->nch++;
-		vfmig_channel_hello_encode(ch, &chh);
-		if (raw_send(r->ch_fd[i], VFMIG_F_CHANNEL_HELLO, 0, 0, 0, ch, sizeof(ch)))
-			return -1;
-	}
-	if (raw_recv(r->main_fd, ndev, chunk, &f) || f.h.type != VFMIG_F_READY)
-		return -1;
-	vfmig_frame_free(&f);
-	return 0;
-}
-
-static void rogue_src_fini(struct rogue_src *r)
-{
-	if (r->main_fd >= 0)
-		shutdown(r->main_fd, SHUT_RDWR);
-	for (unsigned i = 0; i < r->nch; i++)
-		shutdown(r->ch_fd[i], SHUT_RDWR);
-	if (r->dt_started)
-		pthread_join(r->dt, NULL);
-	if (r->main_fd >= 0)
-		close(r->main_fd);
-	for (unsigned i = 0; i < r->nch; i++)
-		close(r->ch_fd[i]);
-	pair_fini(&r->p);
-}
-
-struct flood {
-	int fd;
-	uint32_t len;
-};
-
-/* A PRECOPY_DATA header of @len bytes, then all but the last payload byte. */
-static void *flood_thread(void *arg)
-{
-	static uint8_t chunk[1 << 20];
-	struct flood *fl = arg;
-	struct vfmig_frame_hdr h = {
-		.magic = VFMIG_MAGIC,
-		.version = VFMIG_FRAME_VERSION,
-		.type = VFMIG_F_PRECOPY_DATA,
-		.length = fl->len,
-	};
-	uint8_t hdr[VFMIG_HDR_LEN];
-	uint32_t left = fl->len - 1;
-
-	vfmig_hdr_pack(hdr, &h);
-	if (raw_send_bytes(fl->fd, hdr, sizeof(hdr)))
-		return NULL;
-	while (left) {
-		uint32_t n = MIN(left, (uint32_t)sizeof(chunk));
-
-		if (raw_send_bytes(fl->fd, chunk, n))
-			break;
-		left -= n;
-	}
-	return NULL;
-}
 
 /*
  * Defect: on a multifd channel only DEVICE_STATE is admitted against the
@@ -601,12 +496,30 @@ TEST(precopy_data_on_multifd_channels_is_held_within_the_budget)
 	base = status_bytes("VmRSS:");
 	ASSERT_EQ(0, rogue_src_start(&r, 1, 16, (uint32_t)chunk, 0));
 	for (unsigned i = 0; i < 16; i++) {
-		fl[i] = (struct flood){ .fd = r.ch_fd[i], .len = (uint32_t)chunk };
+		fl[i] = (struct flood){ .fd = r.ch_fd[i],
+					.type = VFMIG_F_PRECOPY_DATA,
+					.len = (uint32_t)chunk,
+					.short_by = 1 };
 		ASSERT_EQ(0, pthread_create(&ft[i], NULL, flood_thread, &fl[i]));
 	}
 	for (unsigned i = 0; i < 16; i++)
 		pthread_join(ft[i], NULL);
-	sleep_ms(300); /* every reader now holds its payload, minus one byte */
+	/*
+	 * Wait until the destination read every byte sent (an AF_UNIX sender's
+	 * SIOCOUTQ counts what its peer has not consumed yet) or gave up.
+	 */
+	for (uint64_t end = vfmig_now_ns() + 10000000000ull; vfmig_now_ns() < end;) {
+		unsigned busy = 0;
+
+		for (unsigned i = 0; i < 16; i++) {
+			int q = 0;
+
+			busy += !ioctl(r.ch_fd[i], SIOCOUTQ, &q) && q > 0;
+		}
+		if (!busy)
+			break;
+		sleep_ms(5); /* polling a condition, bounded */
+	}
 	peak = status_bytes("VmHWM:");
 	rogue_src_fini(&r);
 	TH_LOG("RSS %llu MiB at start, peak %llu MiB; bound: budget %llu + chunk %llu + main-loop "

@@ -190,12 +190,12 @@ static inline enum vfmig_ferr raw_recv(int fd, unsigned ndev, uint32_t chunk, st
 }
 
 /*
- * Play a source by hand on @fd: HELLO for one device like @dst, @nch multifd
- * channels of @chunk bytes, session @sid.  0 when the destination accepted,
- * -2 when it refused, -1 on an I/O error.
+ * Play a source by hand on @fd: HELLO for @ndev devices like @dst[], @nch
+ * multifd channels of @chunk bytes, options @opts, session @sid.  0 when the
+ * destination accepted, -2 when it refused, -1 on an I/O error.
  */
-static inline int raw_hello(int fd, struct vfmig_device *dst, uint64_t sid, unsigned nch,
-			    uint32_t chunk)
+static inline int raw_hello(int fd, struct vfmig_device **dst, unsigned ndev, uint64_t sid,
+			    unsigned nch, uint32_t chunk, uint32_t opts)
 {
 	uint8_t buf[VFMIG_HELLO_MAX];
 	struct vfmig_hello h = { 0 };
@@ -205,17 +205,19 @@ static inline int raw_hello(int fd, struct vfmig_device *dst, uint64_t sid, unsi
 
 	h.proto_version = h.min_proto_version = VFMIG_PROTO_VERSION;
 	h.session_id = sid;
-	h.options = nch ? VFMIG_OPT_MULTIFD : 0;
+	h.options = (nch ? VFMIG_OPT_MULTIFD : 0) | opts;
 	h.nchannels = nch;
 	h.chunk_size = chunk;
-	h.ndevices = 1;
-	h.dev[0].mig_flags = ALL_FLAGS;
-	h.dev[0].config_size = vfmig_device_config_size(dst);
-	snprintf(h.dev[0].compat, VFMIG_COMPAT_LEN, "%s", vfmig_device_compat(dst));
+	h.ndevices = ndev;
+	for (unsigned i = 0; i < ndev; i++) {
+		h.dev[i].mig_flags = ALL_FLAGS;
+		h.dev[i].config_size = vfmig_device_config_size(dst[i]);
+		snprintf(h.dev[i].compat, VFMIG_COMPAT_LEN, "%s", vfmig_device_compat(dst[i]));
+	}
 	n = vfmig_hello_encode(buf, sizeof(buf), &h);
 	if (raw_send(fd, VFMIG_F_HELLO, 0, 0, 0, buf, (uint32_t)n))
 		return -1;
-	if (raw_recv(fd, 1, chunk, &f) || f.h.type != VFMIG_F_HELLO_ACK)
+	if (raw_recv(fd, ndev, chunk, &f) || f.h.type != VFMIG_F_HELLO_ACK)
 		return -1;
 	ret = get_le32(f.payload) ? -2 : 0;
 	vfmig_frame_free(&f);
