@@ -1316,6 +1316,55 @@ TEST_F_TIMEOUT(cli, incompatible_destination_exit_code, 120)
 	EXPECT_EQ(0, mt_mdev_remove(other));
 }
 
+/*
+ * A destination device that fails to start after COMMIT: the destination
+ * owns the state, so nothing is reset, the other device runs, and both sides
+ * say so with exit 13; every destination device holds the source's state.
+ */
+TEST_F_TIMEOUT(cli, destination_device_fails_to_start_after_commit_exit_13, 300)
+{
+	char spec0[100], spec1[100], d0[MAXDEV][32], d[32];
+	char *argv[] = { VFIO_MIG, "migrate", "-v", "--channels", "2", spec0, spec1, NULL };
+	const char *log = "/tmp/mtty-mig-commit.log";
+	unsigned i;
+
+	quiet_source(_metadata, self, "0", d0);
+	/* Before COMMIT a destination device never steps into RUNNING: this fires after it. */
+	ASSERT_EQ(0, mt_fault_write(self->dst.uuid[1], MTTY_MIG_FAULT_FAIL_STATE, "running 5"));
+	snprintf(spec0, sizeof(spec0), "%s=%s", self->src.uuid[0], self->dst.uuid[0]);
+	snprintf(spec1, sizeof(spec1), "%s=%s", self->src.uuid[1], self->dst.uuid[1]);
+	EXPECT_EQ(VFMIG_ERR_INCOMPLETE, wait_exit(spawn(NULL, argv, log), 240)) show(log);
+	EXPECT_TRUE(log_has(log, "did not start after COMMIT")) show(log);
+	EXPECT_FALSE(log_has(log, ": reset")) show(log);
+	mt_fault_write(self->dst.uuid[1], MTTY_MIG_FAULT_FAIL_STATE, "none");
+	for (i = 0; i < 2; i++) {
+		ASSERT_EQ(0, mt_digest(self->dst.uuid[i], d, sizeof(d)));
+		EXPECT_STREQ(d0[i], d) TH_LOG("destination %u does not hold the state", i);
+		ASSERT_EQ(0, mt_digest(self->src.uuid[i], d, sizeof(d)));
+		EXPECT_STREQ(d0[i], d) TH_LOG("source %u changed", i);
+	}
+}
+
+/* Device pairs given crosswise: the labels catch it before any device changes state. */
+TEST_F_TIMEOUT(cli, crossed_device_labels_refused_at_the_handshake, 120)
+{
+	char spec0[100], spec1[100], d0[2][32], d[32];
+	char *argv[] = { VFIO_MIG, "migrate", "--quiet", spec0, spec1, NULL };
+
+	for (int i = 0; i < 2; i++)
+		ASSERT_EQ(0, mt_digest(self->dst.uuid[i], d0[i], sizeof(d0[i])));
+	snprintf(spec0, sizeof(spec0), "%s@nic0=%s@gpu0", self->src.uuid[0], self->dst.uuid[0]);
+	snprintf(spec1, sizeof(spec1), "%s@gpu0=%s@nic0", self->src.uuid[1], self->dst.uuid[1]);
+	EXPECT_EQ(VFMIG_ERR_INCOMPATIBLE, wait_exit(spawn(NULL, argv, "/tmp/mtty-mig.log"), 120))
+		sh("cat /tmp/mtty-mig.log");
+	EXPECT_EQ(0, sh("grep -q 'same order' /tmp/mtty-mig.log")) sh("cat /tmp/mtty-mig.log");
+	/* The destination was never touched. */
+	for (int i = 0; i < 2; i++) {
+		ASSERT_EQ(0, mt_digest(self->dst.uuid[i], d, sizeof(d)));
+		EXPECT_STREQ(d0[i], d);
+	}
+}
+
 TEST_F_TIMEOUT(cli, bad_arguments_exit_code, 60)
 {
 	char *a1[] = { VFIO_MIG, "migrate", "--channels", "1000", "x=y", NULL };
