@@ -335,6 +335,22 @@ void vfmig_session_cancel(struct vfmig_session *s);
 /* Thread-safe: abort with @cls and @msg unless an error is already recorded. */
 void vfmig_session_abort(struct vfmig_session *s, enum vfmig_errclass cls, const char *msg);
 const struct vfmig_error *vfmig_session_error(const struct vfmig_session *s);
+
+/* Who holds the device state once a session returned. */
+enum vfmig_owner {
+	VFMIG_OWNER_SOURCE,	 /* never passed, or given back: the source runs it */
+	VFMIG_OWNER_DESTINATION, /* the destination received COMMIT */
+	VFMIG_OWNER_UNKNOWN,	 /* source: COMMIT left, no answer (exit 12); destination: a
+				  * device reset failed before COMMIT */
+};
+enum vfmig_owner vfmig_session_owner(const struct vfmig_session *s);
+/*
+ * A source session that ended with VFMIG_ERR_OUTCOME_UNKNOWN: put its devices
+ * back as they were before the migration.  Only for a caller that knows the
+ * destination does not run the state (its session reports
+ * VFMIG_OWNER_SOURCE: vfio-mig migrate runs both).  -EPERM otherwise.
+ */
+int vfmig_session_resume(struct vfmig_session *s);
 const struct vfmig_stats *vfmig_session_stats(const struct vfmig_session *s);
 
 /* ---- stats output (stats.c) --------------------------------------------- */

@@ -56,6 +56,7 @@ struct vfmig_dst {
 	struct vfmig_conn *chan_ptrs[VFMIG_MAX_CHANNELS];
 	bool started, loaded;
 	uint64_t t_switch;
+	enum vfmig_owner owner; /* when the session ended */
 };
 
 int vfmig_dst_new(struct vfmig_session *s)
@@ -79,6 +80,11 @@ void vfmig_dst_free(struct vfmig_session *s)
 	close(s->dst->wakefd);
 	free(s->dst);
 	s->dst = NULL;
+}
+
+enum vfmig_owner vfmig_dst_owner(const struct vfmig_session *s)
+{
+	return s->dst->owner;
 }
 
 void vfmig_dst_wake(struct vfmig_session *s)
@@ -113,18 +119,18 @@ static int send_hello_ack(struct vfmig_session *s, uint32_t status, uint32_t opt
 	return vfmig_send_frame(&s->main, VFMIG_F_HELLO_ACK, 0, 0, 0, p, n);
 }
 
-static int accept_conn(struct vfmig_session *s, int lfd, const char *what)
+static int accept_failed(struct vfmig_session *s, int err, const char *what)
 {
-	int fd = vfmig_accept(lfd, (int)s->o.timeout_ms, s->dst->wakefd);
-
-	if (fd == -ECANCELED)
+	if (err == -ECANCELED)
 		return -1; /* the error is recorded */
-	if (fd < 0) {
-		vfmig_fail(&s->ctl, fd == -ETIMEDOUT ? VFMIG_ERR_TIMEOUT : VFMIG_ERR_TRANSPORT, -fd,
-			   -1, "listen", "%s did not connect within %u ms: %s", what,
-			   s->o.timeout_ms, strerror(-fd));
-		return -1;
-	}
+	vfmig_fail(&s->ctl, err == -ETIMEDOUT ? VFMIG_ERR_TIMEOUT : VFMIG_ERR_TRANSPORT, -err, -1,
+		   "listen", "%s did not connect within %u ms: %s", what, s->o.timeout_ms,
+		   strerror(-err));
+	return -1;
+}
+
+static int setup_accepted(struct vfmig_session *s, int fd, const char *what)
+{
 	if (vfmig_sock_setup(fd, s->o.timeout_ms)) {
 		int e = errno;
 
@@ -134,6 +140,50 @@ static int accept_conn(struct vfmig_session *s, int lfd, const char *what)
 		return -1;
 	}
 	return fd;
+}
+
+static int accept_conn(struct vfmig_session *s, int lfd, const char *what)
+{
+	int fd = vfmig_accept(lfd, (int)s->o.timeout_ms, s->dst->wakefd);
+
+	return fd >= 0 ? setup_accepted(s, fd, what) : accept_failed(s, fd, what);
+}
+
+/*
+ * Accept the next multifd channel, listening to the main channel meanwhile:
+ * a source that fails now says so there (ERROR, or the connection ends),
+ * and waiting --timeout for channels that will never come would hide why.
+ */
+static int accept_channel(struct vfmig_session *s, int lfd)
+{
+	uint64_t deadline = vfmig_now_ns() + (uint64_t)s->o.timeout_ms * 1000000ull;
+
+	for (;;) {
+		uint64_t now = vfmig_now_ns();
+		int left = now < deadline ? (int)((deadline - now) / 1000000) + 1 : 0;
+		int fd = vfmig_accept_or(lfd, left, s->dst->wakefd, s->main.fd);
+		struct vfmig_frame f;
+		enum vfmig_ferr fe;
+		char why[256];
+		int err_no;
+
+		if (fd != -EINPROGRESS)
+			return fd >= 0 ? setup_accepted(s, fd, "a multifd channel") :
+					 accept_failed(s, fd, "a multifd channel");
+		fe = vfmig_conn_recv(&s->main, &s->lim, NULL, &f, &err_no, why, sizeof(why));
+		if (fe) {
+			vfmig_fail_frame(&s->ctl, "main channel (handshake)", fe, err_no, why);
+			return -1;
+		}
+		if (f.h.type == VFMIG_F_ERROR)
+			vfmig_fail_remote(s, &f);
+		else if (f.h.type != VFMIG_F_PING)
+			vfmig_fail(&s->ctl, VFMIG_ERR_PROTOCOL, EPROTO, -1, "main channel",
+				   "unexpected frame type %u while the channels connect", f.h.type);
+		vfmig_frame_free(&f);
+		if (vfmig_aborted(&s->ctl))
+			return -1;
+	}
 }
 
 static int handshake_channels(struct vfmig_session *s, int lfd)
@@ -164,7 +214,7 @@ static int handshake_channels(struct vfmig_session *s, int lfd)
 		char why[256];
 		int fd, err_no;
 
-		fd = accept_conn(s, lfd, "a multifd channel");
+		fd = accept_channel(s, lfd);
 		if (fd < 0)
 			return -1;
 		if (vfmig_conn_init(&tmp, fd, 0, NULL)) {
@@ -215,7 +265,7 @@ static int handshake(struct vfmig_session *s, int lfd)
 	uint32_t opts = 0;
 	int fd, ret, err_no;
 
-	fd = accept_conn(s, lfd, "no source");
+	fd = accept_conn(s, lfd, "the source");
 	if (fd < 0)
 		return -1;
 	ret = vfmig_session_add_conn(s, &s->main, fd, 0);
@@ -564,6 +614,7 @@ static enum vfmig_errclass commit(struct vfmig_session *s)
 	int nfail, ret;
 
 	log_dbg(&s->log, "COMMIT received: the device state is ours");
+	dst->owner = VFMIG_OWNER_DESTINATION;
 	late = vfmig_ctl_error(&s->ctl);
 	nfail = vfmig_devset_start(s->devs, s->ndev, VFMIG_GO_COMMIT_RECEIVED, &s->log, note,
 				   sizeof(note));
@@ -647,6 +698,7 @@ static enum vfmig_errclass abort_uncommitted(struct vfmig_session *s, bool touch
 	}
 	if (!all_reset)
 		vfmig_ctl_amend(&s->ctl, VFMIG_OK, "; a device reset FAILED (see the log)");
+	s->dst->owner = all_reset ? VFMIG_OWNER_SOURCE : VFMIG_OWNER_UNKNOWN;
 	/* Only now, and only if every reset worked: the source may resume. */
 	vfmig_session_send_error(s, all_reset ? VFMIG_ERRF_RESET : 0);
 	linger(s);

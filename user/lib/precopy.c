@@ -44,9 +44,12 @@ int vfmig_precopy_start(struct vfmig_precopy *pc)
 	for (unsigned i = 0; i < pc->ndev; i++) {
 		struct vfmig_device *d = pc->devs[i];
 		struct vfmig_error e = { 0 };
+		enum vfmig_state st;
 		int ret;
 
-		if (!(d->flags & VFMIG_MIG_PRE_COPY))
+		/* Only a running device precopies: a stopped one must not be run. */
+		if (!(d->flags & VFMIG_MIG_PRE_COPY) || vfmig_device_get_state(d, &st) ||
+		    st != VFMIG_STATE_RUNNING)
 			continue;
 		/* No recovery or reset here: the rollback puts every device back. */
 		ret = vfmig_device_set_state_keep(d, VFMIG_STATE_PRE_COPY, &e);
@@ -103,7 +106,12 @@ static int send_chunks(struct vfmig_precopy *pc, unsigned i, uint8_t *buf, uint6
 	int ret;
 
 	while (budget && !vfmig_aborted(pc->ctl)) {
-		ssize_t n = vfmig_device_read(d, buf, (size_t)MIN(budget, (uint64_t)pc->chunk));
+		ssize_t n;
+
+		/* A limit falls due inside a pass: stop reading, let the loop judge it. */
+		if (pc->stop_ns && vfmig_now_ns() >= pc->stop_ns)
+			break;
+		n = vfmig_device_read(d, buf, (size_t)MIN(budget, (uint64_t)pc->chunk));
 
 		if (n == -ENOMSG || n == 0)
 			break; /* temporary end of stream */
@@ -211,6 +219,20 @@ int vfmig_precopy_run(struct vfmig_precopy *pc)
 	while (!vfmig_aborted(pc->ctl)) {
 		uint64_t it0 = vfmig_now_ns(), moved = 0, est, now;
 		bool all_init = true, acked, at_limit;
+
+		/*
+		 * The limits bound the time, not the passes: a pass stops reading when
+		 * the precopy time limit falls due (once switching over is allowed,
+		 * that is every ack is in), or when the acks' deadline does.
+		 */
+		pthread_mutex_lock(pc->lock);
+		acked = pc->acks >= acks_needed;
+		pthread_mutex_unlock(pc->lock);
+		pc->stop_ns = 0;
+		if (o->max_precopy_ms && acked)
+			pc->stop_ns = t0 + (uint64_t)o->max_precopy_ms * 1000000ull;
+		if (ack_wait_start && (!pc->stop_ns || ack_wait_start + tmo_ns < pc->stop_ns))
+			pc->stop_ns = ack_wait_start + tmo_ns + 1;
 		enum vfmig_converge why = VFMIG_CONVERGE_NONE;
 		double est_ms;
 

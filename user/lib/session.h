@@ -74,6 +74,7 @@ void vfmig_src_wake(struct vfmig_session *s);
 int vfmig_dst_new(struct vfmig_session *s);
 void vfmig_dst_free(struct vfmig_session *s);
 void vfmig_dst_wake(struct vfmig_session *s);
+enum vfmig_owner vfmig_dst_owner(const struct vfmig_session *s);
 
 /* stats.c */
 void vfmig_stats_finish(struct vfmig_session *s, uint64_t data_bytes, uint64_t config_bytes,

@@ -18,6 +18,8 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -153,48 +155,126 @@ static int connect_bounded(int fd, const struct sockaddr *sa, socklen_t len, int
 	return ret;
 }
 
-static int try_connect(const struct vfmig_addr *a, int timeout_ms, const atomic_bool *abort)
+/*
+ * Name resolution that a deadline and the abort flag can interrupt:
+ * getaddrinfo_a() in glibc's resolver thread, waited for in 100 ms slices.
+ * A request given up on is not cancelled under the resolver's feet: the
+ * completion callback and the waiter each drop a reference, the last one
+ * frees it.
+ */
+struct lookup {
+	struct gaicb cb;
+	struct addrinfo hints;
+	char host[sizeof(((struct vfmig_addr *)0)->host)];
+	char port[sizeof(((struct vfmig_addr *)0)->port)];
+	atomic_int refs;
+};
+
+static void lookup_put(struct lookup *l)
 {
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res, *ai;
+	if (atomic_fetch_sub(&l->refs, 1) != 1)
+		return;
+	if (l->cb.ar_result)
+		freeaddrinfo(l->cb.ar_result);
+	free(l);
+}
+
+static void lookup_done(union sigval sv)
+{
+	lookup_put(sv.sival_ptr);
+}
+
+/* 0 and *res (freeaddrinfo() it), or -ETIMEDOUT, -ECANCELED, -EHOSTUNREACH, -errno. */
+static int resolve(const struct vfmig_addr *a, uint64_t deadline, const atomic_bool *abort,
+		   struct addrinfo **res)
+{
+	struct sigevent sev = { .sigev_notify = SIGEV_THREAD,
+				.sigev_notify_function = lookup_done };
+	struct lookup *l = calloc(1, sizeof(*l));
+	struct gaicb *list[1];
+	int ret;
+
+	if (!l)
+		return -ENOMEM;
+	snprintf(l->host, sizeof(l->host), "%s", a->host);
+	snprintf(l->port, sizeof(l->port), "%s", a->port);
+	l->hints.ai_family = a->family;
+	l->hints.ai_socktype = SOCK_STREAM;
+	l->cb.ar_name = l->host[0] ? l->host : NULL;
+	l->cb.ar_service = l->port;
+	l->cb.ar_request = &l->hints;
+	atomic_init(&l->refs, 2);
+	sev.sigev_value.sival_ptr = l;
+	list[0] = &l->cb;
+	if (getaddrinfo_a(GAI_NOWAIT, list, 1, &sev)) {
+		free(l);
+		return -EAGAIN;
+	}
+	for (;;) {
+		uint64_t now = vfmig_now_ns();
+		uint64_t slice = MIN(deadline > now ? deadline - now : 0, 100000000ull);
+		struct timespec ts = { 0, (long)slice };
+
+		ret = gai_error(&l->cb);
+		if (ret != EAI_INPROGRESS)
+			break;
+		if (abort && atomic_load(abort)) {
+			ret = -ECANCELED;
+			goto out;
+		}
+		if (!slice) {
+			ret = -ETIMEDOUT;
+			goto out;
+		}
+		gai_suspend((const struct gaicb *const *)list, 1, &ts);
+	}
+	if (ret == 0) {
+		*res = l->cb.ar_result;
+		l->cb.ar_result = NULL;
+	} else {
+		ret = ret == EAI_SYSTEM ? -errno : ret == EAI_AGAIN ? -ETIMEDOUT : -EHOSTUNREACH;
+	}
+out:
+	lookup_put(l);
+	return ret;
+}
+
+static int connect_unix(const struct vfmig_addr *a, int timeout_ms, const atomic_bool *abort)
+{
+	struct sockaddr_un un;
+	int fd, ret = unix_sockaddr(a, &un);
+
+	if (ret)
+		return ret;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	ret = connect_bounded(fd, (struct sockaddr *)&un, sizeof(un), timeout_ms, abort);
+	if (ret) {
+		close(fd);
+		return ret;
+	}
+	return fd;
+}
+
+/* One attempt on every resolved address. */
+static int connect_any(const struct addrinfo *res, int timeout_ms, const atomic_bool *abort)
+{
 	int fd, ret = -ECONNREFUSED;
 
-	if (a->family == AF_UNIX) {
-		struct sockaddr_un un;
-
-		ret = unix_sockaddr(a, &un);
-		if (ret)
-			return ret;
-		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (fd < 0)
-			return -errno;
-		ret = connect_bounded(fd, (struct sockaddr *)&un, sizeof(un), timeout_ms, abort);
-		if (ret) {
-			close(fd);
-			return ret;
-		}
-		return fd;
-	}
-	hints.ai_family = a->family;
-	ret = getaddrinfo(a->host[0] ? a->host : NULL, a->port, &hints, &res);
-	if (ret)
-		return ret == EAI_SYSTEM ? -errno : -EHOSTUNREACH;
-	ret = -ECONNREFUSED;
-	for (ai = res; ai; ai = ai->ai_next) {
+	for (const struct addrinfo *ai = res; ai; ai = ai->ai_next) {
 		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
 		if (fd < 0) {
 			ret = -errno;
 			continue;
 		}
 		ret = connect_bounded(fd, ai->ai_addr, ai->ai_addrlen, timeout_ms, abort);
-		if (!ret) {
-			freeaddrinfo(res);
+		if (!ret)
 			return fd;
-		}
 		close(fd);
 		if (ret == -ECANCELED)
 			break;
 	}
-	freeaddrinfo(res);
 	return ret;
 }
 
@@ -203,14 +283,19 @@ int vfmig_connect_abortable(const struct vfmig_addr *a, unsigned timeout_ms,
 {
 	uint64_t deadline = vfmig_now_ns() + (uint64_t)timeout_ms * 1000000ull;
 	char as[sizeof(a->host) + sizeof(a->port)];
-	int fd;
+	struct addrinfo *res = NULL;
+	int fd = 0;
 
-	/* The destination may not listen yet: retry refused connections until the timeout. */
-	for (;;) {
+	/* The name once, bounded like everything else; then retry refused connections. */
+	if (a->family != AF_UNIX)
+		fd = resolve(a, deadline, abort, &res);
+	while (fd >= 0 || fd == -ECONNREFUSED || fd == -ENOENT) {
 		uint64_t now = vfmig_now_ns();
+		int left = (int)((deadline > now ? deadline - now : 0) / 1000000);
 		struct timespec ts = { 0, 50 * 1000 * 1000 };
 
-		fd = try_connect(a, (int)((deadline > now ? deadline - now : 0) / 1000000), abort);
+		fd = a->family == AF_UNIX ? connect_unix(a, left, abort) :
+					    connect_any(res, left, abort);
 		if (fd >= 0)
 			break;
 		if ((fd != -ECONNREFUSED && fd != -ENOENT) || vfmig_now_ns() >= deadline)
@@ -221,6 +306,8 @@ int vfmig_connect_abortable(const struct vfmig_addr *a, unsigned timeout_ms,
 		}
 		nanosleep(&ts, NULL); /* retry pacing, not synchronisation */
 	}
+	if (res)
+		freeaddrinfo(res);
 	if (fd == -ECANCELED) {
 		vfmig_error_set(err, VFMIG_ERR_CANCELLED, ECANCELED, -1, "connect",
 				"connect to %s: cancelled", addr_str(a, as, sizeof(as)));
@@ -306,16 +393,17 @@ fail:
 	return ret;
 }
 
-int vfmig_accept(int lfd, int timeout_ms, int wakefd)
+int vfmig_accept_or(int lfd, int timeout_ms, int wakefd, int watchfd)
 {
-	struct pollfd p[2] = {
+	struct pollfd p[3] = {
 		{ .fd = lfd, .events = POLLIN },
 		{ .fd = wakefd, .events = POLLIN },
+		{ .fd = watchfd, .events = POLLIN },
 	};
 	int fd, r;
 
 	for (;;) {
-		r = poll(p, wakefd >= 0 ? 2 : 1, timeout_ms);
+		r = poll(p, 3, timeout_ms);
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0)
@@ -324,9 +412,16 @@ int vfmig_accept(int lfd, int timeout_ms, int wakefd)
 			return -ETIMEDOUT;
 		if (wakefd >= 0 && p[1].revents)
 			return -ECANCELED;
+		if (watchfd >= 0 && p[2].revents)
+			return -EINPROGRESS;
 		fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
 		if (fd < 0 && (errno == EINTR || errno == EAGAIN || errno == ECONNABORTED))
 			continue;
 		return fd < 0 ? -errno : fd;
 	}
+}
+
+int vfmig_accept(int lfd, int timeout_ms, int wakefd)
+{
+	return vfmig_accept_or(lfd, timeout_ms, wakefd, -1);
 }

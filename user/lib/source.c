@@ -62,6 +62,9 @@ struct vfmig_src {
 	uint32_t peer_error_flags;
 	atomic_uint_fast64_t data_bytes, config_bytes;
 	uint64_t t_down;
+	/* Each device's state before the migration: RUNNING or STOP. */
+	enum vfmig_state orig[VFMIG_MAX_DEVICES];
+	enum vfmig_owner owner; /* when the session ended */
 };
 
 int vfmig_src_new(struct vfmig_session *s)
@@ -213,10 +216,28 @@ bad:
 
 /* ---- setup ------------------------------------------------------------------------------- */
 
+/*
+ * Every device can be migrated, and is RUNNING or STOP (a paused guest's):
+ * a failed migration puts each back in the state it had, and a stopped one
+ * is never run by the migration (no PRE_COPY for it).
+ */
 static int check_devices(struct vfmig_session *s)
 {
 	for (unsigned i = 0; i < s->ndev; i++) {
 		struct vfmig_device *d = s->devs[i];
+		int ret = vfmig_device_get_state(d, &s->src->orig[i]);
+
+		if (ret) {
+			vfmig_fail(&s->ctl, VFMIG_ERR_DEVICE, -ret, (int)i, d->name,
+				   "%s: get state: %s", d->name, strerror(-ret));
+			return -1;
+		}
+		if (s->src->orig[i] != VFMIG_STATE_RUNNING && s->src->orig[i] != VFMIG_STATE_STOP) {
+			vfmig_fail(&s->ctl, VFMIG_ERR_DEVICE, EBUSY, (int)i, d->name,
+				   "%s is in %s: a migration starts from RUNNING or STOP", d->name,
+				   vfmig_state_name(s->src->orig[i]));
+			return -1;
+		}
 
 		if (!(d->flags & VFMIG_MIG_STOP_COPY)) {
 			vfmig_fail(&s->ctl, VFMIG_ERR_DEVICE, EOPNOTSUPP, (int)i, d->name,
@@ -299,6 +320,32 @@ static int recv_hello_ack(struct vfmig_session *s, uint32_t *opts)
 	return 0;
 }
 
+/* The precopy state (before the return path starts: it updates the acks), then the thread. */
+static int start_return_path(struct vfmig_session *s)
+{
+	struct vfmig_src *src = s->src;
+
+	src->pc = (struct vfmig_precopy){
+		.ctl = &s->ctl,
+		.log = &s->log,
+		.main = &s->main,
+		.devs = s->devs,
+		.ndev = s->ndev,
+		.chunk = s->chunk,
+		.sack = s->options & VFMIG_OPT_SWITCHOVER_ACK,
+		.o = &s->o,
+		.lock = &s->lock,
+		.cond = &s->cond,
+		.st = &s->st,
+		.progress = src_progress,
+		.progress_arg = s,
+	};
+	if (vfmig_thread_start(&s->ctl, &src->rp_thread, return_path, s, 0))
+		return -1;
+	src->rp_started = true;
+	return 0;
+}
+
 static int handshake(struct vfmig_session *s, const struct vfmig_addr *peer)
 {
 	uint8_t buf[VFMIG_HELLO_MAX];
@@ -370,6 +417,13 @@ static int handshake(struct vfmig_session *s, const struct vfmig_addr *peer)
 		return -1;
 	}
 	s->options = opts;
+	/*
+	 * The return path from here on: a destination that fails while the
+	 * channels connect is heard at once (its ERROR sets the abort flag,
+	 * which the connect loop watches).
+	 */
+	if (start_return_path(s))
+		return -1;
 
 	if (s->nch) {
 		s->chans = calloc(s->nch, sizeof(*s->chans));
@@ -492,6 +546,68 @@ static void stop_devices(struct vfmig_session *s)
 	}
 }
 
+/*
+ * Put every device back in the state it had before the migration: those
+ * that ran run again (two phases, vfmig_devset_start() with @why), those
+ * that were stopped stop (STOP_COPY -> STOP; a device in ERROR is reset,
+ * which loses its state).  0, or -1 with what failed in @note.
+ */
+static int restore(struct vfmig_session *s, enum vfmig_go why, char *note, size_t len)
+{
+	struct vfmig_device *run[VFMIG_MAX_DEVICES];
+	unsigned n = 0;
+	int failed = 0;
+
+	note[0] = '\0';
+	for (unsigned i = 0; i < s->ndev; i++) {
+		struct vfmig_device *d = s->devs[i];
+		struct vfmig_error e = { 0 };
+		enum vfmig_state st;
+		size_t l = strlen(note);
+
+		if (s->src->orig[i] == VFMIG_STATE_RUNNING) {
+			run[n++] = d;
+			continue;
+		}
+		if (vfmig_device_get_state(d, &st) || st == VFMIG_STATE_ERROR) {
+			snprintf(note + l, len - l, "; %s was in ERROR and has been reset%s",
+				 d->name, vfmig_device_reset(d) ? " (the reset FAILED)" : "");
+			failed = -1;
+		} else if (st != VFMIG_STATE_STOP &&
+			   vfmig_device_set_state_keep(d, VFMIG_STATE_STOP, &e)) {
+			snprintf(note + l, len - l, "; %s", e.msg);
+			failed = -1;
+		}
+	}
+	if (n) {
+		size_t l = strlen(note);
+
+		if (vfmig_devset_start(run, n, why, &s->log, note + l, len - l))
+			failed = -1;
+	}
+	return failed;
+}
+
+enum vfmig_owner vfmig_session_owner(const struct vfmig_session *s)
+{
+	return s->source ? s->src->owner : vfmig_dst_owner(s);
+}
+
+int vfmig_session_resume(struct vfmig_session *s)
+{
+	char note[512];
+
+	if (!s->source || s->src->owner != VFMIG_OWNER_UNKNOWN)
+		return -EPERM;
+	if (restore(s, VFMIG_GO_PEER_RESET, note, sizeof(note))) {
+		log_err(&s->log, "resume: %s", note + 2);
+		return -EIO;
+	}
+	s->src->owner = VFMIG_OWNER_SOURCE;
+	log_info(&s->log, "source devices resumed: the destination does not run the state");
+	return 0;
+}
+
 enum vfmig_errclass vfmig_session_send(struct vfmig_session *s, const struct vfmig_addr *peer)
 {
 	struct vfmig_src *src = s->src;
@@ -504,25 +620,6 @@ enum vfmig_errclass vfmig_session_send(struct vfmig_session *s, const struct vfm
 		goto fail;
 	if (vfmig_keepalive_start(&s->ka, &s->ctl, s->o.timeout_ms))
 		goto fail;
-	/* Before the return path starts: it updates the ack state. */
-	src->pc = (struct vfmig_precopy){
-		.ctl = &s->ctl,
-		.log = &s->log,
-		.main = &s->main,
-		.devs = s->devs,
-		.ndev = s->ndev,
-		.chunk = s->chunk,
-		.sack = s->options & VFMIG_OPT_SWITCHOVER_ACK,
-		.o = &s->o,
-		.lock = &s->lock,
-		.cond = &s->cond,
-		.st = &s->st,
-		.progress = src_progress,
-		.progress_arg = s,
-	};
-	if (vfmig_thread_start(&s->ctl, &src->rp_thread, return_path, s, 0))
-		goto fail;
-	src->rp_started = true;
 	if (!vfmig_session_wait_flag(s, &src->ready, "READY (destination devices RESUMING)"))
 		goto fail;
 	if (start_multifd(s))
@@ -562,6 +659,7 @@ enum vfmig_errclass vfmig_session_send(struct vfmig_session *s, const struct vfm
 	stop_devices(s);
 	join_all(s);
 	vfmig_session_close_all(s);
+	src->owner = VFMIG_OWNER_DESTINATION;
 	finish_stats(s);
 	src_progress(s, VFMIG_PHASE_DONE);
 	return VFMIG_OK;
@@ -581,19 +679,21 @@ fail:
 		log_warn(&s->log, "COMPLETE arrived with a failure: %s; the migration succeeded",
 			 vfmig_session_error(s)->msg);
 		vfmig_ctl_clear(&s->ctl);
+		src->owner = VFMIG_OWNER_DESTINATION;
 		finish_stats(s);
 		return VFMIG_OK;
 	}
 	pthread_mutex_unlock(&s->lock);
 	if (!committed || peer_reset) {
-		ret = vfmig_devset_start(s->devs, s->ndev,
-					 committed ? VFMIG_GO_PEER_RESET : VFMIG_GO_NOT_COMMITTED,
-					 &s->log, note, sizeof(note));
-		if (ret)
+		src->owner = VFMIG_OWNER_SOURCE;
+		if (restore(s, committed ? VFMIG_GO_PEER_RESET : VFMIG_GO_NOT_COMMITTED, note,
+			    sizeof(note)))
 			vfmig_ctl_amend(&s->ctl, VFMIG_ERR_ROLLBACK,
-					"; rollback to RUNNING failed%s", note);
+					"; rollback to the states before the migration failed%s",
+					note);
 	} else {
 		stop_devices(s);
+		src->owner = peer_committed ? VFMIG_OWNER_DESTINATION : VFMIG_OWNER_UNKNOWN;
 		if (peer_committed)
 			vfmig_ctl_amend(&s->ctl, VFMIG_ERR_INCOMPLETE,
 					"; the destination received COMMIT and owns the device "

@@ -356,6 +356,8 @@ int vfmig_connect_abortable(const struct vfmig_addr *a, unsigned timeout_ms,
 			    const atomic_bool *abort, struct vfmig_error *err);
 /* Accept with a timeout; returns fd, -ETIMEDOUT, -ECANCELED (wakefd readable) or -errno. */
 int vfmig_accept(int lfd, int timeout_ms, int wakefd);
+/* The same, and -EINPROGRESS as soon as @watchfd is readable (may be -1). */
+int vfmig_accept_or(int lfd, int timeout_ms, int wakefd, int watchfd);
 /* Send timeout, TCP_NODELAY, keepalive and TCP_USER_TIMEOUT from timeout_ms. */
 int vfmig_sock_setup(int fd, unsigned timeout_ms);
 
@@ -622,7 +624,8 @@ struct vfmig_precopy {
 	struct vfmig_device **devs;
 	unsigned ndev;
 	uint32_t chunk;
-	bool sack; /* switchover-ack agreed */
+	bool sack;	  /* switchover-ack agreed */
+	uint64_t stop_ns; /* 0, or when reading must pause for a limit to be judged */
 	const struct vfmig_options *o;
 	/* Shared with the return-path thread, under *lock; *cond wakes the loop. */
 	pthread_mutex_t *lock;

@@ -472,8 +472,25 @@ static void run_silence(struct __test_metadata *_metadata, const struct silence 
 	} else {
 		EXPECT_EQ(VFMIG_ERR_OUTCOME_UNKNOWN, m.p.src_rc)
 		TH_LOG("%s", vfmig_session_error(m.p.ss)->msg);
+		EXPECT_EQ(VFMIG_OWNER_UNKNOWN, vfmig_session_owner(m.p.ss));
 		EXPECT_EQ(sc->dst_runs ? VFMIG_OK : VFMIG_ERR_TIMEOUT, m.p.dst_rc)
 		TH_LOG("%s", vfmig_session_error(m.p.ds)->msg);
+		/*
+		 * Whoever knows both sides decides (vfio-mig migrate does): a
+		 * destination that reset before COMMIT lets the source resume.
+		 */
+		EXPECT_EQ(sc->dst_runs ? VFMIG_OWNER_DESTINATION : VFMIG_OWNER_SOURCE,
+			  vfmig_session_owner(m.p.ds));
+		if (!sc->dst_runs) {
+			EXPECT_EQ(0, vfmig_session_resume(m.p.ss));
+			EXPECT_EQ(VFMIG_OWNER_SOURCE, vfmig_session_owner(m.p.ss));
+			for (unsigned i = 0; i < m.p.n; i++) {
+				EXPECT_EQ(VFMIG_STATE_RUNNING, vfmig_fake_state(SRC(&m, i)));
+				EXPECT_EQ(m.digest[i], vfmig_fake_digest(SRC(&m, i)));
+			}
+			EXPECT_EQ(0, rec_check_never_both(m.log, m.p.n, NULL, 0));
+		}
+		EXPECT_EQ(-EPERM, vfmig_session_resume(m.p.ds));
 	}
 	mig_fini(&m);
 }

@@ -472,6 +472,10 @@ static int cmd_info(struct args *a)
 		uint64_t size = 0, fl;
 		int sret, dret;
 
+		char *at = strrchr(a->devs[i], '@');
+
+		if (at)
+			*at = '\0'; /* DEVICE@LABEL: the label only matters to a migration */
 		if (vfmig_vfio_open(ctx, a->devs[i], &d, &e)) {
 			report_error("info", &e);
 			rc = e.cls;
@@ -688,12 +692,23 @@ static int run(struct args *a, struct sigctl *sc)
 		 * Both sides are here: a source that cannot know whether COMMIT
 		 * arrived (its COMPLETE was lost) is told by the destination itself.
 		 */
-		if (src_rc == VFMIG_ERR_OUTCOME_UNKNOWN && job.rc == VFMIG_OK) {
-			fprintf(stderr,
-				"vfio-mig: source: %s\nvfio-mig: the destination completed: "
-				"the migration succeeded\n",
-				vfmig_session_error(ss)->msg);
-			src_rc = VFMIG_OK;
+		if (src_rc == VFMIG_ERR_OUTCOME_UNKNOWN) {
+			switch (vfmig_session_owner(ds)) {
+			case VFMIG_OWNER_DESTINATION:
+				fprintf(stderr,
+					"vfio-mig: source: %s\nvfio-mig: the destination "
+					"received COMMIT: it owns the device state\n",
+					vfmig_session_error(ss)->msg);
+				src_rc = job.rc; /* 0, or 13 if a device did not start */
+				break;
+			case VFMIG_OWNER_SOURCE:
+				/* The destination failed before COMMIT and reset: nobody runs it. */
+				if (!vfmig_session_resume(ss))
+					src_rc = job.rc ? job.rc : VFMIG_ERR_INTERNAL;
+				break;
+			case VFMIG_OWNER_UNKNOWN:
+				break;
+			}
 		}
 		if (src_rc)
 			report_error("source", vfmig_session_error(ss));
