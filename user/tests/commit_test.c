@@ -446,6 +446,77 @@ TEST(destination_pings_only_where_the_source_reads)
 	mig_fini(&m);
 }
 
+struct end_watch {
+	pthread_mutex_t lock;
+	int ended[8]; /* multifd channels that carried CHANNEL_END (the proxy's in-fd) */
+	unsigned nended, pings_after;
+};
+
+static void saw_channel_end(void *arg, int in, int out)
+{
+	struct end_watch *w = arg;
+
+	(void)out;
+	pthread_mutex_lock(&w->lock);
+	if (w->nended < ARRAY_SIZE(w->ended))
+		w->ended[w->nended++] = in;
+	pthread_mutex_unlock(&w->lock);
+}
+
+static void saw_source_ping(void *arg, int in, int out)
+{
+	struct end_watch *w = arg;
+
+	(void)out;
+	pthread_mutex_lock(&w->lock);
+	for (unsigned i = 0; i < w->nended; i++)
+		w->pings_after += w->ended[i] == in;
+	pthread_mutex_unlock(&w->lock);
+}
+
+/* A slow validation on the destination (RESUMING -> STOP): the source idles meanwhile. */
+static void slow_validation(void *arg, enum vfmig_state target)
+{
+	(void)arg;
+	if (target == VFMIG_STATE_STOP)
+		nanosleep(&(struct timespec){ 0, 300 * 1000 * 1000 }, NULL); /* device model */
+}
+
+/* Nothing follows CHANNEL_END on its channel, not even a PING. */
+TEST(no_ping_after_channel_end)
+{
+	struct end_watch w = { .lock = PTHREAD_MUTEX_INITIALIZER };
+	struct mig m;
+
+	ASSERT_EQ(0, mig_init(&m, 2, NOPRE));
+	for (unsigned i = 0; i < 2; i++)
+		rec_set_hook(m.p.dst[i], slow_validation, NULL);
+	m.p.so.channels = 2;
+	ASSERT_EQ(0, mig_run(&m));
+	proxy_on_frame(m.px, PROXY_TO_SERVER, VFMIG_F_CHANNEL_END, 0, saw_channel_end, &w);
+	proxy_on_frame(m.px, PROXY_TO_SERVER, VFMIG_F_PING, 0, saw_source_ping, &w);
+	ASSERT_EQ(0, mig_go(&m));
+	expect_migrated(_metadata, &m);
+	EXPECT_EQ(2, w.nended);
+	EXPECT_EQ(0, w.pings_after);
+	mig_fini(&m);
+}
+
+/* The only function that starts devices after a migration began wants a reason. */
+TEST(devset_start_refuses_without_a_proof)
+{
+	struct vfmig_device *d = fake("d", 1 << 20, ALL_FLAGS, 1);
+	struct vfmig_error e = { 0 };
+	struct vfmig_log log = { 0 };
+
+	ASSERT_EQ(0, vfmig_device_set_state(d, VFMIG_STATE_STOP, VFMIG_STATE_ERROR, &e));
+	EXPECT_EQ(-EPERM, vfmig_devset_start(&d, 1, VFMIG_GO_NONE, &log, NULL, 0));
+	EXPECT_EQ(VFMIG_STATE_STOP, vfmig_fake_state(d));
+	EXPECT_EQ(0, vfmig_devset_start(&d, 1, VFMIG_GO_COMMIT_RECEIVED, &log, NULL, 0));
+	EXPECT_EQ(VFMIG_STATE_RUNNING, vfmig_fake_state(d));
+	vfmig_device_close(d);
+}
+
 /* ---- a silent network --------------------------------------------------------------------- */
 
 struct silence {

@@ -8,6 +8,10 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
 #include "kselftest_harness.h"
 #include "test_util.h"
 
@@ -199,6 +203,80 @@ TEST(framing_tcp_loopback_connects)
 	close(c);
 	close(s);
 	close(l);
+}
+
+/*
+ * A COMMIT whose send failed part way, followed by the sender's last word
+ * (ERROR): the receiver must never see a COMMIT in those bytes (that is why
+ * a source whose COMMIT send failed may roll back).
+ */
+TEST(framing_commit_prefix_then_error_is_never_a_commit)
+{
+	struct vfmig_limits lim = { .ndevices = 1, .max_chunk = 4096 };
+	uint8_t commit[VFMIG_HDR_LEN], err[VFMIG_HDR_LEN + 64], msg[32] = "cancelled";
+
+	vfmig_frame_encode(commit, VFMIG_F_COMMIT, 0, 0, 0, NULL, 0);
+	vfmig_frame_encode(err, VFMIG_F_ERROR, 0, 0, 0, msg, sizeof(msg));
+	for (size_t cut = 1; cut < VFMIG_HDR_LEN; cut++) {
+		struct vfmig_frame f;
+		enum vfmig_ferr fe;
+		char why[256];
+		int sv[2], e;
+
+		ASSERT_EQ(0, socketpair(AF_UNIX, SOCK_STREAM, 0, sv));
+		ASSERT_EQ(0, raw_send_bytes(sv[0], commit, cut));
+		ASSERT_EQ(0, raw_send_bytes(sv[0], err, VFMIG_HDR_LEN + sizeof(msg)));
+		close(sv[0]);
+		fe = vfmig_recv_frame(sv[1], &lim, 1000, &f, &e, why, sizeof(why));
+		EXPECT_NE(VFMIG_FERR_NONE, fe)
+		TH_LOG("cut %zu read a frame of type %u", cut, f.h.type);
+		if (!fe)
+			vfmig_frame_free(&f);
+		close(sv[1]);
+	}
+}
+
+/* What a connection asks of the kernel: timeouts, keepalive, TCP_USER_TIMEOUT. */
+TEST(framing_tcp_socket_options_bound_a_dead_peer)
+{
+	struct vfmig_addr a;
+	struct timeval tv;
+	int lfd, fd, v;
+	socklen_t l;
+
+	memset(&a, 0, sizeof(a));
+	lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ASSERT_LE(0, lfd);
+	{
+		struct sockaddr_in sin = { .sin_family = AF_INET,
+					   .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+
+		l = sizeof(sin);
+		ASSERT_EQ(0, bind(lfd, (struct sockaddr *)&sin, sizeof(sin)));
+		ASSERT_EQ(0, listen(lfd, 1));
+		ASSERT_EQ(0, getsockname(lfd, (struct sockaddr *)&sin, &l));
+		snprintf(a.host, sizeof(a.host), "127.0.0.1");
+		snprintf(a.port, sizeof(a.port), "%u", ntohs(sin.sin_port));
+		a.family = AF_INET;
+	}
+	fd = vfmig_connect(&a, 8000, NULL);
+	ASSERT_LE(0, fd);
+	l = sizeof(v);
+	ASSERT_EQ(0, getsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &v, &l));
+	EXPECT_EQ(1, v);
+	ASSERT_EQ(0, getsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &v, &l));
+	EXPECT_EQ(8000, v);
+	ASSERT_EQ(0, getsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &v, &l));
+	EXPECT_EQ(2, v);
+	ASSERT_EQ(0, getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, &l));
+	EXPECT_EQ(1, v);
+	l = sizeof(tv);
+	ASSERT_EQ(0, getsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, &l));
+	EXPECT_EQ(8, tv.tv_sec);
+	ASSERT_EQ(0, getsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, &l));
+	EXPECT_EQ(8, tv.tv_sec);
+	close(fd);
+	close(lfd);
 }
 
 TEST_HARNESS_MAIN

@@ -282,6 +282,38 @@ TEST(switchover_ack_before_ready_is_a_protocol_error_not_a_crash)
  * stop its devices and return 0 although it never gave the state away: it
  * still owns the state and nobody runs it.
  */
+/* Control frames out of phase: a second READY, LOADED before SWITCHOVER_START. */
+TEST(out_of_phase_ready_and_loaded_are_protocol_errors)
+{
+	static const struct {
+		uint16_t first, second;
+	} cases[] = {
+		{ VFMIG_F_READY, VFMIG_F_READY },
+		{ VFMIG_F_READY, VFMIG_F_LOADED },
+	};
+
+	for (unsigned k = 0; k < ARRAY_SIZE(cases); k++) {
+		struct rogue_dst r = {
+			.nframes = 2,
+			.script = { { cases[k].first, 0, 0 }, { cases[k].second, 0, 0 } },
+			.hold_ms = 1500,
+		};
+		enum vfmig_errclass rc;
+		uint64_t digest;
+		struct pair p;
+
+		ASSERT_EQ(0, pair_init(&p, 1));
+		digest = vfmig_fake_digest(p.src[0]);
+		rc = run_against_rogue_dst(&p, &r);
+		EXPECT_EQ(VFMIG_ERR_PROTOCOL, rc)
+		TH_LOG("case %u: %s", k, vfmig_session_error(p.ss)->msg);
+		EXPECT_MSG(p.ss, "out of sequence");
+		EXPECT_EQ(VFMIG_STATE_RUNNING, vfmig_fake_state(p.src[0]));
+		EXPECT_EQ(digest, vfmig_fake_digest(p.src[0]));
+		pair_fini(&p);
+	}
+}
+
 TEST(complete_before_commit_does_not_stop_the_source)
 {
 	struct rogue_dst r = {
