@@ -81,6 +81,14 @@ cp "${MODULE_KO:-$TOP/kmod-mtty-mig/mtty_mig.ko}" "$root/opt/mtty-mig/mtty_mig.k
 for b in "$BUILD"/user/vfio-mig "$BUILD"/user/vfio-mig-copy; do
 	[ -x "$b" ] && copy_bin "$b" "usr/bin/$(basename "$b")"
 done
+# glibc dlopen()s libgcc_s when a thread of its own exits (getaddrinfo_a's
+# resolver and notification threads, which vfio-mig uses for a bounded name
+# lookup): ldd cannot see it, every Debian system has it (libgcc-s1).
+gcc_s=$(ldconfig -p | awk '/libgcc_s\.so\.1 .*x86-64/ { print $NF; exit }')
+if [ -n "$gcc_s" ]; then
+	mkdir -p "$root$(dirname "$gcc_s")"
+	cp -L "$gcc_s" "$root$gcc_s"
+fi
 if [ -d "$BUILD/kselftest" ]; then
 	cp -a "$BUILD/kselftest" "$root/opt/kselftest"
 	for f in $(find "$root/opt/kselftest" -type f -perm -u+x); do
