@@ -91,6 +91,9 @@ struct rec_dev {
 	int fail_err;
 	void (*hook)(void *arg, enum vfmig_state target); /* before every SET */
 	uint64_t initial_floor; /* PRECOPY_INFO reports at least this many initial bytes */
+	int error_on;		/* a SET to this state leaves the device in ERROR (0: none) */
+	bool in_error;		/* ... until reset() */
+	unsigned read_delay_ms, write_delay_ms; /* a slow driver (reads: while PRE_COPY*) */
 	void *hook_arg;
 };
 
@@ -122,6 +125,8 @@ static inline void rec_add(struct rec_log *l, enum rec_kind kind, int side, unsi
 {
 	struct rec_event *e;
 
+	if (!l)
+		return; /* a wrapper used for its faults only */
 	pthread_mutex_lock(&l->lock);
 	if (l->n == l->cap) {
 		unsigned cap = l->cap ? 2 * l->cap : 256;
@@ -168,10 +173,22 @@ static inline enum vfmig_state rec_inner_state(struct rec_dev *d)
 
 /* ---- the wrapper's ops: forward to the inner device ------------------------ */
 
+static inline void rec_sleep_ms(unsigned ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) && errno == EINTR)
+		;
+}
+
 static inline int rec_op_get_state(void *priv, enum vfmig_state *st)
 {
 	struct rec_dev *d = priv;
 
+	if (__atomic_load_n(&d->in_error, __ATOMIC_SEQ_CST)) {
+		*st = VFMIG_STATE_ERROR;
+		return 0;
+	}
 	return d->inner->ops->get_state(d->inner->priv, st);
 }
 
@@ -184,8 +201,13 @@ static inline int rec_op_set_state(void *priv, enum vfmig_state st)
 		d->hook(d->hook_arg, st);
 	if (rec_running(st))
 		rec_add(d->l, REC_EV_MAYRUN, d->side, d->pair, st, VFMIG_STATE_ERROR, 0);
-	if (d->fail_state != VFMIG_STATE_ERROR &&
-	    (enum vfmig_state)__atomic_load_n(&d->fail_state, __ATOMIC_SEQ_CST) == st)
+	if (__atomic_load_n(&d->in_error, __ATOMIC_SEQ_CST) ||
+	    (d->error_on && (enum vfmig_state)d->error_on == st)) {
+		/* A driver whose arc failed badly: only a reset leaves ERROR. */
+		__atomic_store_n(&d->in_error, true, __ATOMIC_SEQ_CST);
+		ret = -EIO;
+	} else if (d->fail_state != VFMIG_STATE_ERROR &&
+		   (enum vfmig_state)__atomic_load_n(&d->fail_state, __ATOMIC_SEQ_CST) == st)
 		ret = -d->fail_err;
 	else
 		ret = d->inner->ops->set_state(d->inner->priv, st);
@@ -196,7 +218,11 @@ static inline int rec_op_set_state(void *priv, enum vfmig_state st)
 static inline ssize_t rec_op_read(void *priv, void *buf, size_t len)
 {
 	struct rec_dev *d = priv;
+	enum vfmig_state st = VFMIG_STATE_ERROR;
 
+	if (d->read_delay_ms && !d->inner->ops->get_state(d->inner->priv, &st) &&
+	    (st == VFMIG_STATE_PRE_COPY || st == VFMIG_STATE_PRE_COPY_P2P))
+		rec_sleep_ms(d->read_delay_ms); /* device model: a slow precopy read */
 	return d->inner->ops->read(d->inner->priv, buf, len);
 }
 
@@ -204,6 +230,8 @@ static inline ssize_t rec_op_write(void *priv, const void *buf, size_t len)
 {
 	struct rec_dev *d = priv;
 
+	if (d->write_delay_ms)
+		rec_sleep_ms(d->write_delay_ms); /* device model: a slow driver */
 	return d->inner->ops->write(d->inner->priv, buf, len);
 }
 
@@ -244,6 +272,8 @@ static inline int rec_op_reset(void *priv)
 	int err = __atomic_load_n(&d->fail_reset, __ATOMIC_SEQ_CST);
 	int ret;
 
+	if (!err)
+		__atomic_store_n(&d->in_error, false, __ATOMIC_SEQ_CST);
 	if (err) {
 		/* The inner device is untouched: it keeps its state, blank or not. */
 		rec_add(d->l, REC_EV_RESET, d->side, d->pair, VFMIG_STATE_RUNNING,
@@ -342,6 +372,26 @@ static inline void rec_fail_state(struct vfmig_device *wrapped, enum vfmig_state
 		return;
 	d->fail_err = err;
 	__atomic_store_n(&d->fail_state, (int)st, __ATOMIC_SEQ_CST);
+}
+
+/* A SET to @st leaves the device in ERROR (get_state says so) until a reset. */
+static inline void rec_error_on(struct vfmig_device *wrapped, enum vfmig_state st)
+{
+	struct rec_dev *d = rec_dev_of(wrapped);
+
+	if (d)
+		d->error_on = (int)st;
+}
+
+/* A slow driver: each PRE_COPY read sleeps @read_ms, each write @write_ms (set before the run). */
+static inline void rec_io_delay(struct vfmig_device *wrapped, unsigned read_ms, unsigned write_ms)
+{
+	struct rec_dev *d = rec_dev_of(wrapped);
+
+	if (d) {
+		d->read_delay_ms = read_ms;
+		d->write_delay_ms = write_ms;
+	}
 }
 
 /* PRECOPY_INFO never reports fewer than @bytes initial bytes. */

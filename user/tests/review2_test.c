@@ -23,14 +23,6 @@
 #include "recorder.h"
 #include "rogue.h"
 
-static void sleep_ms(unsigned ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-
-	while (nanosleep(&ts, &ts) && errno == EINTR)
-		;
-}
-
 /* ---- a cancel while the source resolves the destination's name --------------------------- */
 
 static int write_file(const char *path, const char *s)
@@ -115,7 +107,7 @@ static void *cancel_later(void *arg)
 {
 	struct canceller *c = arg;
 
-	sleep_ms(c->after_ms);
+	rec_sleep_ms(c->after_ms);
 	c->at_ns = vfmig_now_ns();
 	vfmig_session_cancel(c->s);
 	return NULL;
@@ -181,118 +173,6 @@ TEST(source_cancel_while_resolving_the_destination_returns_within_a_second)
 
 /* ---- precopy time limit --------------------------------------------------------------------- */
 
-/* A device whose PRE_COPY reads take @read_delay_ms each (a slow driver, still progressing). */
-struct slow {
-	struct vfmig_device *inner;
-	unsigned read_delay_ms;
-};
-
-static int sl_get_state(void *priv, enum vfmig_state *st)
-{
-	struct slow *w = priv;
-
-	return w->inner->ops->get_state(w->inner->priv, st);
-}
-
-static int sl_set_state(void *priv, enum vfmig_state st)
-{
-	struct slow *w = priv;
-
-	return w->inner->ops->set_state(w->inner->priv, st);
-}
-
-static ssize_t sl_read(void *priv, void *buf, size_t len)
-{
-	struct slow *w = priv;
-	enum vfmig_state st = VFMIG_STATE_ERROR;
-
-	w->inner->ops->get_state(w->inner->priv, &st);
-	if (st == VFMIG_STATE_PRE_COPY || st == VFMIG_STATE_PRE_COPY_P2P)
-		sleep_ms(w->read_delay_ms);
-	return w->inner->ops->read(w->inner->priv, buf, len);
-}
-
-static ssize_t sl_write(void *priv, const void *buf, size_t len)
-{
-	struct slow *w = priv;
-
-	return w->inner->ops->write(w->inner->priv, buf, len);
-}
-
-static int sl_precopy_info(void *priv, uint64_t *i, uint64_t *d)
-{
-	struct slow *w = priv;
-
-	return w->inner->ops->precopy_info(w->inner->priv, i, d);
-}
-
-static int sl_data_size(void *priv, uint64_t *b)
-{
-	struct slow *w = priv;
-
-	return w->inner->ops->data_size(w->inner->priv, b);
-}
-
-static ssize_t sl_config_read(void *priv, void *buf, size_t len)
-{
-	struct slow *w = priv;
-
-	return w->inner->ops->config_read(w->inner->priv, buf, len);
-}
-
-static int sl_config_write(void *priv, const void *buf, size_t len)
-{
-	struct slow *w = priv;
-
-	return w->inner->ops->config_write(w->inner->priv, buf, len);
-}
-
-static int sl_reset(void *priv)
-{
-	struct slow *w = priv;
-
-	return w->inner->ops->reset(w->inner->priv);
-}
-
-static void sl_close(void *priv)
-{
-	struct slow *w = priv;
-
-	vfmig_device_close(w->inner);
-	free(w);
-}
-
-static const struct vfmig_device_ops slow_ops = {
-	.get_state = sl_get_state,
-	.set_state = sl_set_state,
-	.read = sl_read,
-	.write = sl_write,
-	.precopy_info = sl_precopy_info,
-	.data_size = sl_data_size,
-	.config_read = sl_config_read,
-	.config_write = sl_config_write,
-	.reset = sl_reset,
-	.close = sl_close,
-};
-
-static struct vfmig_device *slow_new(struct vfmig_device *inner, unsigned read_delay_ms)
-{
-	struct slow *w = calloc(1, sizeof(*w));
-
-	if (!w || !inner)
-		return NULL;
-	w->inner = inner;
-	w->read_delay_ms = read_delay_ms;
-	return vfmig_device_new(vfmig_device_name(inner), vfmig_device_compat(inner),
-				vfmig_device_flags(inner), vfmig_device_config_size(inner),
-				&slow_ops, w);
-}
-
-static struct vfmig_device *slow_inner(struct vfmig_device *d)
-{
-	return ((struct slow *)vfmig_device_priv(d))->inner;
-}
-
 /*
  * Defect: precopy.c, vfmig_precopy_run() checks --max-precopy-time (and
  * --max-iterations, and the switchover-ack deadline) only between
@@ -316,7 +196,8 @@ TEST(precopy_time_limit_is_honoured_inside_an_iteration)
 	ASSERT_EQ(0, pair_init(&p, 1));
 	vfmig_device_close(p.src[0]);
 	vfmig_device_close(p.dst[0]);
-	p.src[0] = slow_new(fake("src", 16 << 20, ALL_FLAGS, 100), 10);
+	p.src[0] = rec_wrap(NULL, fake("src", 16 << 20, ALL_FLAGS, 100), REC_SOURCE, 0);
+	rec_io_delay(p.src[0], 10, 0);
 	p.dst[0] = fake("dst", 16 << 20, ALL_FLAGS, 200);
 	ASSERT_NE(NULL, p.src[0]);
 	ASSERT_NE(NULL, p.dst[0]);
@@ -328,7 +209,7 @@ TEST(precopy_time_limit_is_honoured_inside_an_iteration)
 	ASSERT_EQ(0, pair_run(&p));
 	EXPECT_EQ(VFMIG_OK, p.src_rc) TH_LOG("%s", vfmig_session_error(p.ss)->msg);
 	EXPECT_EQ(VFMIG_OK, p.dst_rc) TH_LOG("%s", vfmig_session_error(p.ds)->msg);
-	EXPECT_EQ(vfmig_fake_digest(slow_inner(p.src[0])), vfmig_fake_digest(p.dst[0]));
+	EXPECT_EQ(vfmig_fake_digest(rec_inner(p.src[0])), vfmig_fake_digest(p.dst[0]));
 	pre_ms = vfmig_session_stats(p.ss)->precopy_ns / 1000000;
 	TH_LOG("precopy lasted %llu ms (%u iteration(s)) against --max-precopy-time %u ms",
 	       (unsigned long long)pre_ms, vfmig_session_stats(p.ss)->precopy_iterations, limit_ms);

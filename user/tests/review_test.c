@@ -17,161 +17,12 @@
 
 #include "kselftest_harness.h"
 #include "proxy.h"
+#include "recorder.h"
 #include "rogue.h"
 
 #define NOPRE (VFMIG_MIG_STOP_COPY | VFMIG_MIG_P2P)
 
 /* ---- helpers ------------------------------------------------------------------------ */
-
-static void sleep_ms(unsigned ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-
-	while (nanosleep(&ts, &ts) && errno == EINTR)
-		;
-}
-
-/*
- * A device wrapper with two faults: SETs to @err_target leave the device in
- * ERROR (as a driver does when an arc fails badly; only a reset leaves it),
- * and every write() of the data session sleeps @write_delay_ms first (a slow
- * driver, still making progress).
- */
-struct wrap {
-	struct vfmig_device *inner;
-	enum vfmig_state err_target; /* VFMIG_STATE_ERROR: none */
-	bool in_error;
-	unsigned write_delay_ms;
-	pthread_mutex_t lock;
-};
-
-static int w_get_state(void *priv, enum vfmig_state *st)
-{
-	struct wrap *w = priv;
-	bool err;
-
-	pthread_mutex_lock(&w->lock);
-	err = w->in_error;
-	pthread_mutex_unlock(&w->lock);
-	if (err) {
-		*st = VFMIG_STATE_ERROR;
-		return 0;
-	}
-	return w->inner->ops->get_state(w->inner->priv, st);
-}
-
-static int w_set_state(void *priv, enum vfmig_state st)
-{
-	struct wrap *w = priv;
-
-	pthread_mutex_lock(&w->lock);
-	if (w->in_error || (w->err_target != VFMIG_STATE_ERROR && st == w->err_target)) {
-		w->in_error = true;
-		pthread_mutex_unlock(&w->lock);
-		return -EIO;
-	}
-	pthread_mutex_unlock(&w->lock);
-	return w->inner->ops->set_state(w->inner->priv, st);
-}
-
-static ssize_t w_read(void *priv, void *buf, size_t len)
-{
-	struct wrap *w = priv;
-
-	return w->inner->ops->read(w->inner->priv, buf, len);
-}
-
-static ssize_t w_write(void *priv, const void *buf, size_t len)
-{
-	struct wrap *w = priv;
-
-	if (w->write_delay_ms)
-		sleep_ms(w->write_delay_ms);
-	return w->inner->ops->write(w->inner->priv, buf, len);
-}
-
-static int w_precopy_info(void *priv, uint64_t *i, uint64_t *d)
-{
-	struct wrap *w = priv;
-
-	return w->inner->ops->precopy_info(w->inner->priv, i, d);
-}
-
-static int w_data_size(void *priv, uint64_t *b)
-{
-	struct wrap *w = priv;
-
-	return w->inner->ops->data_size(w->inner->priv, b);
-}
-
-static ssize_t w_config_read(void *priv, void *buf, size_t len)
-{
-	struct wrap *w = priv;
-
-	return w->inner->ops->config_read(w->inner->priv, buf, len);
-}
-
-static int w_config_write(void *priv, const void *buf, size_t len)
-{
-	struct wrap *w = priv;
-
-	return w->inner->ops->config_write(w->inner->priv, buf, len);
-}
-
-static int w_reset(void *priv)
-{
-	struct wrap *w = priv;
-
-	pthread_mutex_lock(&w->lock);
-	w->in_error = false;
-	pthread_mutex_unlock(&w->lock);
-	return w->inner->ops->reset(w->inner->priv);
-}
-
-static void w_close(void *priv)
-{
-	struct wrap *w = priv;
-
-	vfmig_device_close(w->inner);
-	pthread_mutex_destroy(&w->lock);
-	free(w);
-}
-
-static const struct vfmig_device_ops wrap_ops = {
-	.get_state = w_get_state,
-	.set_state = w_set_state,
-	.read = w_read,
-	.write = w_write,
-	.precopy_info = w_precopy_info,
-	.data_size = w_data_size,
-	.config_read = w_config_read,
-	.config_write = w_config_write,
-	.reset = w_reset,
-	.close = w_close,
-};
-
-static struct vfmig_device *wrap_new(struct vfmig_device *inner, enum vfmig_state err_target,
-				     unsigned write_delay_ms)
-{
-	struct wrap *w = calloc(1, sizeof(*w));
-	struct vfmig_device *d;
-
-	if (!w || !inner)
-		return NULL;
-	w->inner = inner;
-	w->err_target = err_target;
-	w->write_delay_ms = write_delay_ms;
-	pthread_mutex_init(&w->lock, NULL);
-	d = vfmig_device_new(vfmig_device_name(inner), vfmig_device_compat(inner),
-			     vfmig_device_flags(inner), vfmig_device_config_size(inner), &wrap_ops,
-			     w);
-	return d;
-}
-
-static struct vfmig_device *wrap_inner(struct vfmig_device *d)
-{
-	return ((struct wrap *)vfmig_device_priv(d))->inner;
-}
 
 /* ---- a rogue destination: HELLO_ACK, then a script of frames ------------------------- */
 
@@ -349,13 +200,14 @@ TEST(source_device_reset_in_stop_copy_is_rollback_failed)
 	uint64_t digest;
 
 	ASSERT_EQ(0, pair_init(&p, 1));
-	p.src[0] = wrap_new(p.src[0], VFMIG_STATE_STOP_COPY, 0);
+	p.src[0] = rec_wrap(NULL, p.src[0], REC_SOURCE, 0);
+	rec_error_on(p.src[0], VFMIG_STATE_STOP_COPY);
 	ASSERT_NE(NULL, p.src[0]);
-	digest = vfmig_fake_digest(wrap_inner(p.src[0]));
+	digest = vfmig_fake_digest(rec_inner(p.src[0]));
 	ASSERT_EQ(0, pair_run(&p));
 	/* The state is lost: the device was reset. */
-	EXPECT_NE(digest, vfmig_fake_digest(wrap_inner(p.src[0])));
-	EXPECT_EQ(1, vfmig_fake_resets(wrap_inner(p.src[0])));
+	EXPECT_NE(digest, vfmig_fake_digest(rec_inner(p.src[0])));
+	EXPECT_EQ(1, vfmig_fake_resets(rec_inner(p.src[0])));
 	EXPECT_EQ(VFMIG_ERR_ROLLBACK, p.src_rc)
 	TH_LOG("rc %d: %s", p.src_rc, vfmig_session_error(p.ss)->msg);
 	pair_fini(&p);
@@ -381,7 +233,8 @@ TEST(loaded_wait_does_not_time_out_while_the_destination_loads)
 	vfmig_device_close(p.dst[0]);
 	p.src[0] = fake("src", 1 << 20, NOPRE, 100);
 	/* ~17 chunks of 64 KiB at 150 ms each: ~2.5 s of loading, progress all along. */
-	p.dst[0] = wrap_new(fake("dst", 1 << 20, NOPRE, 200), VFMIG_STATE_ERROR, 150);
+	p.dst[0] = rec_wrap(NULL, fake("dst", 1 << 20, NOPRE, 200), REC_DEST, 0);
+	rec_io_delay(p.dst[0], 0, 150);
 	ASSERT_NE(NULL, p.dst[0]);
 	p.so.timeout_ms = p.dopt.timeout_ms = 1000;
 	ASSERT_EQ(0, pair_run(&p));
@@ -442,7 +295,7 @@ static void *stall_cancel_thread(void *arg)
 	while (!st->silent && pthread_cond_timedwait(&st->cond, &st->lock, &ts) != ETIMEDOUT)
 		;
 	pthread_mutex_unlock(&st->lock);
-	sleep_ms(500);
+	rec_sleep_ms(500);
 	st->cancelled_ns = vfmig_now_ns();
 	vfmig_session_cancel(st->p.ss);
 	return NULL;
@@ -550,7 +403,7 @@ TEST(precopy_data_on_multifd_channels_is_held_within_the_budget)
 		}
 		if (!busy)
 			break;
-		sleep_ms(5); /* polling a condition, bounded */
+		rec_sleep_ms(5); /* polling a condition, bounded */
 	}
 	peak = status_bytes("VmHWM:");
 	rogue_src_fini(&r);
