@@ -280,6 +280,10 @@ static int mtty_mig_check_header(struct mtty_mig_parser *p)
 	if (le16_to_cpu(h->version_major) != MTTY_MIG_STREAM_VERSION_MAJOR)
 		return mtty_mig_parser_fail(p, -EINVAL,
 					    "unsupported stream major version");
+	/* A newer minor version may carry what this parser cannot read. */
+	if (le16_to_cpu(h->version_minor) > MTTY_MIG_STREAM_VERSION_MINOR)
+		return mtty_mig_parser_fail(p, -EINVAL,
+					    "unsupported stream minor version");
 	if (h->flags || h->reserved)
 		return mtty_mig_parser_fail(p, -EINVAL,
 					    "unknown stream feature flags");

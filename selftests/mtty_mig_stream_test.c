@@ -890,6 +890,18 @@ TEST_F(bad, newer_major_version_is_refused)
 	expect_refused(_metadata, self, self->mod.p, self->mod.len, NULL, AT_WRITE);
 }
 
+/* The header says a minor version "may be lower or equal": a newer one is refused. */
+TEST_F(bad, newer_minor_version_is_refused)
+{
+	struct mtty_mig_rec_header *h;
+
+	ASSERT_EQ(0, mod_copy(self, 0, self->recs->nr));
+	h = (void *)(mod_rec(self, 0) + HDR_SIZE);
+	h->version_minor = MTTY_MIG_STREAM_VERSION_MINOR + 1;
+	rec_fix_csum(mod_rec(self, 0), self->recs->size[0]);
+	expect_refused(_metadata, self, self->mod.p, self->mod.len, NULL, AT_WRITE);
+}
+
 TEST_F(bad, page_index_out_of_range_is_refused)
 {
 	int i = recs_find(self->recs, MTTY_MIG_REC_PAGE, 1);

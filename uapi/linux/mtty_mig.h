@@ -232,7 +232,7 @@ struct mtty_mig_rec_hdr {
 struct mtty_mig_rec_header {
 	__le64 magic;		/* MTTY_MIG_STREAM_MAGIC */
 	__le16 version_major;	/* must equal MTTY_MIG_STREAM_VERSION_MAJOR */
-	__le16 version_minor;	/* may be lower or equal */
+	__le16 version_minor;	/* lower or equal, else refused */
 	__le32 flags;		/* 0 */
 	__le32 nr_ports;	/* must equal the destination's */
 	__le32 page_size;	/* MTTY_MIG_PAGE_SIZE */
