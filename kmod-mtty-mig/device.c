@@ -31,7 +31,8 @@ static u32 mtty_mig_bar_size(struct mtty_mig_dev *mdev, unsigned int bar)
 	case MTTY_MIG_SERIAL_REGION:
 		return mdev->nr_ports * MTTY_MIG_PORT_STRIDE;
 	case MTTY_MIG_MEM_REGION:
-		return roundup_pow_of_two(mtty_mig_mem_size(mdev));
+		/* A power of two (mtty_mig_mem_set_size()): the region's size too. */
+		return mtty_mig_mem_size(mdev);
 	default:
 		return 0;
 	}

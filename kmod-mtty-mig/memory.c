@@ -15,6 +15,7 @@
  * PRE_COPY_P2P; a peer write arriving in another state is a violation.
  */
 #include <linux/bitmap.h>
+#include <linux/log2.h>
 #include <linux/slab.h>
 #include <linux/vmalloc.h>
 #include <linux/uaccess.h>
@@ -78,8 +79,9 @@ int mtty_mig_mem_set_size(struct mtty_mig_dev *mdev, u64 size)
 {
 	struct mtty_mig_mem *mem = &mdev->mem;
 
+	/* BAR1 is this size, and a BAR's size is a power of two (PCI sizing). */
 	if (size < MTTY_MIG_MEM_SIZE_MIN || size > MTTY_MIG_MEM_SIZE_MAX ||
-	    size % MTTY_MIG_PAGE_SIZE)
+	    !is_power_of_2(size))
 		return -EINVAL;
 
 	guard(mutex)(&mem->lock);

@@ -657,6 +657,8 @@ TEST_F(sys, bad_mem_size_is_refused)
 
 	expect_refused(_metadata, a, MTTY_MIG_ATTR_MEM_SIZE, "4097", EINVAL, "8192");
 	expect_refused(_metadata, a, MTTY_MIG_ATTR_MEM_SIZE, "6144", EINVAL, "8192");
+	/* a multiple of the page size, but not a power of two: BAR1 could not be sized */
+	expect_refused(_metadata, a, MTTY_MIG_ATTR_MEM_SIZE, "12288", EINVAL, "8192");
 	expect_refused(_metadata, a, MTTY_MIG_ATTR_MEM_SIZE, "0", EINVAL, "8192");
 	expect_refused(_metadata, a, MTTY_MIG_ATTR_MEM_SIZE, "-4096", EINVAL, "8192");
 	expect_refused(_metadata, a, MTTY_MIG_ATTR_MEM_SIZE, "lots", EINVAL, "8192");

@@ -13,6 +13,8 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include <linux/pci_regs.h>
+
 #include "kselftest_harness.h"
 #include "lib/mtty_test.h"
 
@@ -299,6 +301,42 @@ TEST(device_memory_of_one_gib)
 	mt_vfio_close(&v);
 	/* one page more than the maximum is refused */
 	EXPECT_EQ(-EINVAL, mt_dev_attr_write(uuid, "mem_size", "1073745920"));
+	ASSERT_EQ(0, mt_mdev_remove(uuid));
+}
+
+/*
+ * PCI sizing: writing all ones to BAR1 reads back the size mask, which must
+ * describe exactly the region VFIO reports (QEMU sizes the BAR from the
+ * region and requires a power of two).
+ */
+TEST(bar1_sizing_mask_matches_the_region)
+{
+	static const char *const sizes[] = { "4096", "65536", "1048576", "67108864" };
+	char uuid[MT_UUID_LEN];
+	size_t i;
+
+	ASSERT_EQ(0, mt_module_load());
+	ASSERT_EQ(0, mt_mdev_create(MT_PARENT "-1", uuid));
+	for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		uint32_t ones = 0xffffffff, mask = 0;
+		struct vfio_region_info r;
+		struct mt_vfio v;
+
+		ASSERT_EQ(0, mt_dev_attr_write(uuid, "mem_size", sizes[i]));
+		ASSERT_EQ(0, mt_vfio_open(&v, uuid));
+		ASSERT_EQ(0, mt_region_info(v.device, VFIO_PCI_BAR1_REGION_INDEX, &r));
+		EXPECT_EQ(strtoull(sizes[i], NULL, 10), r.size);
+		ASSERT_EQ(4, mt_region_write(v.device, VFIO_PCI_CONFIG_REGION_INDEX,
+					     PCI_BASE_ADDRESS_1, &ones, 4));
+		ASSERT_EQ(4, mt_region_read(v.device, VFIO_PCI_CONFIG_REGION_INDEX,
+					    PCI_BASE_ADDRESS_1, &mask, 4));
+		EXPECT_EQ(0, r.size & (r.size - 1)) TH_LOG("region size %llu",
+							  (unsigned long long)r.size);
+		EXPECT_EQ((uint32_t)~(r.size - 1), mask & PCI_BASE_ADDRESS_MEM_MASK)
+		TH_LOG("mem_size %s: mask 0x%08x", sizes[i], mask);
+		mt_vfio_close(&v);
+	}
+	EXPECT_EQ(-EINVAL, mt_dev_attr_write(uuid, "mem_size", "12288"));
 	ASSERT_EQ(0, mt_mdev_remove(uuid));
 }
 

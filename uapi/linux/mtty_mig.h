@@ -94,8 +94,8 @@
 /*
  * Numbers are decimal on input and output unless stated otherwise.
  *
- * mem_size		rw  Device memory (BAR1) size in bytes: a multiple of
- *			    MTTY_MIG_PAGE_SIZE in [MEM_SIZE_MIN, MEM_SIZE_MAX].
+ * mem_size		rw  Device memory (BAR1) size in bytes: a power of two
+ *			    in [MEM_SIZE_MIN, MEM_SIZE_MAX] (a BAR's size is one).
  *			    Writing frees the current contents; the memory is
  *			    allocated (zeroed) when the device is opened.
  *			    -EBUSY while the device is open, -EINVAL if out of
