@@ -84,7 +84,8 @@ done
 # glibc dlopen()s libgcc_s when a thread of its own exits (getaddrinfo_a's
 # resolver and notification threads, which vfio-mig uses for a bounded name
 # lookup): ldd cannot see it, every Debian system has it (libgcc-s1).
-gcc_s=$(ldconfig -p | awk '/libgcc_s\.so\.1 .*x86-64/ { print $NF; exit }')
+# (awk reads all of ldconfig's output: an early exit would SIGPIPE it under pipefail)
+gcc_s=$(ldconfig -p | awk '/libgcc_s\.so\.1 .*x86-64/ && !p { p = $NF } END { print p }')
 if [ -n "$gcc_s" ]; then
 	mkdir -p "$root$(dirname "$gcc_s")"
 	cp -L "$gcc_s" "$root$gcc_s"
