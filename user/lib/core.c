@@ -486,3 +486,38 @@ struct vfmig_conn *vfmig_test_conn(struct vfmig_session *s, unsigned id)
 		return s->main_up ? &s->main : NULL;
 	return id <= s->chans_up ? &s->chans[id - 1] : NULL;
 }
+
+/*
+ * The last word is said (COMPLETE or ERROR): close our sending side and read
+ * what the source still sends, until it closes too.
+ * Closing a socket with unread data in it (a COMMIT that crossed our ERROR,
+ * a PING) makes TCP send a reset, which can destroy our last frame before
+ * the source reads it.  A connection loss is also usually the source's
+ * reaction to its own failure: its ERROR, found here, names the cause.
+ * 300 ms at most, so that a cancel still ends the process within a second.
+ */
+void vfmig_session_linger(struct vfmig_session *s)
+{
+	uint64_t deadline = vfmig_now_ns() + 300000000ull;
+	struct vfmig_error e = vfmig_ctl_error(&s->ctl);
+	bool want_cause = e.cls == VFMIG_ERR_TRANSPORT || vfmig_ctl_weak(&s->ctl);
+
+	if (!s->main_up)
+		return;
+	vfmig_keepalive_stop(&s->ka);
+	shutdown(s->main.fd, SHUT_WR);
+	for (uint64_t now; (now = vfmig_now_ns()) < deadline;) {
+		struct vfmig_frame f;
+		char why[256];
+		int err_no;
+
+		if (vfmig_recv_frame(s->main.fd, &s->lim, (int)((deadline - now) / 1000000) + 1, &f,
+				     &err_no, why, sizeof(why)))
+			return;
+		if (f.h.type == VFMIG_F_ERROR && want_cause) {
+			vfmig_fail_remote(s, &f);
+			want_cause = false;
+		}
+		vfmig_frame_free(&f);
+	}
+}

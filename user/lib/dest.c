@@ -48,10 +48,9 @@
 struct vfmig_dst {
 	struct vfmig_reorder ro;
 	struct vfmig_loader ld;
-	bool ro_up, ld_up; /* under session.lock: the wake may reach them */
-	int wakefd;	   /* eventfd: load threads and failures wake the main loop */
-	bool acked[VFMIG_MAX_DEVICES];
-	uint32_t pre_idx[VFMIG_MAX_DEVICES];
+	bool ro_up, ld_up;	      /* under session.lock: the wake may reach them */
+	int wakefd;		      /* eventfd: load threads and failures wake the main loop */
+	struct vfmig_precopy_load pl; /* applies PRECOPY_DATA, acks initial bytes */
 	uint32_t main_idx[VFMIG_MAX_DEVICES]; /* next DEVICE_STATE idx on the main channel */
 	struct vfmig_conn *chan_ptrs[VFMIG_MAX_CHANNELS];
 	bool started, loaded;
@@ -345,6 +344,14 @@ static int setup_loader(struct vfmig_session *s)
 		.chans = dst->chan_ptrs,
 		.nch = s->nch,
 	};
+	dst->pl = (struct vfmig_precopy_load){
+		.ctl = &s->ctl,
+		.log = &s->log,
+		.main = &s->main,
+		.devs = s->devs,
+		.sack = s->options & VFMIG_OPT_SWITCHOVER_ACK,
+		.st = &s->st,
+	};
 	ret = vfmig_loader_init(&dst->ld);
 	pthread_mutex_lock(&s->lock);
 	dst->ro_up = true;
@@ -384,49 +391,6 @@ static void join_workers(struct vfmig_session *s)
 		return;
 	vfmig_recv_join(&s->dst->ld);
 	vfmig_load_join(&s->dst->ld);
-}
-
-/* PRECOPY_DATA and INIT_DATA_SENT, applied in the main loop as they arrive. */
-static int precopy_frame(struct vfmig_session *s, const struct vfmig_frame *f)
-{
-	struct vfmig_dst *dst = s->dst;
-	unsigned i = f->h.device;
-	struct vfmig_device *d = s->devs[i];
-	int ret;
-
-	if (f->h.type == VFMIG_F_INIT_DATA_SENT) {
-		if (!(s->options & VFMIG_OPT_SWITCHOVER_ACK) || dst->acked[i]) {
-			vfmig_fail(&s->ctl, VFMIG_ERR_PROTOCOL, EPROTO, (int)i, "main channel",
-				   "unexpected INIT_DATA_SENT for device %u", i);
-			return -1;
-		}
-		/* Every initial byte before this marker is already written to the device. */
-		dst->acked[i] = true;
-		ret = vfmig_send_frame(&s->main, VFMIG_F_SWITCHOVER_ACK, 0, i, 0, NULL, 0);
-		if (ret) {
-			vfmig_fail_send(&s->ctl, "main channel", "send ack", ret);
-			return -1;
-		}
-		log_dbg(&s->log, "%s: initial bytes loaded, switchover-ack sent", d->name);
-		return 0;
-	}
-	if (f->h.idx != dst->pre_idx[i]) {
-		vfmig_fail(&s->ctl, VFMIG_ERR_PROTOCOL, EPROTO, (int)i, "main channel",
-			   "device %u: precopy idx %u, expected %u", i, f->h.idx, dst->pre_idx[i]);
-		return -1;
-	}
-	ret = vfmig_device_write_all(d, f->payload, f->h.length);
-	if (ret) {
-		vfmig_fail(&s->ctl, VFMIG_ERR_DEVICE, -ret, (int)i, d->name,
-			   "%s: write precopy data: %s", d->name, strerror(-ret));
-		return -1;
-	}
-	dst->pre_idx[i]++;
-	s->st.precopy_bytes += f->h.length;
-	s->st.ch[0].bytes += f->h.length;
-	s->st.ch[0].packets++;
-	s->st.ch[0].busy_ns += f->rx_ns;
-	return 0;
 }
 
 /*
@@ -511,7 +475,7 @@ static int main_frame(struct vfmig_session *s, struct vfmig_frame *f)
 				   "main channel", "precopy data after SWITCHOVER_START");
 			return -1;
 		}
-		return precopy_frame(s, f);
+		return vfmig_precopy_load(&dst->pl, f);
 	case VFMIG_F_SWITCHOVER_START:
 		if (dst->started) {
 			vfmig_fail(&s->ctl, VFMIG_ERR_PROTOCOL, EPROTO, -1, "main channel",
@@ -644,41 +608,6 @@ static enum vfmig_errclass commit(struct vfmig_session *s)
 	return VFMIG_OK;
 }
 
-/*
- * The last word is said (COMPLETE or ERROR): close our sending side and read
- * what the source still sends, until it closes too.
- * Closing a socket with unread data in it (a COMMIT that crossed our ERROR,
- * a PING) makes TCP send a reset, which can destroy our last frame before
- * the source reads it.  A connection loss is also usually the source's
- * reaction to its own failure: its ERROR, found here, names the cause.
- * 300 ms at most, so that a cancel still ends the process within a second.
- */
-static void linger(struct vfmig_session *s)
-{
-	uint64_t deadline = vfmig_now_ns() + 300000000ull;
-	struct vfmig_error e = vfmig_ctl_error(&s->ctl);
-	bool want_cause = e.cls == VFMIG_ERR_TRANSPORT || vfmig_ctl_weak(&s->ctl);
-
-	if (!s->main_up)
-		return;
-	vfmig_keepalive_stop(&s->ka);
-	shutdown(s->main.fd, SHUT_WR);
-	for (uint64_t now; (now = vfmig_now_ns()) < deadline;) {
-		struct vfmig_frame f;
-		char why[256];
-		int err_no;
-
-		if (vfmig_recv_frame(s->main.fd, &s->lim, (int)((deadline - now) / 1000000) + 1, &f,
-				     &err_no, why, sizeof(why)))
-			return;
-		if (f.h.type == VFMIG_F_ERROR && want_cause) {
-			vfmig_fail_remote(s, &f);
-			want_cause = false;
-		}
-		vfmig_frame_free(&f);
-	}
-}
-
 /* Before COMMIT: reset every touched device, then tell the source. */
 static enum vfmig_errclass abort_uncommitted(struct vfmig_session *s, bool touched)
 {
@@ -701,7 +630,7 @@ static enum vfmig_errclass abort_uncommitted(struct vfmig_session *s, bool touch
 	s->dst->owner = all_reset ? VFMIG_OWNER_SOURCE : VFMIG_OWNER_UNKNOWN;
 	/* Only now, and only if every reset worked: the source may resume. */
 	vfmig_session_send_error(s, all_reset ? VFMIG_ERRF_RESET : 0);
-	linger(s);
+	vfmig_session_linger(s);
 	return s->ctl.e.cls ? s->ctl.e.cls : VFMIG_ERR_INTERNAL;
 }
 
@@ -732,7 +661,7 @@ enum vfmig_errclass vfmig_session_recv(struct vfmig_session *s, int lfd)
 	if (main_loop(s) != 1)
 		goto fail;
 	rc = commit(s);
-	linger(s);
+	vfmig_session_linger(s);
 	goto out;
 fail:
 	rc = abort_uncommitted(s, touched);

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
- * precopy.c - PRE_COPY iterations on the source.
+ * precopy.c - PRE_COPY iterations on the source, and their loading on the
+ * destination (vfmig_precopy_load(), called by its main loop).
  *
  * Each iteration: for every device in PRE_COPY ask
  * VFIO_MIG_GET_PRECOPY_INFO, read up to initial_bytes + dirty_bytes in
@@ -303,4 +304,47 @@ out:
 	st->precopy_ns = vfmig_now_ns() - t0;
 	free(buf);
 	return ret;
+}
+
+/* ---- the destination's side ---------------------------------------------------------- */
+
+int vfmig_precopy_load(struct vfmig_precopy_load *pl, const struct vfmig_frame *f)
+{
+	unsigned i = f->h.device;
+	struct vfmig_device *d = pl->devs[i];
+	int ret;
+
+	if (f->h.type == VFMIG_F_INIT_DATA_SENT) {
+		if (!pl->sack || pl->acked[i]) {
+			vfmig_fail(pl->ctl, VFMIG_ERR_PROTOCOL, EPROTO, (int)i, "main channel",
+				   "unexpected INIT_DATA_SENT for device %u", i);
+			return -1;
+		}
+		/* Every initial byte before this marker is already written to the device. */
+		pl->acked[i] = true;
+		ret = vfmig_send_frame(pl->main, VFMIG_F_SWITCHOVER_ACK, 0, i, 0, NULL, 0);
+		if (ret) {
+			vfmig_fail_send(pl->ctl, "main channel", "send ack", ret);
+			return -1;
+		}
+		log_dbg(pl->log, "%s: initial bytes loaded, switchover-ack sent", d->name);
+		return 0;
+	}
+	if (f->h.idx != pl->pre_idx[i]) {
+		vfmig_fail(pl->ctl, VFMIG_ERR_PROTOCOL, EPROTO, (int)i, "main channel",
+			   "device %u: precopy idx %u, expected %u", i, f->h.idx, pl->pre_idx[i]);
+		return -1;
+	}
+	ret = vfmig_device_write_all(d, f->payload, f->h.length);
+	if (ret) {
+		vfmig_fail(pl->ctl, VFMIG_ERR_DEVICE, -ret, (int)i, d->name,
+			   "%s: write precopy data: %s", d->name, strerror(-ret));
+		return -1;
+	}
+	pl->pre_idx[i]++;
+	pl->st->precopy_bytes += f->h.length;
+	pl->st->ch[0].bytes += f->h.length;
+	pl->st->ch[0].packets++;
+	pl->st->ch[0].busy_ns += f->rx_ns;
+	return 0;
 }

@@ -59,6 +59,8 @@ int vfmig_session_set_state(struct vfmig_session *s, unsigned i, enum vfmig_stat
 			    enum vfmig_state recover);
 /* The peer's ERROR frame: recorded as VFMIG_ERR_REMOTE. */
 void vfmig_fail_remote(struct vfmig_session *s, const struct vfmig_frame *f);
+/* After the last word: shut the sending side, read until the peer closes (300 ms at most). */
+void vfmig_session_linger(struct vfmig_session *s);
 /* Tell the peer why we stop (ERROR with @flags); best effort. */
 void vfmig_session_send_error(struct vfmig_session *s, uint32_t flags);
 /* Wait on s->cond until *flag, abort or the session timeout (recorded). */

@@ -646,6 +646,20 @@ int vfmig_precopy_run(struct vfmig_precopy *pc);
 int vfmig_precopy_ack(struct vfmig_precopy *pc, unsigned dev);
 unsigned vfmig_precopy_acks_needed(const struct vfmig_precopy *pc);
 
+/* The destination's side of precopy: applies PRECOPY_DATA in stream order and
+ * answers INIT_DATA_SENT with SWITCHOVER_ACK (its main loop calls it). */
+struct vfmig_precopy_load {
+	struct vfmig_ctl *ctl;
+	struct vfmig_log *log;
+	struct vfmig_conn *main;
+	struct vfmig_device **devs;
+	bool sack;
+	struct vfmig_stats *st;
+	bool acked[VFMIG_MAX_DEVICES];
+	uint32_t pre_idx[VFMIG_MAX_DEVICES];
+};
+int vfmig_precopy_load(struct vfmig_precopy_load *pl, const struct vfmig_frame *f);
+
 /* ---- recv.c and load.c (destination) -------------------------------------------------- */
 
 struct vfmig_loader {
