@@ -381,20 +381,6 @@ const struct vfmig_stats *vfmig_session_stats(const struct vfmig_session *s)
 	return &s->st;
 }
 
-void vfmig_progress(struct vfmig_session *s, enum vfmig_phase ph)
-{
-	struct vfmig_progress p = { .phase = ph };
-
-	if (!s->o.progress)
-		return;
-	p.iteration = s->st.precopy_iterations;
-	p.precopy_bytes = s->st.precopy_bytes;
-	p.stopcopy_bytes = s->st.stopcopy_bytes;
-	p.est_stopcopy_bytes = s->st.est_stopcopy_bytes;
-	p.bandwidth_Bps = s->st.bandwidth_Bps;
-	s->o.progress(&p, s->o.progress_opaque);
-}
-
 /* ---- devices and connections ------------------------------------------------------------ */
 
 int vfmig_session_set_state(struct vfmig_session *s, unsigned i, enum vfmig_state st,

@@ -158,3 +158,43 @@ int vfmig_devset_start(struct vfmig_device **devs, unsigned n, enum vfmig_go why
 	}
 	return nfail;
 }
+
+int vfmig_devset_restore(struct vfmig_device **devs, unsigned n, const enum vfmig_state *orig,
+			 enum vfmig_go why, struct vfmig_log *log, char *note, size_t len)
+{
+	struct vfmig_device *run[VFMIG_MAX_DEVICES];
+	unsigned nrun = 0;
+	int failed = 0;
+
+	if (n > VFMIG_MAX_DEVICES)
+		return -EINVAL;
+	note[0] = '\0';
+	for (unsigned i = 0; i < n; i++) {
+		struct vfmig_device *d = devs[i];
+		struct vfmig_error e = { 0 };
+		enum vfmig_state st;
+		size_t l = strlen(note);
+
+		if (orig[i] == VFMIG_STATE_RUNNING) {
+			run[nrun++] = d;
+			continue;
+		}
+		if (vfmig_device_get_state(d, &st) || st == VFMIG_STATE_ERROR) {
+			snprintf(note + l, len - l, "; %s was in ERROR and has been reset%s",
+				 d->name, vfmig_device_reset(d) ? " (the reset FAILED)" : "");
+			failed = -1;
+		} else if (st != VFMIG_STATE_STOP &&
+			   vfmig_device_set_state_keep(d, VFMIG_STATE_STOP, &e)) {
+			snprintf(note + l, len - l, "; %s", e.msg);
+			failed = -1;
+		}
+	}
+	if (nrun) {
+		size_t l = strlen(note);
+		int r = vfmig_devset_start(run, nrun, why, log, note + l, len - l);
+
+		if (r)
+			failed = r < 0 ? r : -1;
+	}
+	return failed;
+}

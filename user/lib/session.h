@@ -65,7 +65,6 @@ void vfmig_session_linger(struct vfmig_session *s);
 void vfmig_session_send_error(struct vfmig_session *s, uint32_t flags);
 /* Wait on s->cond until *flag, abort or the session timeout (recorded). */
 bool vfmig_session_wait_flag(struct vfmig_session *s, const bool *flag, const char *what);
-void vfmig_progress(struct vfmig_session *s, enum vfmig_phase ph);
 /* Connections: bound to the abort flag and timeout; the keepalive pings those the peer reads. */
 int vfmig_session_add_conn(struct vfmig_session *s, struct vfmig_conn *c, int fd, unsigned id);
 

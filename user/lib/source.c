@@ -546,46 +546,10 @@ static void stop_devices(struct vfmig_session *s)
 	}
 }
 
-/*
- * Put every device back in the state it had before the migration: those
- * that ran run again (two phases, vfmig_devset_start() with @why), those
- * that were stopped stop (STOP_COPY -> STOP; a device in ERROR is reset,
- * which loses its state).  0, or -1 with what failed in @note.
- */
+/* Every device back in the state it had before the migration (devset.c). */
 static int restore(struct vfmig_session *s, enum vfmig_go why, char *note, size_t len)
 {
-	struct vfmig_device *run[VFMIG_MAX_DEVICES];
-	unsigned n = 0;
-	int failed = 0;
-
-	note[0] = '\0';
-	for (unsigned i = 0; i < s->ndev; i++) {
-		struct vfmig_device *d = s->devs[i];
-		struct vfmig_error e = { 0 };
-		enum vfmig_state st;
-		size_t l = strlen(note);
-
-		if (s->src->orig[i] == VFMIG_STATE_RUNNING) {
-			run[n++] = d;
-			continue;
-		}
-		if (vfmig_device_get_state(d, &st) || st == VFMIG_STATE_ERROR) {
-			snprintf(note + l, len - l, "; %s was in ERROR and has been reset%s",
-				 d->name, vfmig_device_reset(d) ? " (the reset FAILED)" : "");
-			failed = -1;
-		} else if (st != VFMIG_STATE_STOP &&
-			   vfmig_device_set_state_keep(d, VFMIG_STATE_STOP, &e)) {
-			snprintf(note + l, len - l, "; %s", e.msg);
-			failed = -1;
-		}
-	}
-	if (n) {
-		size_t l = strlen(note);
-
-		if (vfmig_devset_start(run, n, why, &s->log, note + l, len - l))
-			failed = -1;
-	}
-	return failed;
+	return vfmig_devset_restore(s->devs, s->ndev, s->src->orig, why, &s->log, note, len);
 }
 
 enum vfmig_owner vfmig_session_owner(const struct vfmig_session *s)

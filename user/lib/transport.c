@@ -412,30 +412,31 @@ static int send_locked(struct vfmig_conn *c, uint16_t type, uint32_t flags, uint
 	return 0;
 }
 
-int vfmig_send_frame(struct vfmig_conn *c, uint16_t type, uint32_t flags, uint32_t device,
-		     uint32_t idx, const void *payload, uint32_t len)
+/* @last: the connection ends with this frame (set under the lock: no PING follows it). */
+static int send_frame(struct vfmig_conn *c, bool last, uint16_t type, uint32_t flags,
+		      uint32_t device, uint32_t idx, const void *payload, uint32_t len)
 {
 	int ret;
 
 	pthread_mutex_lock(&c->send_lock);
+	if (last)
+		atomic_store(&c->ended, true);
 	ret = send_locked(c, type, flags, device, idx, payload, len, (int)c->timeout_ms, c->abort,
 			  false);
 	pthread_mutex_unlock(&c->send_lock);
 	return ret;
 }
 
+int vfmig_send_frame(struct vfmig_conn *c, uint16_t type, uint32_t flags, uint32_t device,
+		     uint32_t idx, const void *payload, uint32_t len)
+{
+	return send_frame(c, false, type, flags, device, idx, payload, len);
+}
+
 int vfmig_send_frame_last(struct vfmig_conn *c, uint16_t type, uint32_t flags, uint32_t device,
 			  uint32_t idx, const void *payload, uint32_t len)
 {
-	int ret;
-
-	pthread_mutex_lock(&c->send_lock);
-	/* Under the lock: no PING can slip in after the last frame. */
-	atomic_store(&c->ended, true);
-	ret = send_locked(c, type, flags, device, idx, payload, len, (int)c->timeout_ms, c->abort,
-			  false);
-	pthread_mutex_unlock(&c->send_lock);
-	return ret;
+	return send_frame(c, true, type, flags, device, idx, payload, len);
 }
 
 int vfmig_send_frame_final(struct vfmig_conn *c, uint16_t type, uint32_t flags, uint32_t device,

@@ -29,14 +29,7 @@ TEST(destination_rss_stays_within_budget_with_32_channels_of_16_mib)
 	uint64_t base, peak;
 	struct rogue_src r = { .main_fd = -1 };
 
-	ASSERT_EQ(0, pair_init(&r.p, 1));
-	r.p.dopt.max_queued_bytes = budget;
-	r.p.dopt.max_channels = 32;
-	r.p.dopt.max_chunk = (uint32_t)chunk;
-	r.p.dopt.timeout_ms = 2000;
-	ASSERT_EQ(0, pair_listen(&r.p));
-	r.p.ds = vfmig_session_new(false, r.p.dst, 1, &r.p.dopt);
-	ASSERT_NE(NULL, r.p.ds);
+	ASSERT_EQ(0, rogue_src_bounded(&r, budget, (uint32_t)chunk, 32));
 	ASSERT_EQ(0, reset_peak_rss());
 	base = status_bytes("VmRSS:");
 	ASSERT_EQ(0, rogue_src_start(&r, 1, 32, (uint32_t)chunk, 0));

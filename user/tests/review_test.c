@@ -369,14 +369,7 @@ TEST(precopy_data_on_multifd_channels_is_held_within_the_budget)
 	pthread_t ft[16];
 	uint64_t base, peak;
 
-	ASSERT_EQ(0, pair_init(&r.p, 1));
-	r.p.dopt.max_queued_bytes = budget;
-	r.p.dopt.max_chunk = (uint32_t)chunk;
-	r.p.dopt.max_channels = 16;
-	r.p.dopt.timeout_ms = 2000;
-	ASSERT_EQ(0, pair_listen(&r.p));
-	r.p.ds = vfmig_session_new(false, r.p.dst, 1, &r.p.dopt);
-	ASSERT_NE(NULL, r.p.ds);
+	ASSERT_EQ(0, rogue_src_bounded(&r, budget, (uint32_t)chunk, 16));
 	ASSERT_EQ(0, reset_peak_rss());
 	base = status_bytes("VmRSS:");
 	ASSERT_EQ(0, rogue_src_start(&r, 1, 16, (uint32_t)chunk, 0));

@@ -61,6 +61,26 @@ struct rogue_src {
 };
 
 /*
+ * A destination session for one device with a @budget reorder buffer that
+ * accepts up to @nch channels of @chunk bytes and waits 2 s for a silent
+ * peer (not started yet); 0 or -1.
+ */
+static inline int rogue_src_bounded(struct rogue_src *r, uint64_t budget, uint32_t chunk,
+				    unsigned nch)
+{
+	if (pair_init(&r->p, 1))
+		return -1;
+	r->p.dopt.max_queued_bytes = budget;
+	r->p.dopt.max_chunk = chunk;
+	r->p.dopt.max_channels = nch;
+	r->p.dopt.timeout_ms = 2000;
+	if (pair_listen(&r->p))
+		return -1;
+	r->p.ds = vfmig_session_new(false, r->p.dst, 1, &r->p.dopt);
+	return r->p.ds ? 0 : -1;
+}
+
+/*
  * Start the destination session in a thread and handshake with it by hand:
  * HELLO for @ndev devices like r->p.dst, @nch channels of @chunk bytes,
  * options @opts, up to READY.  0, -2 when the destination refused, -1.
