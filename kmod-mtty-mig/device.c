@@ -446,10 +446,7 @@ static long mtty_mig_ioctl_set_irqs(struct mtty_mig_dev *mdev,
 
 static void mtty_mig_device_reset(struct mtty_mig_dev *mdev)
 {
-	mtty_mig_migration_reset(mdev);
-	mtty_mig_serial_reset(mdev);
-	scoped_guard(mutex, &mdev->regs_lock)
-		mdev->intx_mask = false;
+	mtty_mig_migration_reset(mdev, true);
 }
 
 static long mtty_mig_ioctl(struct vfio_device *vdev, unsigned int cmd,
@@ -525,11 +522,15 @@ static int mtty_mig_open_device(struct vfio_device *vdev)
 	struct mtty_mig_dev *mdev = to_mtty_mig(vdev);
 	int ret;
 
+	/*
+	 * A device always opens RUNNING, whatever state it was closed in:
+	 * the memory opens accepting writes (one mem.lock hold, so a peer
+	 * write never finds it open but stopped), then the FSM follows.
+	 */
 	ret = mtty_mig_mem_open(mdev);
 	if (ret)
 		return ret;
-	/* A device always opens RUNNING, whatever state it was closed in. */
-	mtty_mig_migration_reset(mdev);
+	mtty_mig_migration_reset(mdev, false);
 	mtty_mig_engine_start(mdev);
 	return 0;
 }
@@ -540,7 +541,7 @@ static void mtty_mig_close_device(struct vfio_device *vdev)
 
 	mtty_mig_engine_stop(mdev);
 	/* Ends any migration session: its data_fd now reads -ENODEV. */
-	mtty_mig_migration_reset(mdev);
+	mtty_mig_migration_reset(mdev, false);
 	mtty_mig_mem_close(mdev);
 	scoped_guard(mutex, &mdev->regs_lock)
 		mtty_mig_irq_disable(mdev);

@@ -3,7 +3,10 @@
  * The internal engine: a per-instance delayed work that, while the device is
  * RUNNING or PRE_COPY, writes sequence-numbered pattern pages into its own
  * memory (dirty_rate pages/s) and into its peer's memory (p2p_rate pages/s,
- * simulated P2P DMA).
+ * simulated P2P DMA).  It ticks every 20 ms while it has work and not at
+ * all when both rates are 0 or the device is stopped; writes it could not
+ * do in a tick are owed and done at once (up to a second's worth), so the
+ * rate set is the rate delivered as long as the CPU keeps up.
  *
  * Gating: each batch of writes runs under engine.lock and only if
  * 'initiate' is set; the FSM clears 'initiate' under the same lock.  So once
@@ -22,60 +25,87 @@
 #include "mtty_mig.h"
 
 #define MTTY_MIG_ENGINE_TICK	msecs_to_jiffies(20)
-/* Bound the work done in one tick after a long pause. */
-#define MTTY_MIG_ENGINE_MAX_BATCH	1024
+/* Writes per engine.lock hold: the FSM waits at most this long for a batch. */
+#define MTTY_MIG_ENGINE_MAX_BATCH	256
+/* Writes owed are carried over, up to one second's worth at the rate. */
+#define MTTY_MIG_ENGINE_MAX_LAG_NS	NSEC_PER_SEC
 
-static void mtty_mig_engine_schedule(struct mtty_mig_dev *mdev)
+/* Whether the engine has anything to do. */
+static bool mtty_mig_engine_busy(struct mtty_mig_dev *mdev)
 {
-	queue_delayed_work(system_unbound_wq, &mdev->engine.work,
-			   MTTY_MIG_ENGINE_TICK);
+	struct mtty_mig_engine *e = &mdev->engine;
+
+	lockdep_assert_held(&e->lock);
+	return e->open && e->initiate &&
+	       (READ_ONCE(mdev->tun.dirty_rate) ||
+		(e->peer && READ_ONCE(mdev->tun.p2p_rate)));
 }
 
-/* Turn elapsed time into a whole number of writes at @rate per second. */
-static unsigned int mtty_mig_engine_credit(u64 *acc, u32 rate, u64 elapsed_ns)
+/* Under engine.lock: tick again if there is work, at once if writes are owed. */
+static void mtty_mig_engine_schedule(struct mtty_mig_dev *mdev, bool now)
+{
+	lockdep_assert_held(&mdev->engine.lock);
+	if (mtty_mig_engine_busy(mdev))
+		mod_delayed_work(system_unbound_wq, &mdev->engine.work,
+				 now ? 0 : MTTY_MIG_ENGINE_TICK);
+}
+
+/*
+ * Turn elapsed time into writes owed at @rate per second.  @acc keeps the
+ * fraction of a write (pages * ns), @owed the whole writes not done yet,
+ * at most a second's worth: a device that fell behind catches up, one that
+ * was starved for longer does not burst forever.
+ */
+static void mtty_mig_engine_credit(u64 *acc, u64 *owed, u32 rate,
+				   u64 elapsed_ns)
 {
 	u64 n;
 
 	if (!rate) {
 		*acc = 0;
-		return 0;
+		*owed = 0;
+		return;
 	}
-	*acc += (u64)rate * elapsed_ns;
+	*acc += (u64)rate * min_t(u64, elapsed_ns, MTTY_MIG_ENGINE_MAX_LAG_NS);
 	n = div64_u64(*acc, NSEC_PER_SEC);
 	*acc -= n * NSEC_PER_SEC;
-	return min_t(u64, n, MTTY_MIG_ENGINE_MAX_BATCH);
+	*owed = min_t(u64, *owed + n, rate);
 }
 
-static void mtty_mig_engine_batch(struct mtty_mig_dev *mdev, u64 elapsed_ns)
+/* Return: true if writes are still owed after this batch. */
+static bool mtty_mig_engine_batch(struct mtty_mig_dev *mdev, u64 elapsed_ns)
 {
 	struct mtty_mig_engine *e = &mdev->engine;
-	unsigned int own, p2p;
 	unsigned long nr_pages;
+	u32 own, p2p;
 
 	lockdep_assert_held(&e->lock);
 
-	own = mtty_mig_engine_credit(&e->own_acc,
-				     READ_ONCE(mdev->tun.dirty_rate),
-				     elapsed_ns);
-	p2p = mtty_mig_engine_credit(&e->p2p_acc,
-				     READ_ONCE(mdev->tun.p2p_rate),
-				     elapsed_ns);
+	mtty_mig_engine_credit(&e->own_acc, &e->own_owed,
+			       READ_ONCE(mdev->tun.dirty_rate), elapsed_ns);
+	mtty_mig_engine_credit(&e->p2p_acc, &e->p2p_owed,
+			       e->peer ? READ_ONCE(mdev->tun.p2p_rate) : 0,
+			       elapsed_ns);
+	own = min_t(u64, e->own_owed, MTTY_MIG_ENGINE_MAX_BATCH);
+	p2p = min_t(u64, e->p2p_owed, MTTY_MIG_ENGINE_MAX_BATCH);
+	e->own_owed -= own;
+	e->p2p_owed -= p2p;
 
 	nr_pages = MTTY_MIG_NR_PAGES(mtty_mig_mem_size(mdev));
 	while (own--) {
 		mtty_mig_fill_pattern(e->page, e->seq, MTTY_MIG_PATTERN_OWN);
-		mtty_mig_mem_write_page(mdev, e->seq % nr_pages, e->page);
+		/* nr_pages is a power of two: no 64-bit division. */
+		mtty_mig_mem_write_page(mdev, e->seq & (nr_pages - 1),
+					e->page);
 		e->seq++;
 		atomic64_inc(&mdev->cnt.engine_writes);
 	}
-
-	if (!e->peer)
-		return;
-	while (p2p--) {
+	while (e->peer && p2p--) {
 		mtty_mig_mem_peer_write(e->peer, e->p2p_seq, e->page);
 		e->p2p_seq++;
 		atomic64_inc(&mdev->cnt.p2p_tx);
 	}
+	return e->own_owed || e->p2p_owed;
 }
 
 static void mtty_mig_engine_work(struct work_struct *work)
@@ -86,16 +116,29 @@ static void mtty_mig_engine_work(struct work_struct *work)
 	struct mtty_mig_dev *mdev = container_of(e, struct mtty_mig_dev,
 						 engine);
 	ktime_t now = ktime_get();
+	bool behind = false;
 	u64 elapsed;
 
-	scoped_guard(mutex, &e->lock) {
-		elapsed = min_t(u64, ktime_to_ns(ktime_sub(now, e->last)),
-				NSEC_PER_SEC);
-		e->last = now;
-		if (e->initiate)
-			mtty_mig_engine_batch(mdev, elapsed);
-	}
-	mtty_mig_engine_schedule(mdev);
+	guard(mutex)(&e->lock);
+	elapsed = ktime_to_ns(ktime_sub(now, e->last));
+	e->last = now;
+	if (e->initiate)
+		behind = mtty_mig_engine_batch(mdev, elapsed);
+	mtty_mig_engine_schedule(mdev, behind);
+}
+
+/* Under engine.lock: (re)start the clock and the ticks after a change. */
+static void mtty_mig_engine_restart(struct mtty_mig_dev *mdev)
+{
+	struct mtty_mig_engine *e = &mdev->engine;
+
+	lockdep_assert_held(&e->lock);
+	e->own_acc = 0;
+	e->p2p_acc = 0;
+	e->own_owed = 0;
+	e->p2p_owed = 0;
+	e->last = ktime_get();
+	mtty_mig_engine_schedule(mdev, false);
 }
 
 /**
@@ -108,7 +151,7 @@ int mtty_mig_engine_init(struct mtty_mig_dev *mdev)
 {
 	struct mtty_mig_engine *e = &mdev->engine;
 
-	e->page = kmalloc(MTTY_MIG_PAGE_SIZE, GFP_KERNEL);
+	e->page = kmalloc(MTTY_MIG_PAGE_SIZE, GFP_KERNEL_ACCOUNT);
 	if (!e->page)
 		return -ENOMEM;
 	mutex_init(&e->lock);
@@ -127,14 +170,16 @@ void mtty_mig_engine_destroy(struct mtty_mig_dev *mdev)
 }
 
 /**
- * mtty_mig_engine_start() - start ticking (device opened)
+ * mtty_mig_engine_start() - the device opened: the engine may tick
  * @mdev: instance
+ *
+ * It ticks only while it has work: initiating, with a rate above zero.
  */
 void mtty_mig_engine_start(struct mtty_mig_dev *mdev)
 {
-	scoped_guard(mutex, &mdev->engine.lock)
-		mdev->engine.last = ktime_get();
-	mtty_mig_engine_schedule(mdev);
+	guard(mutex)(&mdev->engine.lock);
+	mdev->engine.open = true;
+	mtty_mig_engine_restart(mdev);
 }
 
 /**
@@ -143,6 +188,8 @@ void mtty_mig_engine_start(struct mtty_mig_dev *mdev)
  */
 void mtty_mig_engine_stop(struct mtty_mig_dev *mdev)
 {
+	scoped_guard(mutex, &mdev->engine.lock)
+		mdev->engine.open = false;
 	cancel_delayed_work_sync(&mdev->engine.work);
 }
 
@@ -153,8 +200,7 @@ void mtty_mig_engine_stop(struct mtty_mig_dev *mdev)
 void mtty_mig_engine_kick(struct mtty_mig_dev *mdev)
 {
 	guard(mutex)(&mdev->engine.lock);
-	mdev->engine.own_acc = 0;
-	mdev->engine.p2p_acc = 0;
+	mtty_mig_engine_restart(mdev);
 }
 
 /**
@@ -168,9 +214,11 @@ void mtty_mig_engine_kick(struct mtty_mig_dev *mdev)
 void mtty_mig_engine_set_initiate(struct mtty_mig_dev *mdev, bool initiate)
 {
 	guard(mutex)(&mdev->engine.lock);
-	if (initiate && !mdev->engine.initiate)
-		mdev->engine.last = ktime_get();
+	if (initiate == mdev->engine.initiate)
+		return;
 	mdev->engine.initiate = initiate;
+	if (initiate)
+		mtty_mig_engine_restart(mdev);
 }
 
 /**
@@ -184,7 +232,7 @@ int mtty_mig_engine_link(struct mtty_mig_dev *mdev, struct mtty_mig_dev *peer)
 {
 	guard(mutex)(&mdev->engine.lock);
 	mdev->engine.peer = peer;
-	mdev->engine.p2p_acc = 0;
+	mtty_mig_engine_restart(mdev);
 	return 0;
 }
 

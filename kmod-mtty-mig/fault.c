@@ -5,7 +5,7 @@
  *   fail_state           "<state> <errno>": next FSM step into <state> fails
  *   fail_save_after      N: the saving data_fd fails with -EIO after N bytes
  *   fail_resume_after    N: the resuming data_fd fails with -EIO after N bytes
- *   transition_delay_ms  sleep in every FSM step
+ *   transition_delay_ms  time every FSM step takes (slept without locks)
  *
  * The exact semantics are in uapi/linux/mtty_mig.h.  The settings are
  * protected by fault.lock (a spinlock: they are read on every data_fd I/O).
@@ -35,35 +35,42 @@ void mtty_mig_fault_init(struct mtty_mig_dev *mdev)
 }
 
 /**
- * mtty_mig_fault_transition() - hook run at the start of every FSM step
+ * mtty_mig_fault_take_state() - fire an armed fail_state for @next
  * @mdev: instance
- * @next: target state of the step
+ * @next: target state of the FSM step about to run
  *
- * Sleeps transition_delay_ms, then fires an armed fail_state for @next.
- *
- * Return: 0 or the injected negative errno.
+ * Return: 0, or the injected negative errno (the fault is disarmed).
  */
-int mtty_mig_fault_transition(struct mtty_mig_dev *mdev,
+int mtty_mig_fault_take_state(struct mtty_mig_dev *mdev,
 			      enum vfio_device_mig_state next)
 {
 	struct mtty_mig_fault *f = &mdev->fault;
-	u32 delay;
 	int err = 0;
 
 	spin_lock(&f->lock);
-	delay = f->transition_delay_ms;
 	if (f->fail_state == next) {
 		err = -f->fail_errno;
 		f->fail_state = -1;
 	}
 	spin_unlock(&f->lock);
-	if (delay)
-		msleep_interruptible(delay);
-	if (err)
-		dev_info_ratelimited(mtty_mig_dev(mdev),
-				     "injected failure entering %s: %d\n",
-				     mtty_mig_state_name(next), err);
 	return err;
+}
+
+/**
+ * mtty_mig_fault_step_delay_ms() - injected delay of every FSM step
+ * @mdev: instance
+ *
+ * Return: transition_delay_ms.
+ */
+u32 mtty_mig_fault_step_delay_ms(struct mtty_mig_dev *mdev)
+{
+	struct mtty_mig_fault *f = &mdev->fault;
+	u32 ms;
+
+	spin_lock(&f->lock);
+	ms = f->transition_delay_ms;
+	spin_unlock(&f->lock);
+	return ms;
 }
 
 /**

@@ -305,12 +305,22 @@ static ssize_t state_show(struct device *dev, struct device_attribute *attr,
 }
 static DEVICE_ATTR_RO(state);
 
+/*
+ * Root only: hashing up to 1 GiB is work an unprivileged reader must not be
+ * able to ask for, even though it no longer stalls the device (memory.c).
+ */
 static ssize_t digest_show(struct device *dev, struct device_attribute *attr,
 			   char *buf)
 {
-	return sysfs_emit(buf, "0x%016llx\n", mtty_mig_digest(attr_mdev(dev)));
+	u64 digest;
+	int ret;
+
+	ret = mtty_mig_digest(attr_mdev(dev), &digest);
+	if (ret)
+		return ret;
+	return sysfs_emit(buf, "0x%016llx\n", digest);
 }
-static DEVICE_ATTR_RO(digest);
+static DEVICE_ATTR_ADMIN_RO(digest);
 
 static ssize_t dirty_pages_show(struct device *dev,
 				struct device_attribute *attr, char *buf)

@@ -2,13 +2,20 @@
 /*
  * Device memory (BAR1) and its page-granular dirty tracking.
  *
- * The memory is vzalloc'd when the device is first opened with a given
+ * The memory is allocated (zeroed, memcg-accounted) when the device is first opened with a given
  * mem_size and kept across close/open (so its digest can still be read);
  * writing mem_size while closed frees it.  Every write, whoever makes it
  * (user through BAR1, the engine, a peer, the resume stream), sets the bit
- * of each page it touches.  A saving session starts with every bit set and
- * takes pages out of the bitmap as it serialises them, so a page written
- * again after being sent is simply sent again.
+ * of each page it touches, if that page has already been sent.
+ *
+ * A saving session reads the memory in two ways.  Its first pass copies
+ * every page once, in index order, from 'first' = 0 up to nr_pages: that is
+ * the first full image, PRECOPY_INFO's initial_bytes.  Only a page below
+ * 'first' (already sent) is marked dirty when written; a page at or above
+ * it will be read with its new content anyway.  So the bitmap starts empty
+ * (dirty_bytes starts at zero, as the uAPI says) and counts exactly the
+ * state changed after it was read; a dirty page is taken out of the bitmap
+ * as it is serialised and simply sent again if written again.
  *
  * mem.lock protects everything here.  'running' is the P2P gate: peer writes
  * and user writes are applied only in RUNNING, RUNNING_P2P, PRE_COPY and
@@ -20,6 +27,7 @@
 #include <linux/vmalloc.h>
 #include <linux/uaccess.h>
 #include <linux/minmax.h>
+#include <linux/sched/signal.h>
 
 #include "mtty_mig.h"
 #include "trace.h"
@@ -33,6 +41,7 @@ void mtty_mig_mem_init(struct mtty_mig_dev *mdev)
 	mutex_init(&mdev->mem.lock);
 	mdev->mem.size = MTTY_MIG_MEM_SIZE_DEFAULT;
 	mdev->mem.nr_pages = MTTY_MIG_NR_PAGES(mdev->mem.size);
+	mdev->mem.first = mdev->mem.nr_pages;
 }
 
 static void mtty_mig_mem_free(struct mtty_mig_mem *mem)
@@ -90,12 +99,17 @@ int mtty_mig_mem_set_size(struct mtty_mig_dev *mdev, u64 size)
 	mtty_mig_mem_free(mem);
 	mem->size = size;
 	mem->nr_pages = MTTY_MIG_NR_PAGES(size);
+	mem->first = mem->nr_pages;
 	return 0;
 }
 
 /**
  * mtty_mig_mem_open() - make the memory usable when the device is opened
  * @mdev: instance
+ *
+ * The device opens RUNNING: the memory becomes open and accepting writes
+ * in one lock hold, so a peer write never sees an open but stopped device
+ * (which would count as a P2P violation).
  *
  * Return: 0 or -ENOMEM.
  */
@@ -105,16 +119,18 @@ int mtty_mig_mem_open(struct mtty_mig_dev *mdev)
 
 	guard(mutex)(&mem->lock);
 	if (!mem->base) {
-		mem->base = vzalloc(mem->size);
+		/* Charged to the opener's memory cgroup: up to 1 GiB. */
+		mem->base = __vmalloc(mem->size, GFP_KERNEL_ACCOUNT | __GFP_ZERO);
 		if (!mem->base)
 			return -ENOMEM;
-		mem->dirty = bitmap_zalloc(mem->nr_pages, GFP_KERNEL);
+		mem->dirty = bitmap_zalloc(mem->nr_pages, GFP_KERNEL_ACCOUNT);
 		if (!mem->dirty) {
 			mtty_mig_mem_free(mem);
 			return -ENOMEM;
 		}
 	}
 	mem->open = true;
+	mem->running = true;
 	return 0;
 }
 
@@ -148,11 +164,32 @@ static void mtty_mig_mem_mark(struct mtty_mig_mem *mem, unsigned long first,
 	bool was_clean = !mem->nr_dirty;
 
 	lockdep_assert_held(&mem->lock);
-	for (i = first; i <= last; i++)
+	/* Pages the first pass has not read yet go out with this content. */
+	for (i = first; i <= last && i < mem->first; i++)
 		if (!__test_and_set_bit(i, mem->dirty))
 			mem->nr_dirty++;
 	if (was_clean && mem->nr_dirty && mem->saving_wq)
 		wake_up_interruptible(mem->saving_wq);
+}
+
+/* One chunk of mtty_mig_mem_rw(), within a page, under mem.lock. */
+static int mtty_mig_mem_rw_chunk(struct mtty_mig_mem *mem, void *bounce,
+				 u64 off, size_t len, bool write)
+{
+	guard(mutex)(&mem->lock);
+	if (!mem->open || !mem->base)
+		return -ENODEV;
+	if (!write) {
+		memcpy(bounce, mem->base + off, len);
+		return 0;
+	}
+	/* A stopped device does not change. */
+	if (!mem->running)
+		return -EBUSY;
+	memcpy(mem->base + off, bounce, len);
+	mtty_mig_mem_mark(mem, off >> MTTY_MIG_PAGE_SHIFT,
+			  (off + len - 1) >> MTTY_MIG_PAGE_SHIFT);
+	return 0;
 }
 
 /**
@@ -199,22 +236,9 @@ ssize_t mtty_mig_mem_rw(struct mtty_mig_dev *mdev, char __user *ubuf,
 			ret = -EFAULT;
 			goto out;
 		}
-		scoped_guard(mutex, &mem->lock) {
-			if (write) {
-				/* A stopped device does not change. */
-				if (!mem->running) {
-					ret = -EBUSY;
-					goto out;
-				}
-				memcpy(mem->base + off, bounce, len);
-				mtty_mig_mem_mark(mem,
-						  off >> MTTY_MIG_PAGE_SHIFT,
-						  (off + len - 1) >>
-						  MTTY_MIG_PAGE_SHIFT);
-			} else {
-				memcpy(bounce, mem->base + off, len);
-			}
-		}
+		ret = mtty_mig_mem_rw_chunk(mem, bounce, off, len, write);
+		if (ret)
+			goto out;
 		if (!write && copy_to_user(ubuf + done, bounce, len)) {
 			ret = -EFAULT;
 			goto out;
@@ -294,7 +318,8 @@ int mtty_mig_mem_peer_write(struct mtty_mig_dev *target, u64 seq,
 					     seq);
 		return -EPERM;
 	}
-	index = seq % mem->nr_pages;
+	/* nr_pages is a power of two (mem_size is): no 64-bit division. */
+	index = seq & (mem->nr_pages - 1);
 	memcpy(mem->base + ((size_t)index << MTTY_MIG_PAGE_SHIFT), scratch,
 	       MTTY_MIG_PAGE_SIZE);
 	mtty_mig_mem_mark(mem, index, index);
@@ -303,22 +328,66 @@ int mtty_mig_mem_peer_write(struct mtty_mig_dev *target, u64 seq,
 }
 
 /**
- * mtty_mig_mem_dirty_all() - start dirty tracking for a saving session
+ * mtty_mig_mem_track_start() - start dirty tracking for a saving session
  * @mdev: instance
  * @wq: wait queue of the saving file, woken when a page gets dirty
  *
- * Every page is dirty: the first pass sends the whole memory.
+ * The first pass starts at page 0 and nothing is dirty yet.
  */
-void mtty_mig_mem_dirty_all(struct mtty_mig_dev *mdev, wait_queue_head_t *wq)
+void mtty_mig_mem_track_start(struct mtty_mig_dev *mdev, wait_queue_head_t *wq)
 {
 	struct mtty_mig_mem *mem = &mdev->mem;
 
 	guard(mutex)(&mem->lock);
 	if (!mem->dirty)
 		return;
-	bitmap_fill(mem->dirty, mem->nr_pages);
-	mem->nr_dirty = mem->nr_pages;
+	bitmap_zero(mem->dirty, mem->nr_pages);
+	mem->nr_dirty = 0;
+	mem->first = 0;
 	mem->saving_wq = wq;
+}
+
+/**
+ * mtty_mig_mem_take_first() - the next page of the first pass
+ * @mdev: instance
+ * @index: page taken
+ * @dst: MTTY_MIG_PAGE_SIZE bytes receiving the page's content
+ *
+ * Copying the page and moving 'first' past it happen under one lock hold,
+ * so a concurrent write either lands before the copy or marks it dirty.
+ *
+ * Return: false once the first pass is complete.
+ */
+bool mtty_mig_mem_take_first(struct mtty_mig_dev *mdev, unsigned long *index,
+			     void *dst)
+{
+	struct mtty_mig_mem *mem = &mdev->mem;
+
+	guard(mutex)(&mem->lock);
+	if (!mem->base || mem->first >= mem->nr_pages)
+		return false;
+	*index = mem->first++;
+	memcpy(dst, mem->base + ((size_t)*index << MTTY_MIG_PAGE_SHIFT),
+	       MTTY_MIG_PAGE_SIZE);
+	return true;
+}
+
+/**
+ * mtty_mig_mem_pending() - what a saving session still owes of the memory
+ * @mdev: instance
+ * @first_left: pages of the first pass not read yet (may be NULL)
+ * @nr_dirty: pages read and written again since (may be NULL)
+ */
+void mtty_mig_mem_pending(struct mtty_mig_dev *mdev, unsigned long *first_left,
+			  unsigned long *nr_dirty)
+{
+	struct mtty_mig_mem *mem = &mdev->mem;
+
+	guard(mutex)(&mem->lock);
+	if (first_left)
+		*first_left = mem->base ? mem->nr_pages - mem->first : 0;
+	if (nr_dirty)
+		*nr_dirty = mem->nr_dirty;
 }
 
 /**
@@ -329,6 +398,7 @@ void mtty_mig_mem_dirty_stop(struct mtty_mig_dev *mdev)
 {
 	guard(mutex)(&mdev->mem.lock);
 	mdev->mem.saving_wq = NULL;
+	mdev->mem.first = mdev->mem.nr_pages;
 }
 
 /**
@@ -378,24 +448,64 @@ unsigned long mtty_mig_mem_nr_dirty(struct mtty_mig_dev *mdev)
 	return mdev->mem.nr_dirty;
 }
 
+/* Pages hashed per mem.lock hold: 256 KiB, well under a millisecond. */
+#define MTTY_MIG_DIGEST_CHUNK	64UL
+
+static int mtty_mig_mem_digest_chunk(struct mtty_mig_mem *mem,
+				     const void *base, u64 size,
+				     struct xxh64_state *st,
+				     unsigned long first, unsigned long n)
+{
+	static const u8 zero[MTTY_MIG_PAGE_SIZE];
+
+	guard(mutex)(&mem->lock);
+	if (mem->base != base || mem->size != size)
+		return -EAGAIN;
+	if (base) {
+		xxh64_update(st, base + (first << MTTY_MIG_PAGE_SHIFT),
+			     n << MTTY_MIG_PAGE_SHIFT);
+		return 0;
+	}
+	while (n--)
+		xxh64_update(st, zero, sizeof(zero));
+	return 0;
+}
+
 /**
  * mtty_mig_mem_digest() - feed the memory contents into a digest
  * @mdev: instance
  * @st: xxh64 state
  *
- * Memory never allocated reads as zeroes, as it will when first opened.
+ * Hashes MTTY_MIG_DIGEST_CHUNK pages per lock hold and lets others in
+ * between (the engine, peer writes, BAR1 and the data_fd all take
+ * mem.lock), so reading the digest of a 1 GiB device does not stall a
+ * migration.  Memory never allocated reads as zeroes, as it will when
+ * first opened.
+ *
+ * Return: 0, -EINTR if a fatal signal is pending, -EAGAIN if the memory
+ * was resized or freed while it was being hashed.
  */
-void mtty_mig_mem_digest(struct mtty_mig_dev *mdev, struct xxh64_state *st)
+int mtty_mig_mem_digest(struct mtty_mig_dev *mdev, struct xxh64_state *st)
 {
-	static const u8 zero[MTTY_MIG_PAGE_SIZE];
 	struct mtty_mig_mem *mem = &mdev->mem;
-	unsigned long i;
+	unsigned long i, n, nr_pages;
+	const void *base;
+	u64 size;
+	int ret;
 
-	guard(mutex)(&mem->lock);
-	if (mem->base) {
-		xxh64_update(st, mem->base, mem->size);
-		return;
+	scoped_guard(mutex, &mem->lock) {
+		base = mem->base;
+		size = mem->size;
 	}
-	for (i = 0; i < mem->nr_pages; i++)
-		xxh64_update(st, zero, sizeof(zero));
+	nr_pages = MTTY_MIG_NR_PAGES(size);
+	for (i = 0; i < nr_pages; i += n) {
+		n = min(nr_pages - i, MTTY_MIG_DIGEST_CHUNK);
+		ret = mtty_mig_mem_digest_chunk(mem, base, size, st, i, n);
+		if (ret)
+			return ret;
+		if (fatal_signal_pending(current))
+			return -EINTR;
+		cond_resched();
+	}
+	return 0;
 }

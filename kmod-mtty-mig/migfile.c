@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * The migration data_fd: the saving file (read, poll,
- * VFIO_MIG_GET_PRECOPY_INFO) and the resuming file (write), their
- * lifetime, throttling to the configured save/resume rates, and the
- * fault-injection hooks on their I/O.
+ * VFIO_MIG_GET_PRECOPY_INFO) and the resuming file (write) and their
+ * lifetime.  The simulation (rates, load cost, injected failures) is in
+ * sim.c, called through its hooks.
  *
  * Each file has its own lock (migf->lock) protecting its buffers and
  * position; read/write/ioctl/poll take only that lock, never state_lock, so
@@ -12,11 +12,15 @@
  * mtty_mig_file_disable(), after which every call fails with -ENODEV and
  * the file no longer touches the device (which may then be freed).
  *
- * Saving stream: the initial data (HEADER + METADATA, built when the
- * session starts) is read first; then PAGE records are produced one at a
- * time from the dirty bitmap; in STOP_COPY the SERIAL, DEVICE and END
- * records follow the last dirty page.  In PRE_COPY a read with nothing to
- * give returns -ENOMSG; in STOP_COPY a read after END returns 0.
+ * Saving stream: the initial data is HEADER + METADATA (built when the
+ * session starts) and then one PAGE record per page of device memory, the
+ * first full image (memory.c's first pass).  PRECOPY_INFO reports what is
+ * left of it as initial_bytes, which only ever decreases.  Then PAGE
+ * records of pages written after they were sent are produced one at a time
+ * from the dirty bitmap: dirty_bytes, which starts at zero.  In STOP_COPY
+ * the SERIAL, DEVICE and END records follow the last page.  In PRE_COPY a
+ * read with nothing to give returns -ENOMSG; in STOP_COPY a read after END
+ * returns 0.
  */
 #include <linux/anon_inodes.h>
 #include <linux/file.h>
@@ -25,10 +29,9 @@
 #include <linux/slab.h>
 #include <linux/uaccess.h>
 #include <linux/delay.h>
-#include <linux/math64.h>
-#include <linux/ktime.h>
 
 #include "mtty_mig.h"
+#include "sim.h"
 #include "stream.h"
 #include "trace.h"
 
@@ -42,10 +45,7 @@ struct mtty_mig_file {
 	bool ended_by_fsm;		/* disabled by an FSM arc, not reset */
 	u64 pos;			/* stream bytes read or written */
 
-	/* Throttling to save_rate / resume_rate. */
-	u64 rate;
-	ktime_t rate_t0;
-	u64 rate_pos0;
+	struct mtty_mig_pace pace;	/* sim.c: save_rate / resume_rate */
 
 	/* Saving. */
 	u8 *initial;			/* HEADER + METADATA records */
@@ -54,6 +54,7 @@ struct mtty_mig_file {
 	u8 *rec;			/* the record being read */
 	size_t rec_len;
 	size_t rec_pos;
+	bool rec_initial;		/* migf->rec is part of the first image */
 	u32 next_seq;
 	u64 nr_page_recs;
 	unsigned long cursor;		/* dirty bitmap scan position */
@@ -90,47 +91,6 @@ static int mtty_mig_file_release(struct inode *inode, struct file *filp)
 	return 0;
 }
 
-#define MTTY_MIG_RATE_BURST_NS	(10 * NSEC_PER_MSEC)
-
-/*
- * Under migf->lock, after @done more bytes moved: how long the caller must
- * sleep (after unlocking) so the stream goes no faster than @rate bytes/s.
- */
-static unsigned int mtty_mig_throttle_ms(struct mtty_mig_file *migf, u64 rate,
-					 size_t done)
-{
-	ktime_t now = ktime_get();
-	u64 due, elapsed;
-
-	if (!rate || !done) {
-		migf->rate = rate;
-		return 0;
-	}
-	if (rate != migf->rate) {
-		migf->rate = rate;
-		migf->rate_t0 = now;
-		migf->rate_pos0 = migf->pos - done;
-	}
-	due = mul_u64_u64_div_u64(migf->pos - done - migf->rate_pos0,
-				  NSEC_PER_SEC, rate);
-	elapsed = ktime_to_ns(ktime_sub(now, migf->rate_t0));
-	/*
-	 * A device link does not bank idle time: after a pause (the user read
-	 * another device meanwhile) the pace restarts with at most
-	 * MTTY_MIG_RATE_BURST_NS of credit, instead of letting the device
-	 * burst at CPU speed until it has caught up with the clock.
-	 */
-	if (elapsed > due + MTTY_MIG_RATE_BURST_NS) {
-		elapsed = due + MTTY_MIG_RATE_BURST_NS;
-		migf->rate_t0 = ktime_sub_ns(now, elapsed);
-	}
-	due += mul_u64_u64_div_u64(done, NSEC_PER_SEC, rate);
-	if (due <= elapsed)
-		return 0;
-	return min_t(u64, DIV_ROUND_UP_ULL(due - elapsed, NSEC_PER_MSEC),
-		     MTTY_MIG_DELAY_MAX_MS);
-}
-
 /* ---- saving ----------------------------------------------------------- */
 
 /* Build the next record into migf->rec.  Return: false if none is due. */
@@ -146,7 +106,15 @@ static bool mtty_mig_save_produce(struct mtty_mig_file *migf)
 
 	lockdep_assert_held(&migf->lock);
 
-	if (mtty_mig_mem_take_dirty(mdev, &migf->cursor, &index, page + 1)) {
+	migf->rec_initial = false;
+	if (mtty_mig_mem_take_first(mdev, &index, page + 1)) {
+		page->index = cpu_to_le64(index);
+		type = MTTY_MIG_REC_PAGE;
+		len = MTTY_MIG_REC_PAGE_PAYLOAD;
+		migf->nr_page_recs++;
+		migf->rec_initial = true;
+	} else if (mtty_mig_mem_take_dirty(mdev, &migf->cursor, &index,
+					   page + 1)) {
 		page->index = cpu_to_le64(index);
 		type = MTTY_MIG_REC_PAGE;
 		len = MTTY_MIG_REC_PAGE_PAYLOAD;
@@ -179,11 +147,24 @@ static bool mtty_mig_save_produce(struct mtty_mig_file *migf)
 	return true;
 }
 
-/* Bytes queued in the file, not counting pages still in the bitmap. */
-static u64 mtty_mig_save_queued(struct mtty_mig_file *migf)
+/*
+ * What the session still owes, split as PRECOPY_INFO reports it: the rest
+ * of the initial data (HEADER, METADATA and the first full image) and the
+ * pages written since they were sent.  Final records are not counted.
+ */
+static void mtty_mig_save_owed(struct mtty_mig_file *migf, u64 *initial,
+			       u64 *dirty)
 {
-	return (migf->initial_len - migf->initial_pos) +
-	       (migf->rec_len - migf->rec_pos);
+	unsigned long first_left, nr_dirty;
+	u64 rec_left = migf->rec_len - migf->rec_pos;
+
+	lockdep_assert_held(&migf->lock);
+	mtty_mig_mem_pending(migf->mdev, &first_left, &nr_dirty);
+	*initial = (migf->initial_len - migf->initial_pos) +
+		   (migf->rec_initial ? rec_left : 0) +
+		   (u64)first_left * MTTY_MIG_PAGE_REC_SIZE;
+	*dirty = (migf->rec_initial ? 0 : rec_left) +
+		 (u64)nr_dirty * MTTY_MIG_PAGE_REC_SIZE;
 }
 
 static ssize_t mtty_mig_save_read(struct file *filp, char __user *ubuf,
@@ -202,11 +183,8 @@ static ssize_t mtty_mig_save_read(struct file *filp, char __user *ubuf,
 		return -ENODEV;
 	}
 
-	len = mtty_mig_fault_limit(migf->mdev, true, migf->pos, len, &err);
+	len = mtty_mig_sim_io_limit(migf->mdev, true, migf->pos, len, &err);
 	if (err) {
-		dev_info_ratelimited(mtty_mig_dev(migf->mdev),
-				     "injected save failure after %llu bytes\n",
-				     migf->pos);
 		ret = err;
 		goto out_unlock;
 	}
@@ -241,9 +219,8 @@ static ssize_t mtty_mig_save_read(struct file *filp, char __user *ubuf,
 	if (done) {
 		migf->pos += done;
 		ret = done;
-		sleep_ms = mtty_mig_throttle_ms(migf,
-						READ_ONCE(migf->mdev->tun.save_rate),
-						done);
+		sleep_ms = mtty_mig_sim_io_pace(migf->mdev, &migf->pace, true,
+						migf->pos, done);
 	} else if (fault) {
 		ret = -EFAULT;
 	} else if (migf->stop_copy) {
@@ -266,6 +243,7 @@ static long mtty_mig_precopy_ioctl(struct file *filp, unsigned int cmd,
 	struct mtty_mig_file *migf = filp->private_data;
 	unsigned long minsz = offsetofend(struct vfio_precopy_info, dirty_bytes);
 	struct vfio_precopy_info info;
+	u64 initial, dirty;
 
 	if (cmd != VFIO_MIG_GET_PRECOPY_INFO)
 		return -ENOTTY;
@@ -281,11 +259,10 @@ static long mtty_mig_precopy_ioctl(struct file *filp, unsigned int cmd,
 		/* Valid only in PRE_COPY and PRE_COPY_P2P. */
 		if (migf->disabled || migf->stop_copy)
 			return -EINVAL;
-		info.initial_bytes = migf->initial_len - migf->initial_pos;
-		info.dirty_bytes = (migf->rec_len - migf->rec_pos) +
-				   (u64)mtty_mig_mem_nr_dirty(migf->mdev) *
-				   MTTY_MIG_PAGE_REC_SIZE;
+		mtty_mig_save_owed(migf, &initial, &dirty);
 	}
+	info.initial_bytes = initial;
+	info.dirty_bytes = dirty;
 	/* flags is an input in 6.12; never echo it back. */
 	info.flags = 0;
 	return copy_to_user((void __user *)arg, &info, minsz) ? -EFAULT : 0;
@@ -295,6 +272,7 @@ static __poll_t mtty_mig_save_poll(struct file *filp,
 				   struct poll_table_struct *wait)
 {
 	struct mtty_mig_file *migf = filp->private_data;
+	u64 initial, dirty;
 
 	poll_wait(filp, &migf->wq, wait);
 
@@ -302,10 +280,10 @@ static __poll_t mtty_mig_save_poll(struct file *filp,
 	if (migf->disabled)
 		return EPOLLIN | EPOLLRDNORM | EPOLLERR;
 	/* STOP_COPY is always readable: data or the end of stream. */
-	if (migf->stop_copy || mtty_mig_save_queued(migf) ||
-	    mtty_mig_mem_nr_dirty(migf->mdev))
+	if (migf->stop_copy)
 		return EPOLLIN | EPOLLRDNORM;
-	return 0;
+	mtty_mig_save_owed(migf, &initial, &dirty);
+	return initial || dirty ? EPOLLIN | EPOLLRDNORM : 0;
 }
 
 static const struct file_operations mtty_mig_save_fops = {
@@ -328,19 +306,11 @@ static void mtty_mig_resume_apply(struct mtty_mig_file *migf,
 
 	trace_mtty_mig_record(migf_name(migf), false, rec->type, rec->seq,
 			      rec->length);
-	switch (rec->type) {
-	case MTTY_MIG_REC_PAGE:
+	/* SERIAL and DEVICE are applied at RESUMING -> STOP. */
+	if (rec->type == MTTY_MIG_REC_PAGE)
 		mtty_mig_mem_write_page(mdev, le64_to_cpu(page->index),
 					page + 1);
-		break;
-	case MTTY_MIG_REC_METADATA:
-		/* Simulated preallocation of what the metadata describes. */
-		*sleep_ms += READ_ONCE(mdev->tun.initial_load_ms);
-		break;
-	default:
-		/* SERIAL and DEVICE are applied at RESUMING -> STOP. */
-		break;
-	}
+	*sleep_ms += mtty_mig_sim_record_loaded(mdev, rec->type);
 }
 
 static int mtty_mig_resume_feed(struct mtty_mig_file *migf, const u8 *buf,
@@ -384,13 +354,10 @@ static ssize_t mtty_mig_resume_write(struct file *filp, const char __user *ubuf,
 		goto out_unlock;
 	}
 
-	limit = mtty_mig_fault_limit(migf->mdev, false, migf->pos, len, &err);
+	limit = mtty_mig_sim_io_limit(migf->mdev, false, migf->pos, len, &err);
 	if (err) {
 		mtty_mig_parser_abort(&migf->parser, err,
 				      "injected resume failure");
-		dev_info_ratelimited(mtty_mig_dev(migf->mdev),
-				     "injected resume failure after %llu bytes\n",
-				     migf->pos);
 		ret = err;
 		goto out_unlock;
 	}
@@ -413,9 +380,8 @@ static ssize_t mtty_mig_resume_write(struct file *filp, const char __user *ubuf,
 	if (!ret || (ret == -EFAULT && done))
 		ret = done;
 	if (ret > 0)
-		sleep_ms += mtty_mig_throttle_ms(migf,
-						 READ_ONCE(migf->mdev->tun.resume_rate),
-						 done);
+		sleep_ms += mtty_mig_sim_io_pace(migf->mdev, &migf->pace, false,
+						 migf->pos, done);
 
 out_unlock:
 	trace_mtty_mig_resume_write(migf_name(migf), len, migf->pos, ret);
@@ -467,7 +433,7 @@ static int mtty_mig_file_open(struct mtty_mig_file *migf)
  * mtty_mig_save_create() - start a saving session
  * @mdev: instance, in STOP or RUNNING(_P2P), state_lock held
  *
- * Builds the initial data and marks every page dirty.  The returned file
+ * Builds HEADER + METADATA and starts the first pass.  The returned file
  * holds the driver's reference; the FSM hands out a second one as data_fd.
  *
  * Return: the file or an ERR_PTR.
@@ -497,7 +463,7 @@ struct mtty_mig_file *mtty_mig_save_create(struct mtty_mig_dev *mdev)
 	if (ret)
 		goto err_free;
 
-	mtty_mig_mem_dirty_all(mdev, &migf->wq);
+	mtty_mig_mem_track_start(mdev, &migf->wq);
 	return migf;
 
 err_free:
@@ -534,22 +500,22 @@ void mtty_mig_save_stop_copy(struct mtty_mig_file *migf)
  * mtty_mig_save_pending() - bytes the saving file would still yield
  * @migf: saving file
  *
- * Queued bytes, one PAGE record per dirty page and, until sent, the final
- * records: what STOP_COPY would produce if entered now.
+ * The rest of the initial data, one PAGE record per dirty page and, until
+ * sent, the final records: what STOP_COPY would produce if entered now.
  *
  * Return: bytes.
  */
 u64 mtty_mig_save_pending(struct mtty_mig_file *migf)
 {
 	struct mtty_mig_dev *mdev = migf->mdev;
+	u64 pending, initial, dirty;
 	unsigned int i;
-	u64 pending;
 
 	guard(mutex)(&migf->lock);
 	if (migf->disabled)
 		return 0;
-	pending = mtty_mig_save_queued(migf) +
-		  (u64)mtty_mig_mem_nr_dirty(mdev) * MTTY_MIG_PAGE_REC_SIZE;
+	mtty_mig_save_owed(migf, &initial, &dirty);
+	pending = initial + dirty;
 	/* Final records not produced yet (all of them before STOP_COPY). */
 	for (i = migf->stop_copy ? migf->final_next : 0;
 	     i <= mdev->nr_ports + 1; i++)
@@ -611,9 +577,13 @@ err_free:
  * mtty_mig_resume_finish() - RESUMING -> STOP: check and apply the stream
  * @migf: resuming file
  *
+ * The file is switched off in the same migf->lock hold: a write()
+ * racing with RESUMING -> STOP is ordered either before it (and counts) or
+ * after it (-ENODEV), never told the stream is truncated.
+ *
  * Return: 0 once the serial ports and the engine state are loaded; the
  * stream's latched error; or -EINVAL if it ended before END.  On error
- * nothing is applied and the file keeps its error.
+ * nothing is applied.
  */
 int mtty_mig_resume_finish(struct mtty_mig_file *migf)
 {
@@ -623,6 +593,8 @@ int mtty_mig_resume_finish(struct mtty_mig_file *migf)
 	int ret;
 
 	guard(mutex)(&migf->lock);
+	migf->disabled = true;
+	migf->ended_by_fsm = true;
 	ret = mtty_mig_parser_finish(p);
 	if (ret) {
 		dev_err_ratelimited(mtty_mig_dev(mdev),

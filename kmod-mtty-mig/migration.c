@@ -13,12 +13,12 @@
  * so VFIO_DEVICE_RESET simply takes it (no deferred reset).
  */
 #include <linux/file.h>
-#include <linux/delay.h>
 #include <linux/string.h>
 #include <linux/kstrtox.h>
 #include <linux/mdev.h>
 
 #include "mtty_mig.h"
+#include "sim.h"
 #include "trace.h"
 
 static const char * const mtty_mig_state_names[] = {
@@ -131,15 +131,6 @@ static void mtty_mig_end_resuming(struct mtty_mig_dev *mdev, bool by_fsm)
 	}
 }
 
-/* Simulated time the device needs to quiesce before STOP_COPY data. */
-static void mtty_mig_stop_copy_latency(struct mtty_mig_dev *mdev)
-{
-	u32 ms = READ_ONCE(mdev->tun.stop_copy_latency_ms);
-
-	if (ms)
-		msleep_interruptible(ms);
-}
-
 static struct file *mtty_mig_start_saving(struct mtty_mig_dev *mdev,
 					  bool stop_copy)
 {
@@ -149,10 +140,8 @@ static struct file *mtty_mig_start_saving(struct mtty_mig_dev *mdev,
 	if (IS_ERR(migf))
 		return ERR_CAST(migf);
 	mdev->saving = migf;
-	if (stop_copy) {
-		mtty_mig_stop_copy_latency(mdev);
+	if (stop_copy)
 		mtty_mig_save_stop_copy(migf);
-	}
 	return mtty_mig_file_get(migf);
 }
 
@@ -218,7 +207,6 @@ static struct file *mtty_mig_arc(struct mtty_mig_dev *mdev,
 	/* PRE_COPY_P2P -> STOP_COPY: same fd, final records queued. */
 	if (cur == VFIO_DEVICE_STATE_PRE_COPY_P2P &&
 	    new == VFIO_DEVICE_STATE_STOP_COPY) {
-		mtty_mig_stop_copy_latency(mdev);
 		mtty_mig_save_stop_copy(mdev->saving);
 		return NULL;
 	}
@@ -275,7 +263,7 @@ static struct file *mtty_mig_arc(struct mtty_mig_dev *mdev,
 	return ERR_PTR(-EINVAL);
 }
 
-/* One FSM step: fault hook, gates for the new state, the arc itself. */
+/* One FSM step: simulation hook, gates for the new state, the arc itself. */
 static struct file *mtty_mig_step_state(struct mtty_mig_dev *mdev,
 					enum vfio_device_mig_state new)
 {
@@ -285,7 +273,7 @@ static struct file *mtty_mig_step_state(struct mtty_mig_dev *mdev,
 
 	lockdep_assert_held(&mdev->state_lock);
 
-	ret = mtty_mig_fault_transition(mdev, new);
+	ret = mtty_mig_sim_step(mdev, new);
 	if (ret) {
 		res = ERR_PTR(ret);
 		goto out;
@@ -312,6 +300,8 @@ static struct file *mtty_mig_set_state(struct vfio_device *vdev,
 	enum vfio_device_mig_state next;
 	struct file *res = NULL;
 	int ret;
+
+	mtty_mig_sim_transition_delay(mdev, new_state);
 
 	guard(mutex)(&mdev->state_lock);
 	while (mdev->state != new_state) {
@@ -418,16 +408,23 @@ void mtty_mig_migration_init(struct mtty_mig_dev *mdev)
 /**
  * mtty_mig_migration_reset() - end any session and return to RUNNING
  * @mdev: instance
+ * @device: also put the device model in its power-on state
+ *	    (VFIO_DEVICE_RESET), in the same state_lock hold
  *
- * Used by VFIO_DEVICE_RESET, open_device and close_device.  Open data_fds
- * are disabled and fail with -ENODEV from now on.  state_lock is only ever
- * held for bounded kernel work, so this simply waits for it.
+ * Used by VFIO_DEVICE_RESET (@device true), open_device and close_device.
+ * Open data_fds are disabled and fail with -ENODEV from now on.  The whole
+ * reset is one state_lock hold, so no FSM step sees a half-reset device: a
+ * STOP_COPY entered after a reset snapshots the reset ports, one entered
+ * before it is ended by it.  state_lock is only ever held for bounded
+ * kernel work, so this simply waits for it.
  */
-void mtty_mig_migration_reset(struct mtty_mig_dev *mdev)
+void mtty_mig_migration_reset(struct mtty_mig_dev *mdev, bool device)
 {
 	guard(mutex)(&mdev->state_lock);
 	mtty_mig_end_saving(mdev, false);
 	mtty_mig_end_resuming(mdev, false);
+	if (device)
+		mtty_mig_serial_reset(mdev);
 	mdev->state = VFIO_DEVICE_STATE_RUNNING;
 	mtty_mig_apply_gates(mdev, mdev->state);
 }
@@ -439,11 +436,13 @@ void mtty_mig_migration_reset(struct mtty_mig_dev *mdev)
  * Covers, in order: nr_ports and mem_size (le), every port as its SERIAL
  * record, the DEVICE record (engine sequence numbers), then the memory.
  * Not atomic against a running engine; read it while the device is stopped
- * or the engine is off to compare two devices.
+ * or the engine is off to compare two devices.  The memory is hashed in
+ * chunks (memory.c), so a digest never holds up the device for long.
  *
- * Return: the digest.
+ * Return: 0 and the digest in @digest, -EINTR if a signal is pending, or
+ * -EAGAIN if the memory was resized or freed meanwhile.
  */
-u64 mtty_mig_digest(struct mtty_mig_dev *mdev)
+int mtty_mig_digest(struct mtty_mig_dev *mdev, u64 *digest)
 {
 	struct mtty_mig_rec_serial serial;
 	struct mtty_mig_rec_device devrec;
@@ -452,6 +451,7 @@ u64 mtty_mig_digest(struct mtty_mig_dev *mdev)
 	__le32 ports;
 	u64 seq, p2p_seq;
 	unsigned int i;
+	int ret;
 
 	xxh64_reset(&st, 0);
 	ports = cpu_to_le32(mdev->nr_ports);
@@ -466,6 +466,9 @@ u64 mtty_mig_digest(struct mtty_mig_dev *mdev)
 	devrec.engine_seq = cpu_to_le64(seq);
 	devrec.p2p_seq = cpu_to_le64(p2p_seq);
 	xxh64_update(&st, &devrec, sizeof(devrec));
-	mtty_mig_mem_digest(mdev, &st);
-	return xxh64_digest(&st);
+	ret = mtty_mig_mem_digest(mdev, &st);
+	if (ret)
+		return ret;
+	*digest = xxh64_digest(&st);
+	return 0;
 }

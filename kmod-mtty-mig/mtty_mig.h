@@ -11,12 +11,16 @@
  *         engine.lock   (engine.c: gating of the internal writer, peer link)
  *           mem.lock    (memory.c: memory, dirty bitmap, P2P acceptance)
  *         regs_lock     (serial.c/device.c: registers, config, IRQs)
+ *           mem.lock    (BAR1 sizing in config space reads mem_size)
  *
  * engine.lock of one instance may be taken with mem.lock of another (a peer
  * write); two engine.locks or two mem.locks are never held together.
+ * mem.lock is the innermost mutex (only a wait queue is woken under it).
+ * No lock is held across a sleep of simulated latency or rate throttling.
  * state_lock is never held across copy_to_user()/copy_from_user(); the
- * data_fd paths only take migf->lock (hisi/pds 2024 shape), so no deferred
- * reset is needed.
+ * data_fd paths only take migf->lock, so VFIO_DEVICE_RESET simply takes
+ * state_lock: an mdev has no memory_lock shared with an mmap fault path
+ * (which is what makes vfio-pci drivers defer their reset).
  */
 #ifndef MTTY_MIG_INTERNAL_H
 #define MTTY_MIG_INTERNAL_H
@@ -60,6 +64,7 @@ struct mtty_mig_mem {
 	void *base;			/* vzalloc'd, NULL until first open */
 	unsigned long *dirty;		/* one bit per MTTY_MIG_PAGE_SIZE */
 	unsigned long nr_dirty;
+	unsigned long first;		/* next page of a saving first pass */
 	bool open;			/* device open: memory in use */
 	bool running;			/* accepts user and P2P writes */
 	wait_queue_head_t *saving_wq;	/* woken when a page gets dirty */
@@ -69,12 +74,15 @@ struct mtty_mig_mem {
 struct mtty_mig_engine {
 	struct mutex lock;		/* gates batches; seq, peer, rates */
 	struct delayed_work work;
+	bool open;			/* device open: may tick */
 	bool initiate;			/* RUNNING or PRE_COPY */
 	struct mtty_mig_dev *peer;	/* protected by lock + list lock */
 	u64 seq;			/* next own write */
 	u64 p2p_seq;			/* next peer write */
 	u64 own_acc;			/* rate accumulators, pages * ns */
 	u64 p2p_acc;
+	u64 own_owed;			/* whole writes due, not done yet */
+	u64 p2p_owed;
 	ktime_t last;
 	void *page;			/* scratch page for the pattern */
 };
@@ -182,12 +190,16 @@ void mtty_mig_mem_write_page(struct mtty_mig_dev *mdev, unsigned long index,
 			     const void *data);
 int mtty_mig_mem_peer_write(struct mtty_mig_dev *target, u64 seq,
 			    void *scratch);
-void mtty_mig_mem_dirty_all(struct mtty_mig_dev *mdev, wait_queue_head_t *wq);
+void mtty_mig_mem_track_start(struct mtty_mig_dev *mdev, wait_queue_head_t *wq);
+bool mtty_mig_mem_take_first(struct mtty_mig_dev *mdev, unsigned long *index,
+			     void *dst);
+void mtty_mig_mem_pending(struct mtty_mig_dev *mdev, unsigned long *first_left,
+			  unsigned long *nr_dirty);
 void mtty_mig_mem_dirty_stop(struct mtty_mig_dev *mdev);
 bool mtty_mig_mem_take_dirty(struct mtty_mig_dev *mdev, unsigned long *cursor,
 			     unsigned long *index, void *dst);
 unsigned long mtty_mig_mem_nr_dirty(struct mtty_mig_dev *mdev);
-void mtty_mig_mem_digest(struct mtty_mig_dev *mdev, struct xxh64_state *st);
+int mtty_mig_mem_digest(struct mtty_mig_dev *mdev, struct xxh64_state *st);
 void mtty_mig_fill_pattern(void *page, u64 seq, u64 tag);
 
 /* engine.c */
@@ -203,11 +215,11 @@ void mtty_mig_engine_set_seq(struct mtty_mig_dev *mdev, u64 seq, u64 p2p_seq);
 
 /* migration.c */
 void mtty_mig_migration_init(struct mtty_mig_dev *mdev);
-void mtty_mig_migration_reset(struct mtty_mig_dev *mdev);
+void mtty_mig_migration_reset(struct mtty_mig_dev *mdev, bool device);
 const char *mtty_mig_state_name(enum vfio_device_mig_state state);
 int mtty_mig_state_parse(const char *name, enum vfio_device_mig_state *state);
 enum vfio_device_mig_state mtty_mig_get_state_locked(struct mtty_mig_dev *mdev);
-u64 mtty_mig_digest(struct mtty_mig_dev *mdev);
+int mtty_mig_digest(struct mtty_mig_dev *mdev, u64 *digest);
 
 /* migfile.c */
 struct mtty_mig_file *mtty_mig_save_create(struct mtty_mig_dev *mdev);
@@ -225,8 +237,9 @@ void mtty_mig_fault_debugfs_add(struct mtty_mig_dev *mdev);
 void mtty_mig_fault_debugfs_remove(struct mtty_mig_dev *mdev);
 int mtty_mig_debugfs_init(void);
 void mtty_mig_debugfs_exit(void);
-int mtty_mig_fault_transition(struct mtty_mig_dev *mdev,
+int mtty_mig_fault_take_state(struct mtty_mig_dev *mdev,
 			      enum vfio_device_mig_state next);
+u32 mtty_mig_fault_step_delay_ms(struct mtty_mig_dev *mdev);
 size_t mtty_mig_fault_limit(struct mtty_mig_dev *mdev, bool save, u64 done,
 			    size_t len, int *err);
 

@@ -21,7 +21,8 @@ static void mtty_mig_port_reset(struct mtty_mig_port *p)
 }
 
 /**
- * mtty_mig_serial_reset() - put every port in its power-on state
+ * mtty_mig_serial_reset() - put every port and the INTx mask in their
+ * power-on state
  * @mdev: instance
  */
 void mtty_mig_serial_reset(struct mtty_mig_dev *mdev)
@@ -31,6 +32,7 @@ void mtty_mig_serial_reset(struct mtty_mig_dev *mdev)
 	guard(mutex)(&mdev->regs_lock);
 	for (i = 0; i < MTTY_MIG_MAX_PORTS; i++)
 		mtty_mig_port_reset(&mdev->ports[i]);
+	mdev->intx_mask = false;
 }
 
 static bool fifo_empty(const struct mtty_mig_port *p)
@@ -77,6 +79,21 @@ static u8 fcr_trigger_level(u8 fcr)
 	}
 }
 
+static u8 fcr_fifo_size(u8 fcr)
+{
+	return fcr & UART_FCR_ENABLE_FIFO ? MTTY_MIG_FIFO_SIZE : 1;
+}
+
+/*
+ * The FIFO size a port can have with @fcr: the one FCR selects, or the
+ * power-on FIFO while FCR was never written (fcr 0).
+ */
+static bool fcr_fifo_size_reachable(u8 fcr, u8 max_fifo_size)
+{
+	return max_fifo_size == fcr_fifo_size(fcr) ||
+	       (!fcr && max_fifo_size == MTTY_MIG_FIFO_SIZE);
+}
+
 static void mtty_mig_serial_write(struct mtty_mig_dev *mdev,
 				  struct mtty_mig_port *p, unsigned int reg,
 				  u8 val)
@@ -110,11 +127,19 @@ static void mtty_mig_serial_write(struct mtty_mig_dev *mdev,
 			mtty_mig_trigger_irq(mdev);
 		break;
 	case UART_FCR:
-		p->fcr = val;
-		if (val & (UART_FCR_CLEAR_RCVR | UART_FCR_CLEAR_XMIT))
+		/*
+		 * A 16550 clears both FIFOs when FCR0 changes, and the
+		 * power-on FIFO (fcr 0, 16 bytes, as in the mtty sample)
+		 * becomes a one-byte holding register on the first write
+		 * without ENABLE_FIFO: a change of size is such a change.
+		 * So 'count' never exceeds 'max_fifo_size'.
+		 */
+		if ((val ^ p->fcr) & UART_FCR_ENABLE_FIFO ||
+		    fcr_fifo_size(val) != p->max_fifo_size ||
+		    val & (UART_FCR_CLEAR_RCVR | UART_FCR_CLEAR_XMIT))
 			fifo_clear(p);
-		p->max_fifo_size = val & UART_FCR_ENABLE_FIFO ?
-				   MTTY_MIG_FIFO_SIZE : 1;
+		p->fcr = val;
+		p->max_fifo_size = fcr_fifo_size(val);
 		p->trigger_level = fcr_trigger_level(val);
 		break;
 	case UART_LCR:
@@ -271,6 +296,12 @@ void mtty_mig_serial_save(struct mtty_mig_dev *mdev, unsigned int port,
  * @rec: record payload from the stream
  * @port: port number the record must describe
  *
+ * Accepts exactly the states a port can reach through register writes
+ * and reads from power-on: the FIFO size FCR selects (or the power-on
+ * size), at most that many bytes queued, a ring whose head follows its
+ * tail by count, the trigger level FCR selects, DLAB as LCR says, and
+ * zero in the registers nothing writes.
+ *
  * Return: 0 if the record describes a state this model can be in.
  */
 int mtty_mig_serial_check(const struct mtty_mig_rec_serial *rec,
@@ -280,8 +311,13 @@ int mtty_mig_serial_check(const struct mtty_mig_rec_serial *rec,
 	    rec->flags & ~(MTTY_MIG_SERIAL_DLAB | MTTY_MIG_SERIAL_OVERRUN) ||
 	    memchr_inv(rec->reserved, 0, sizeof(rec->reserved)))
 		return -EINVAL;
-	if ((rec->max_fifo_size != 1 &&
-	     rec->max_fifo_size != MTTY_MIG_FIFO_SIZE) ||
+	/* Only IER (4 bits), LCR, MCR and SCR are ever written. */
+	if (rec->regs[UART_RX] || rec->regs[UART_IIR] || rec->regs[UART_LSR] ||
+	    rec->regs[UART_MSR] || rec->regs[UART_IER] & ~0x0f ||
+	    !(rec->regs[UART_LCR] & UART_LCR_DLAB) !=
+	    !(rec->flags & MTTY_MIG_SERIAL_DLAB))
+		return -EINVAL;
+	if (!fcr_fifo_size_reachable(rec->fcr, rec->max_fifo_size) ||
 	    rec->count > rec->max_fifo_size ||
 	    rec->head >= MTTY_MIG_FIFO_SIZE || rec->tail >= MTTY_MIG_FIFO_SIZE ||
 	    (rec->tail + rec->count) % MTTY_MIG_FIFO_SIZE != rec->head ||

@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
  * PRE_COPY as the uAPI defines it, on mtty_mig: VFIO_MIG_GET_PRECOPY_INFO's
- * initial_bytes (the metadata block, decreasing exactly as it is read) and
- * dirty_bytes (one page record per dirty device-memory page), -ENOMSG at the
+ * initial_bytes (header, metadata and the first full image of the device
+ * memory, decreasing exactly as it is read, never increasing) and
+ * dirty_bytes (zero at PRE_COPY entry, then one page record per page written
+ * after it was read), -ENOMSG at the
  * temporary end of precopy data, the permanent end of stream in STOP_COPY,
  * and VFIO_DEVICE_FEATURE_MIG_DATA_SIZE never under what STOP_COPY yields.
  */
@@ -21,8 +23,9 @@
 #define NR_PAGES (MEM_SIZE / MTTY_MIG_PAGE_SIZE)
 #define META_SIZE 8192u
 #define HDR sizeof(struct mtty_mig_rec_hdr)
-#define INITIAL_BYTES (HDR + sizeof(struct mtty_mig_rec_header) + HDR + META_SIZE)
 #define PAGE_REC (HDR + MTTY_MIG_REC_PAGE_PAYLOAD)
+#define META_BYTES (HDR + sizeof(struct mtty_mig_rec_header) + HDR + META_SIZE)
+#define INITIAL_BYTES (META_BYTES + (uint64_t)NR_PAGES * PAGE_REC)
 
 FIXTURE(pre)
 {
@@ -93,31 +96,66 @@ static int write_page(int device, unsigned long page, uint8_t val)
 	return n == sizeof(data) ? 0 : (n < 0 ? (int)n : -EIO);
 }
 
-TEST_F(pre, initial_bytes_are_the_metadata_and_decrease_as_read)
+TEST_F(pre, initial_bytes_are_the_first_image_and_decrease_as_read)
 {
 	uint64_t initial, dirty, prev;
-	size_t steps[] = { 1, 7, HDR, 100, 4096 };
+	size_t steps[] = { 1, 7, HDR, 100, 4096, META_BYTES, PAGE_REC, 3 * PAGE_REC + 5 };
 	size_t i;
 
 	ASSERT_EQ(0, mt_mig_set_state(self->v.device, VFIO_DEVICE_STATE_PRE_COPY, &self->fd));
 	ASSERT_LE(0, self->fd);
 	ASSERT_EQ(0, mt_precopy_info(self->fd, &initial, &dirty));
+	/* header, metadata and every page once: the first full image */
 	EXPECT_EQ(INITIAL_BYTES, initial);
-	/* every page is dirty when the session starts: the full copy is owed */
-	EXPECT_EQ((uint64_t)NR_PAGES * PAGE_REC, dirty);
+	/* vfio.h: dirty_bytes "starts at zero" */
+	EXPECT_EQ(0, dirty);
 
 	prev = initial;
 	for (i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
 		ASSERT_EQ((ssize_t)steps[i], read(self->fd, self->buf, steps[i]));
-		ASSERT_EQ(0, mt_precopy_info(self->fd, &initial, NULL));
+		ASSERT_EQ(0, mt_precopy_info(self->fd, &initial, &dirty));
 		EXPECT_EQ(prev - steps[i], initial);
+		EXPECT_EQ(0, dirty);
 		prev = initial;
 	}
 	/* read exactly the rest of the initial data: initial reaches zero */
 	ASSERT_EQ((ssize_t)prev, read(self->fd, self->buf, prev));
 	ASSERT_EQ(0, mt_precopy_info(self->fd, &initial, &dirty));
 	EXPECT_EQ(0, initial);
-	EXPECT_EQ((uint64_t)NR_PAGES * PAGE_REC, dirty);
+	EXPECT_EQ(0, dirty);
+	/* and then the temporary end of precopy data */
+	EXPECT_EQ(-1, read(self->fd, self->buf, 16));
+	EXPECT_EQ(ENOMSG, errno);
+}
+
+TEST_F(pre, a_page_written_before_it_is_read_is_initial_not_dirty)
+{
+	uint64_t initial, dirty, initial0;
+	uint8_t *rec;
+	size_t first_page = META_BYTES + 2 * PAGE_REC; /* pages 0 and 1 sent */
+
+	ASSERT_EQ(0, mt_mig_set_state(self->v.device, VFIO_DEVICE_STATE_PRE_COPY, &self->fd));
+	ASSERT_EQ((ssize_t)first_page, read(self->fd, self->buf, first_page));
+	ASSERT_EQ(0, mt_precopy_info(self->fd, &initial0, &dirty));
+	ASSERT_EQ(0, dirty);
+	/* page 5 was not read yet: it goes out in the first image, new content */
+	ASSERT_EQ(0, write_page(self->v.device, 5, 0x5a));
+	ASSERT_EQ(0, mt_precopy_info(self->fd, &initial, &dirty));
+	EXPECT_EQ(initial0, initial);
+	EXPECT_EQ(0, dirty);
+	/* page 1 was read: it is dirty now, initial does not grow */
+	ASSERT_EQ(0, write_page(self->v.device, 1, 0x11));
+	ASSERT_EQ(0, mt_precopy_info(self->fd, &initial, &dirty));
+	EXPECT_EQ(initial0, initial);
+	EXPECT_EQ(PAGE_REC, dirty);
+	/* the first image carries page 5's new content */
+	ASSERT_EQ((ssize_t)(4 * PAGE_REC), read(self->fd, self->buf, 4 * PAGE_REC));
+	rec = (uint8_t *)self->buf + 3 * PAGE_REC; /* pages 2, 3, 4, 5 */
+	EXPECT_EQ(5, rec[HDR]);
+	EXPECT_EQ(0x5a, rec[HDR + sizeof(struct mtty_mig_rec_page)]);
+	ASSERT_EQ(0, mt_precopy_info(self->fd, &initial, &dirty));
+	EXPECT_EQ(initial0 - 4 * PAGE_REC, initial);
+	EXPECT_EQ(PAGE_REC, dirty);
 }
 
 TEST_F(pre, enomsg_when_drained)
@@ -127,7 +165,7 @@ TEST_F(pre, enomsg_when_drained)
 
 	ASSERT_EQ(0, mt_mig_set_state(self->v.device, VFIO_DEVICE_STATE_PRE_COPY, &self->fd));
 	n = drain(self->fd, 65536);
-	ASSERT_EQ((long)(INITIAL_BYTES + NR_PAGES * PAGE_REC), n);
+	ASSERT_EQ((long)INITIAL_BYTES, n);
 	ASSERT_EQ(0, mt_precopy_info(self->fd, &initial, &dirty));
 	EXPECT_EQ(0, initial);
 	EXPECT_EQ(0, dirty);
@@ -239,6 +277,7 @@ TEST_F(pre, info_argument_checks)
 	ASSERT_EQ(0, ioctl(self->fd, VFIO_MIG_GET_PRECOPY_INFO, &info));
 	EXPECT_EQ(0, info.flags);
 	EXPECT_EQ(INITIAL_BYTES, info.initial_bytes);
+	EXPECT_EQ(0, info.dirty_bytes);
 	/* bad pointer */
 	EXPECT_EQ(-1, ioctl(self->fd, VFIO_MIG_GET_PRECOPY_INFO, (void *)8));
 	EXPECT_EQ(EFAULT, errno);

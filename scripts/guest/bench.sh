@@ -21,8 +21,8 @@ REPS=${REPS:-3}
 N=4				# multifd channels of the "N" configurations
 MEM=16777216			# 16 MiB of device memory per device
 RATE=8388608			# "realistic" device save/resume rate: 8 MiB/s (see the doc)
-HOT=51200			# dirty_rate that re-dirties the whole memory during a pass:
-				# the module's ceiling, 1024 pages per 20 ms tick
+HOT=16384			# dirty_rate that re-dirties the whole memory during a pass:
+				# the module's ceiling, MTTY_MIG_RATE_MAX (64 MiB/s)
 LOAD_MS=500			# destination initial_load_ms for section C
 
 J=/tmp/bench.json

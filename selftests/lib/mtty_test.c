@@ -691,3 +691,93 @@ int mt_wait_attr_is(const char *uuid, const char *attr, const char *want, double
 
 	return mt_wait_until(mt_attr_is, &w, secs);
 }
+
+/*
+ * Open any VFIO device by its sysfs directory (an mdev, or a PCI function
+ * bound to vfio-pci): the group is the iommu_group link, the device name the
+ * directory's own name. A no-IOMMU group (/dev/vfio/noiommu-N) gets the
+ * no-IOMMU backend, every other group type1v2.
+ */
+int mt_vfio_open_path(struct mt_vfio *v, const char *sysfs_dev)
+{
+	struct vfio_group_status status = { .argsz = sizeof(status) };
+	char link[PATH_MAX], target[PATH_MAX], path[PATH_MAX], dev[PATH_MAX];
+	unsigned long iommu = VFIO_TYPE1v2_IOMMU;
+	char *name;
+	ssize_t n;
+	int ret;
+
+	mt_vfio_init(v);
+	snprintf(dev, sizeof(dev), "%s", sysfs_dev);
+	name = basename(dev);
+	if (snprintf(link, sizeof(link), "%s/iommu_group", sysfs_dev) >= (int)sizeof(link))
+		return -ENAMETOOLONG;
+	n = readlink(link, target, sizeof(target) - 1);
+	if (n < 0)
+		return -errno;
+	target[n] = '\0';
+	snprintf(path, sizeof(path), "/dev/vfio/%s", basename(target));
+	if (access(path, F_OK)) {
+		snprintf(path, sizeof(path), "/dev/vfio/noiommu-%s", basename(target));
+		iommu = VFIO_NOIOMMU_IOMMU;
+	}
+
+	v->container = open("/dev/vfio/vfio", O_RDWR | O_CLOEXEC);
+	if (v->container < 0)
+		goto err;
+	if (ioctl(v->container, VFIO_GET_API_VERSION) != VFIO_API_VERSION) {
+		errno = EPROTO;
+		goto err;
+	}
+	if (ioctl(v->container, VFIO_CHECK_EXTENSION, iommu) <= 0) {
+		errno = EOPNOTSUPP;
+		goto err;
+	}
+	v->group = open(path, O_RDWR | O_CLOEXEC);
+	if (v->group < 0)
+		goto err;
+	if (ioctl(v->group, VFIO_GROUP_GET_STATUS, &status))
+		goto err;
+	if (!(status.flags & VFIO_GROUP_FLAGS_VIABLE)) {
+		errno = EBUSY;
+		goto err;
+	}
+	if (ioctl(v->group, VFIO_GROUP_SET_CONTAINER, &v->container))
+		goto err;
+	if (ioctl(v->container, VFIO_SET_IOMMU, iommu))
+		goto err;
+	v->device = ioctl(v->group, VFIO_GROUP_GET_DEVICE_FD, name);
+	if (v->device < 0)
+		goto err;
+	return 0;
+err:
+	ret = -errno;
+	mt_vfio_close(v);
+	return ret;
+}
+
+int mt_kmod_insert_path(const char *path)
+{
+	struct kmod_module *mod = NULL;
+	struct kmod_ctx *ctx;
+	int ret;
+
+	ctx = kmod_new(NULL, NULL);
+	if (!ctx)
+		return -ENOMEM;
+	kmod_set_log_fn(ctx, mt_kmod_quiet, NULL);
+	ret = kmod_module_new_from_path(ctx, path, &mod);
+	if (!ret)
+		ret = kmod_module_insert_module(mod, 0, NULL);
+	if (ret == -EEXIST)
+		ret = 0;
+	if (mod)
+		kmod_module_unref(mod);
+	kmod_unref(ctx);
+	return ret;
+}
+
+int mt_dev_reset(int device)
+{
+	return ioctl(device, VFIO_DEVICE_RESET) ? -errno : 0;
+}

@@ -53,6 +53,8 @@ const char *mt_module_path(void);
 bool mt_module_loaded(void);
 int mt_module_load(void);
 int mt_module_unload(void);
+/* insert the module file @path, dependencies already loaded; 0 if it already is */
+int mt_kmod_insert_path(const char *path);
 
 /* sysfs */
 int mt_sysfs_write(const char *path, const char *val);
@@ -78,6 +80,13 @@ int mt_fault_read(const char *uuid, const char *file, char *buf, size_t len);
 void mt_vfio_init(struct mt_vfio *v); /* all closed (-1), for a teardown before open */
 int mt_vfio_open(struct mt_vfio *v, const char *uuid);
 void mt_vfio_close(struct mt_vfio *v);
+/*
+ * Any VFIO device by its sysfs directory (/sys/bus/mdev/devices/<uuid>,
+ * /sys/bus/pci/devices/<bdf> bound to vfio-pci): its own container and group.
+ */
+int mt_vfio_open_path(struct mt_vfio *v, const char *sysfs_dev);
+/* VFIO_DEVICE_RESET */
+int mt_dev_reset(int device);
 int mt_region_info(int device, uint32_t index, struct vfio_region_info *info);
 ssize_t mt_region_read(int device, uint32_t index, uint64_t off, void *buf, size_t len);
 ssize_t mt_region_write(int device, uint32_t index, uint64_t off, const void *buf, size_t len);

@@ -103,15 +103,19 @@
  * nr_ports		ro  Number of serial ports (from the mdev type).
  * dirty_rate		rw  Pages per second the engine writes into its own
  *			    memory while RUNNING or PRE_COPY; 0 = off (default).
- *			    At most MTTY_MIG_RATE_MAX.  Writable at any time.
+ *			    At most MTTY_MIG_RATE_MAX, else -EINVAL; the rate
+ *			    set is the rate delivered (writes a late tick
+ *			    could not do are owed, up to a second's worth).
+ *			    Writable at any time.
  * p2p_rate		rw  Pages per second the engine writes into the peer's
  *			    memory while RUNNING or PRE_COPY; 0 = off (default).
+ *			    Same limit and delivery as dirty_rate.
  * peer			rw  UUID of the peer instance of this parent, or "none".
  *			    Writing "none" or an empty line unlinks.  -ENODEV
  *			    if no such instance, -EINVAL for itself or a bad
  *			    UUID.  Unlinked automatically when the peer goes.
- * metadata_size	rw  Payload size in bytes of the METADATA record, the
- *			    PRE_COPY initial data (with the HEADER record) in
+ * metadata_size	rw  Payload size in bytes of the METADATA record, sent
+ *			    first in the PRE_COPY initial data, in
  *			    [MTTY_MIG_METADATA_MIN, MTTY_MIG_METADATA_MAX].
  *			    Sampled when a saving session starts.  Default
  *			    MTTY_MIG_METADATA_DEFAULT.
@@ -122,10 +126,14 @@
  *			    0 = unlimited (default).  The read sleeps.
  * resume_rate		rw  Bytes per second the data_fd accepts on the
  *			    destination; 0 = unlimited (default).
- * stop_copy_latency_ms	rw  Milliseconds slept when entering STOP_COPY.
+ * stop_copy_latency_ms	rw  Milliseconds entering STOP_COPY takes (slept before
+ *			    the transition, holding no lock, interruptibly).
  *			    At most MTTY_MIG_DELAY_MAX_MS.
  * state		ro  Migration state name, e.g. "RUNNING", "PRE_COPY_P2P".
- * digest		ro  "0x%016llx": xxh64 of the migratable state (see
+ * digest		ro  Root only (0400).  Hashed in 256 KiB chunks, so it
+ *			    never holds up the device; -EAGAIN if mem_size
+ *			    changed meanwhile.
+ *			    "0x%016llx": xxh64 of the migratable state (see
  *			    Documentation/device-model.rst); equal on source at
  *			    stop and destination after a good migration.
  * dirty_pages		ro  Pages currently marked dirty.
@@ -159,7 +167,7 @@
 #define MTTY_MIG_ATTR_P2P_DROPPED	"p2p_dropped"
 
 #define MTTY_MIG_PEER_NONE		"none"
-#define MTTY_MIG_RATE_MAX		1000000U	/* pages per second */
+#define MTTY_MIG_RATE_MAX		16384U	/* pages per second (64 MiB/s) */
 #define MTTY_MIG_DELAY_MAX_MS		60000U
 
 /* ------------------------------------------------------------------------ */
@@ -198,8 +206,10 @@
  * The stream is a sequence of records, each a struct mtty_mig_rec_hdr
  * followed by 'length' payload bytes.  Everything is little-endian.
  *
- *   HEADER METADATA                      initial data (PRE_COPY initial_bytes)
- *   PAGE*                                precopy and stop-copy memory pages
+ *   HEADER METADATA PAGE{nr_pages}       initial data (PRE_COPY initial_bytes):
+ *                                        the first full image, pages in order
+ *   PAGE*                                pages written after they were sent
+ *                                        (PRE_COPY dirty_bytes, from zero)
  *   SERIAL{nr_ports} DEVICE END          written once the device is stopped
  *
  * 'seq' numbers the records from 0 without gaps; 'csum' is xxh32 (seed
