@@ -25,7 +25,7 @@
 #include "mtty_mig.h"
 
 #define MTTY_MIG_ENGINE_TICK	msecs_to_jiffies(20)
-/* Writes per engine.lock hold: the FSM waits at most this long for a batch. */
+/* Writes per engine.lock hold: what set_initiate() may wait for. */
 #define MTTY_MIG_ENGINE_MAX_BATCH	256
 /* Writes owed are carried over, up to one second's worth at the rate. */
 #define MTTY_MIG_ENGINE_MAX_LAG_NS	NSEC_PER_SEC
@@ -41,13 +41,20 @@ static bool mtty_mig_engine_busy(struct mtty_mig_dev *mdev)
 		(e->peer && READ_ONCE(mdev->tun.p2p_rate)));
 }
 
-/* Under engine.lock: tick again if there is work, at once if writes are owed. */
+/*
+ * Under engine.lock: tick again if there is work, at once if writes are
+ * owed.  A tick already pending is never pushed back.
+ */
 static void mtty_mig_engine_schedule(struct mtty_mig_dev *mdev, bool now)
 {
 	lockdep_assert_held(&mdev->engine.lock);
-	if (mtty_mig_engine_busy(mdev))
-		mod_delayed_work(system_unbound_wq, &mdev->engine.work,
-				 now ? 0 : MTTY_MIG_ENGINE_TICK);
+	if (!mtty_mig_engine_busy(mdev))
+		return;
+	if (now)
+		mod_delayed_work(system_unbound_wq, &mdev->engine.work, 0);
+	else
+		queue_delayed_work(system_unbound_wq, &mdev->engine.work,
+				   MTTY_MIG_ENGINE_TICK);
 }
 
 /*
@@ -115,19 +122,26 @@ static void mtty_mig_engine_work(struct work_struct *work)
 			     work);
 	struct mtty_mig_dev *mdev = container_of(e, struct mtty_mig_dev,
 						 engine);
-	ktime_t now = ktime_get();
 	bool behind = false;
+	ktime_t now;
 	u64 elapsed;
 
 	guard(mutex)(&e->lock);
-	elapsed = ktime_to_ns(ktime_sub(now, e->last));
+	/* Read under the lock: a restart may have moved 'last' meanwhile. */
+	now = ktime_get();
+	elapsed = ktime_after(now, e->last) ?
+		  ktime_to_ns(ktime_sub(now, e->last)) : 0;
 	e->last = now;
 	if (e->initiate)
 		behind = mtty_mig_engine_batch(mdev, elapsed);
 	mtty_mig_engine_schedule(mdev, behind);
 }
 
-/* Under engine.lock: (re)start the clock and the ticks after a change. */
+/*
+ * Under engine.lock: the engine starts initiating (device opened, or back
+ * in RUNNING/PRE_COPY).  Time spent stopped is not owed: the clock and the
+ * credit start afresh.
+ */
 static void mtty_mig_engine_restart(struct mtty_mig_dev *mdev)
 {
 	struct mtty_mig_engine *e = &mdev->engine;
@@ -194,13 +208,20 @@ void mtty_mig_engine_stop(struct mtty_mig_dev *mdev)
 }
 
 /**
- * mtty_mig_engine_kick() - a rate changed: restart the rate accounting
+ * mtty_mig_engine_kick() - a rate changed: tick if there is work now
  * @mdev: instance
+ *
+ * The credit carries on: writes owed are capped to the new rate by the next
+ * tick (a rate of 0 drops them).  An engine that was idle starts its clock.
  */
 void mtty_mig_engine_kick(struct mtty_mig_dev *mdev)
 {
-	guard(mutex)(&mdev->engine.lock);
-	mtty_mig_engine_restart(mdev);
+	struct mtty_mig_engine *e = &mdev->engine;
+
+	guard(mutex)(&e->lock);
+	if (!delayed_work_pending(&e->work))
+		e->last = ktime_get();
+	mtty_mig_engine_schedule(mdev, false);
 }
 
 /**
@@ -230,9 +251,15 @@ void mtty_mig_engine_set_initiate(struct mtty_mig_dev *mdev, bool initiate)
  */
 int mtty_mig_engine_link(struct mtty_mig_dev *mdev, struct mtty_mig_dev *peer)
 {
-	guard(mutex)(&mdev->engine.lock);
-	mdev->engine.peer = peer;
-	mtty_mig_engine_restart(mdev);
+	struct mtty_mig_engine *e = &mdev->engine;
+
+	guard(mutex)(&e->lock);
+	e->peer = peer;
+	e->p2p_acc = 0;
+	e->p2p_owed = 0;
+	if (!delayed_work_pending(&e->work))
+		e->last = ktime_get();
+	mtty_mig_engine_schedule(mdev, false);
 	return 0;
 }
 

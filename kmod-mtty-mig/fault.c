@@ -5,7 +5,7 @@
  *   fail_state           "<state> <errno>": next FSM step into <state> fails
  *   fail_save_after      N: the saving data_fd fails with -EIO after N bytes
  *   fail_resume_after    N: the resuming data_fd fails with -EIO after N bytes
- *   transition_delay_ms  time every FSM step takes (slept without locks)
+ *   transition_delay_ms  per FSM step of a request, slept before it (sim.c)
  *
  * The exact semantics are in uapi/linux/mtty_mig.h.  The settings are
  * protected by fault.lock (a spinlock: they are read on every data_fd I/O).

@@ -51,6 +51,7 @@ static void mtty_mig_mem_free(struct mtty_mig_mem *mem)
 	mem->base = NULL;
 	mem->dirty = NULL;
 	mem->nr_dirty = 0;
+	mem->gen++;
 }
 
 /**
@@ -93,13 +94,25 @@ int mtty_mig_mem_set_size(struct mtty_mig_dev *mdev, u64 size)
 	    !is_power_of_2(size))
 		return -EINVAL;
 
-	guard(mutex)(&mem->lock);
-	if (mem->open)
-		return -EBUSY;
-	mtty_mig_mem_free(mem);
-	mem->size = size;
-	mem->nr_pages = MTTY_MIG_NR_PAGES(size);
-	mem->first = mem->nr_pages;
+	void *base;
+	unsigned long *dirty;
+
+	/* Detach under the lock, free (up to 1 GiB of vmalloc) outside it. */
+	scoped_guard(mutex, &mem->lock) {
+		if (mem->open)
+			return -EBUSY;
+		base = mem->base;
+		dirty = mem->dirty;
+		mem->base = NULL;
+		mem->dirty = NULL;
+		mem->nr_dirty = 0;
+		mem->gen++;
+		mem->size = size;
+		mem->nr_pages = MTTY_MIG_NR_PAGES(size);
+		mem->first = mem->nr_pages;
+	}
+	vfree(base);
+	bitmap_free(dirty);
 	return 0;
 }
 
@@ -116,22 +129,46 @@ int mtty_mig_mem_set_size(struct mtty_mig_dev *mdev, u64 size)
 int mtty_mig_mem_open(struct mtty_mig_dev *mdev)
 {
 	struct mtty_mig_mem *mem = &mdev->mem;
+	unsigned long *dirty = NULL;
+	bool opened = false;
+	void *base = NULL;
+	u64 size = 0;
 
-	guard(mutex)(&mem->lock);
-	if (!mem->base) {
-		/* Charged to the opener's memory cgroup: up to 1 GiB. */
-		mem->base = __vmalloc(mem->size, GFP_KERNEL_ACCOUNT | __GFP_ZERO);
-		if (!mem->base)
-			return -ENOMEM;
-		mem->dirty = bitmap_zalloc(mem->nr_pages, GFP_KERNEL_ACCOUNT);
-		if (!mem->dirty) {
-			mtty_mig_mem_free(mem);
+	/*
+	 * Allocate (up to 1 GiB, zeroed) without mem.lock, which peer writes
+	 * from another instance's engine take; install under it, unless
+	 * mem_size changed meanwhile (then allocate again).
+	 */
+	for (;;) {
+		scoped_guard(mutex, &mem->lock) {
+			if (!mem->base && base && mem->size == size) {
+				mem->base = base;
+				mem->dirty = dirty;
+				mem->nr_dirty = 0;
+				mem->gen++;
+				base = NULL;
+				dirty = NULL;
+			}
+			if (mem->base) {
+				mem->open = true;
+				mem->running = true;
+				opened = true;
+			}
+			size = mem->size;
+		}
+		vfree(base);
+		bitmap_free(dirty);
+		if (opened)
+			return 0;
+		/* Charged to the opener's memory cgroup. */
+		base = __vmalloc(size, GFP_KERNEL_ACCOUNT | __GFP_ZERO);
+		dirty = bitmap_zalloc(MTTY_MIG_NR_PAGES(size), GFP_KERNEL_ACCOUNT);
+		if (!base || !dirty) {
+			vfree(base);
+			bitmap_free(dirty);
 			return -ENOMEM;
 		}
 	}
-	mem->open = true;
-	mem->running = true;
-	return 0;
 }
 
 /**
@@ -452,14 +489,14 @@ unsigned long mtty_mig_mem_nr_dirty(struct mtty_mig_dev *mdev)
 #define MTTY_MIG_DIGEST_CHUNK	64UL
 
 static int mtty_mig_mem_digest_chunk(struct mtty_mig_mem *mem,
-				     const void *base, u64 size,
+				     const void *base, u64 gen, u64 size,
 				     struct xxh64_state *st,
 				     unsigned long first, unsigned long n)
 {
 	static const u8 zero[MTTY_MIG_PAGE_SIZE];
 
 	guard(mutex)(&mem->lock);
-	if (mem->base != base || mem->size != size)
+	if (mem->gen != gen || mem->base != base || mem->size != size)
 		return -EAGAIN;
 	if (base) {
 		xxh64_update(st, base + (first << MTTY_MIG_PAGE_SHIFT),
@@ -490,17 +527,18 @@ int mtty_mig_mem_digest(struct mtty_mig_dev *mdev, struct xxh64_state *st)
 	struct mtty_mig_mem *mem = &mdev->mem;
 	unsigned long i, n, nr_pages;
 	const void *base;
-	u64 size;
+	u64 size, gen;
 	int ret;
 
 	scoped_guard(mutex, &mem->lock) {
 		base = mem->base;
 		size = mem->size;
+		gen = mem->gen;
 	}
 	nr_pages = MTTY_MIG_NR_PAGES(size);
 	for (i = 0; i < nr_pages; i += n) {
 		n = min(nr_pages - i, MTTY_MIG_DIGEST_CHUNK);
-		ret = mtty_mig_mem_digest_chunk(mem, base, size, st, i, n);
+		ret = mtty_mig_mem_digest_chunk(mem, base, gen, size, st, i, n);
 		if (ret)
 			return ret;
 		if (fatal_signal_pending(current))

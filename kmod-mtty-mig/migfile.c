@@ -183,6 +183,8 @@ static ssize_t mtty_mig_save_read(struct file *filp, char __user *ubuf,
 		return -ENODEV;
 	}
 
+	/* A short read is a normal stream read: bound the lock hold. */
+	len = min_t(size_t, len, MTTY_MIG_IO_MAX);
 	len = mtty_mig_sim_io_limit(migf->mdev, true, migf->pos, len, &err);
 	if (err) {
 		ret = err;
@@ -354,7 +356,9 @@ static ssize_t mtty_mig_resume_write(struct file *filp, const char __user *ubuf,
 		goto out_unlock;
 	}
 
-	limit = mtty_mig_sim_io_limit(migf->mdev, false, migf->pos, len, &err);
+	/* A short write is a normal stream write: bound the lock hold. */
+	limit = mtty_mig_sim_io_limit(migf->mdev, false, migf->pos,
+				      min_t(size_t, len, MTTY_MIG_IO_MAX), &err);
 	if (err) {
 		mtty_mig_parser_abort(&migf->parser, err,
 				      "injected resume failure");
@@ -522,6 +526,8 @@ u64 mtty_mig_save_pending(struct mtty_mig_file *migf)
 		pending += MTTY_MIG_REC_HDR_SIZE +
 			   (i < mdev->nr_ports ?
 			    sizeof(struct mtty_mig_rec_serial) :
+			    i == mdev->nr_ports ?
+			    sizeof(struct mtty_mig_rec_device) :
 			    sizeof(struct mtty_mig_rec_end));
 	return pending;
 }
@@ -582,8 +588,9 @@ err_free:
  * after it (-ENODEV), never told the stream is truncated.
  *
  * Return: 0 once the serial ports and the engine state are loaded; the
- * stream's latched error; or -EINVAL if it ended before END.  On error
- * nothing is applied.
+ * stream's latched error; or -EINVAL if it ended before END.  On error the
+ * serial ports and the engine state are not applied (PAGE records were,
+ * as they arrived: the device goes to ERROR until reset).
  */
 int mtty_mig_resume_finish(struct mtty_mig_file *migf)
 {

@@ -408,15 +408,18 @@ void mtty_mig_migration_init(struct mtty_mig_dev *mdev)
 /**
  * mtty_mig_migration_reset() - end any session and return to RUNNING
  * @mdev: instance
- * @device: also put the device model in its power-on state
+ * @device: also put the serial ports and the INTx mask in their power-on
+ *	    state
  *	    (VFIO_DEVICE_RESET), in the same state_lock hold
  *
  * Used by VFIO_DEVICE_RESET (@device true), open_device and close_device.
  * Open data_fds are disabled and fail with -ENODEV from now on.  The whole
  * reset is one state_lock hold, so no FSM step sees a half-reset device: a
  * STOP_COPY entered after a reset snapshots the reset ports, one entered
- * before it is ended by it.  state_lock is only ever held for bounded
- * kernel work, so this simply waits for it.
+ * before it is ended by it.  state_lock is held for kernel work and for
+ * waits on migf->lock, which one data_fd read() or write() holds for at
+ * most MTTY_MIG_IO_MAX bytes (a user copy faulting on userfaultfd memory
+ * can stretch that, as in every driver that copies under a per-file lock).
  */
 void mtty_mig_migration_reset(struct mtty_mig_dev *mdev, bool device)
 {

@@ -13,6 +13,8 @@
  *         regs_lock     (serial.c/device.c: registers, config, IRQs)
  *           mem.lock    (BAR1 sizing in config space reads mem_size)
  *
+ * fault.lock (fault.c) is a leaf spinlock around plain loads and stores.
+ *
  * engine.lock of one instance may be taken with mem.lock of another (a peer
  * write); two engine.locks or two mem.locks are never held together.
  * mem.lock is the innermost mutex (only a wait queue is woken under it).
@@ -37,6 +39,11 @@
 #define MTTY_MIG_NR_PAGES(size)	((unsigned long)((size) >> MTTY_MIG_PAGE_SHIFT))
 #define MTTY_MIG_REC_HDR_SIZE	sizeof(struct mtty_mig_rec_hdr)
 #define MTTY_MIG_PAGE_REC_SIZE	(MTTY_MIG_REC_HDR_SIZE + MTTY_MIG_REC_PAGE_PAYLOAD)
+/*
+ * Most bytes one data_fd read() or write() moves: migf->lock is held for
+ * one call, and the FSM (state_lock, then migf->lock) may wait for it.
+ */
+#define MTTY_MIG_IO_MAX		(4UL << 20)
 
 struct mtty_mig_dev;
 struct mtty_mig_file;
@@ -65,6 +72,7 @@ struct mtty_mig_mem {
 	unsigned long *dirty;		/* one bit per MTTY_MIG_PAGE_SIZE */
 	unsigned long nr_dirty;
 	unsigned long first;		/* next page of a saving first pass */
+	u64 gen;			/* bumped when base is freed or replaced */
 	bool open;			/* device open: memory in use */
 	bool running;			/* accepts user and P2P writes */
 	wait_queue_head_t *saving_wq;	/* woken when a page gets dirty */

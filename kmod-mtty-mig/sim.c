@@ -10,6 +10,7 @@
  *   resume_rate           bytes/s a resuming data_fd accepts
  *   initial_load_ms       loading METADATA takes this long (preallocation)
  */
+#include <linux/bits.h>
 #include <linux/delay.h>
 #include <linux/math64.h>
 #include <linux/minmax.h>
@@ -22,9 +23,10 @@
  * @mdev: instance
  * @new: target state of the whole transition
  *
- * transition_delay_ms per step of the path the core will take, plus
- * stop_copy_latency_ms if the path enters STOP_COPY.  Slept before the
- * transition takes state_lock, interruptibly: get_state, MIG_DATA_SIZE,
+ * transition_delay_ms per step of the path the core would take now, plus
+ * stop_copy_latency_ms if the path enters STOP_COPY: a latency of the
+ * request, slept before it takes state_lock (if a reset moves the device
+ * meanwhile, the path then taken may differ), interruptibly: get_state, MIG_DATA_SIZE,
  * the state attribute and VFIO_DEVICE_RESET never wait for it, and the
  * caller still sees the transition take that long.  A signal ends the
  * sleep early; the transition then proceeds.
@@ -95,6 +97,11 @@ size_t mtty_mig_sim_io_limit(struct mtty_mig_dev *mdev, bool save, u64 pos,
 
 /* A paced link does not bank more idle time than this. */
 #define MTTY_MIG_PACE_BURST_NS	(10 * NSEC_PER_MSEC)
+/*
+ * The pace restarts every this many bytes, so bytes * NSEC_PER_SEC / rate
+ * always fits in 64 bits (mul_u64_u64_div_u64() traps on x86 otherwise).
+ */
+#define MTTY_MIG_PACE_SPAN	BIT_ULL(32)
 
 /**
  * mtty_mig_sim_io_pace() - pace a data_fd to save_rate or resume_rate
@@ -120,7 +127,8 @@ unsigned int mtty_mig_sim_io_pace(struct mtty_mig_dev *mdev,
 		pace->rate = rate;
 		return 0;
 	}
-	if (rate != pace->rate) {
+	/* One call moves at most MTTY_MIG_IO_MAX bytes: done < SPAN. */
+	if (rate != pace->rate || pos - done - pace->pos0 >= MTTY_MIG_PACE_SPAN) {
 		pace->rate = rate;
 		pace->t0 = now;
 		pace->pos0 = pos - done;

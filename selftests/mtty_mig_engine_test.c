@@ -50,22 +50,6 @@
 
 extern char **environ;
 
-static int count_dir(const char *path)
-{
-	struct dirent *e;
-	int n = 0;
-	DIR *d;
-
-	d = opendir(path);
-	if (!d)
-		return -errno;
-	while ((e = readdir(d)))
-		if (e->d_name[0] != '.')
-			n++;
-	closedir(d);
-	return n - (strcmp(path, "/proc/self/fd") ? 0 : 1); /* the DIR's own fd */
-}
-
 /* ---- a set of instances, and the library's handles on them ---------------- */
 
 struct side {
@@ -489,7 +473,7 @@ FIXTURE_TEARDOWN(mig)
 
 TEST_F_TIMEOUT(mig, digests_equal_no_p2p_violation, 300)
 {
-	int fds0 = count_dir("/proc/self/fd"), tasks0 = count_dir("/proc/self/task");
+	int fds0 = mt_dir_count("/proc/self/fd"), tasks0 = mt_dir_count("/proc/self/task");
 	struct vfmig_options o;
 	struct result r;
 	unsigned i;
@@ -528,8 +512,8 @@ TEST_F_TIMEOUT(mig, digests_equal_no_p2p_violation, 300)
 	}
 	side_close(&self->src);
 	side_close(&self->dst);
-	EXPECT_EQ(fds0, count_dir("/proc/self/fd"));
-	EXPECT_EQ(tasks0, count_dir("/proc/self/task"));
+	EXPECT_EQ(fds0, mt_dir_count("/proc/self/fd"));
+	EXPECT_EQ(tasks0, mt_dir_count("/proc/self/task"));
 }
 
 /* ---- failures: the source rolls back ------------------------------------------- */
@@ -560,8 +544,8 @@ FIXTURE_SETUP(fail)
 							5 * sizeof(page), page, sizeof(page)));
 		mt_vfio_close(&v);
 	}
-	self->fds0 = count_dir("/proc/self/fd");
-	self->tasks0 = count_dir("/proc/self/task");
+	self->fds0 = mt_dir_count("/proc/self/fd");
+	self->tasks0 = mt_dir_count("/proc/self/task");
 	ASSERT_EQ(0, side_open(&self->src));
 	ASSERT_EQ(0, side_open(&self->dst));
 	/* engines off: the source's digest must come back unchanged */
@@ -595,8 +579,8 @@ static void check_rolled_back(struct __test_metadata *_metadata, FIXTURE_DATA(fa
 	}
 	side_close(&self->src);
 	side_close(&self->dst);
-	EXPECT_EQ(self->fds0, count_dir("/proc/self/fd"));
-	EXPECT_EQ(self->tasks0, count_dir("/proc/self/task"));
+	EXPECT_EQ(self->fds0, mt_dir_count("/proc/self/fd"));
+	EXPECT_EQ(self->tasks0, mt_dir_count("/proc/self/task"));
 }
 
 TEST_F_TIMEOUT(fail, multifd_channel_killed_mid_stop_copy, 300)

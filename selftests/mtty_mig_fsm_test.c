@@ -4,7 +4,7 @@
  *
  * The expected behaviour is data: the next-hop table of
  * vfio_mig_get_next_state() (include/uapi/linux/vfio.h documents it, every
- * driver relies on it) and the list of single arcs a driver with
+ * driver relies on it; lib/fsm.c) and the list of single arcs a driver with
  * STOP_COPY | P2P | PRE_COPY must implement. Two walks use it:
  *
  * - fsm.<from>.all_arcs: from each reachable state, request every one of the
@@ -27,34 +27,9 @@
 
 #include "kselftest_harness.h"
 #include "lib/mtty_test.h"
+#include "lib/fsm.h"
 
-#define NSTATES 8
-#define ERR VFIO_DEVICE_STATE_ERROR
-#define STOP VFIO_DEVICE_STATE_STOP
-#define RUN VFIO_DEVICE_STATE_RUNNING
-#define SC VFIO_DEVICE_STATE_STOP_COPY
-#define RES VFIO_DEVICE_STATE_RESUMING
-#define RP2P VFIO_DEVICE_STATE_RUNNING_P2P
-#define PC VFIO_DEVICE_STATE_PRE_COPY
-#define PCP2P VFIO_DEVICE_STATE_PRE_COPY_P2P
-
-/* next hop from [cur] towards [target], all three features supported */
-static const uint32_t next_hop[NSTATES][NSTATES] = {
-	[STOP] = { [STOP] = STOP, [RUN] = RP2P, [SC] = SC, [RES] = RES,
-		   [RP2P] = RP2P, [PC] = RP2P, [PCP2P] = RP2P, [ERR] = ERR },
-	[RUN] = { [STOP] = RP2P, [RUN] = RUN, [SC] = RP2P, [RES] = RP2P,
-		  [RP2P] = RP2P, [PC] = PC, [PCP2P] = RP2P, [ERR] = ERR },
-	[SC] = { [STOP] = STOP, [RUN] = STOP, [SC] = SC, [RES] = STOP,
-		 [RP2P] = STOP, [PC] = ERR, [PCP2P] = ERR, [ERR] = ERR },
-	[RES] = { [STOP] = STOP, [RUN] = STOP, [SC] = STOP, [RES] = RES,
-		  [RP2P] = STOP, [PC] = STOP, [PCP2P] = STOP, [ERR] = ERR },
-	[RP2P] = { [STOP] = STOP, [RUN] = RUN, [SC] = STOP, [RES] = STOP,
-		   [RP2P] = RP2P, [PC] = RUN, [PCP2P] = PCP2P, [ERR] = ERR },
-	[PC] = { [STOP] = RUN, [RUN] = RUN, [SC] = PCP2P, [RES] = RUN,
-		 [RP2P] = RUN, [PC] = PC, [PCP2P] = PCP2P, [ERR] = ERR },
-	[PCP2P] = { [STOP] = RP2P, [RUN] = RP2P, [SC] = SC, [RES] = RP2P,
-		    [RP2P] = RP2P, [PC] = PC, [PCP2P] = PCP2P, [ERR] = ERR },
-};
+#define NSTATES MT_FSM_NSTATES
 
 /* the single arcs a STOP_COPY | P2P | PRE_COPY driver implements */
 static const uint32_t arcs[][2] = {
@@ -79,28 +54,17 @@ static bool opens_session(uint32_t from, uint32_t to)
  */
 static int expect(uint32_t from, uint32_t to, bool *fd)
 {
-	uint32_t cur = from, last_from = from;
+	uint32_t path[NSTATES];
+	int n = mt_fsm_path(MT_FSM_ALL_FLAGS, from, to, path);
 
 	*fd = false;
-	if (to == ERR)
+	if (n < 0)
 		return -EINVAL;
-	while (cur != to) {
-		uint32_t nxt = next_hop[cur][to];
-
-		if (nxt == ERR)
-			return -EINVAL;
-		if (cur == RES)
-			return 1;
-		last_from = cur;
-		cur = nxt;
-	}
-	*fd = from != to && opens_session(last_from, to);
+	/* RESUMING is only ever the first state of a path, or its target */
+	if (n && from == RES)
+		return 1;
+	*fd = n && opens_session(n > 1 ? path[n - 2] : from, to);
 	return 0;
-}
-
-static int fsm_reset(int device)
-{
-	return ioctl(device, VFIO_DEVICE_RESET) ? -errno : 0;
 }
 
 FIXTURE(fsm)
@@ -144,7 +108,7 @@ TEST_F(fsm, all_arcs)
 		int src_fd = -1, fd = -1, ret, want;
 		bool want_fd;
 
-		ASSERT_EQ(0, fsm_reset(dev));
+		ASSERT_EQ(0, mt_dev_reset(dev));
 		ASSERT_EQ(0, mt_mig_get_state(dev, &state));
 		ASSERT_EQ(RUN, state) TH_LOG("reset must return to RUNNING");
 		ASSERT_EQ(0, mt_mig_set_state(dev, from, &src_fd));
@@ -243,7 +207,7 @@ TEST_F(walk, bfs_single_arcs_reach_every_state)
 			path[n++] = s;
 			s = prev[s];
 		}
-		ASSERT_EQ(0, fsm_reset(dev));
+		ASSERT_EQ(0, mt_dev_reset(dev));
 		for (k = n - 1; k >= 0; k--) {
 			uint32_t from = k == n - 1 ? RUN : path[k + 1];
 			int fd = -1;
@@ -277,7 +241,7 @@ TEST_F(walk, every_single_arc_succeeds)
 
 		if (from == RES)
 			continue; /* needs a complete stream: mtty_mig_stream_test */
-		ASSERT_EQ(0, fsm_reset(dev));
+		ASSERT_EQ(0, mt_dev_reset(dev));
 		ASSERT_EQ(0, mt_mig_set_state(dev, from, &fd));
 		ASSERT_EQ(0, mt_mig_set_state(dev, to, &fd2))
 			TH_LOG("arc %s -> %s", mt_state_name(from), mt_state_name(to));

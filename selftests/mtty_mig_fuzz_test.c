@@ -40,14 +40,15 @@
 
 #include "kselftest_harness.h"
 #include "lib/mtty_test.h"
+#include "lib/stream.h"
 #include <linux/mtty_mig.h>
 
 #define FUZZ_STREAMS		2000
 #define FUZZ_SEED		0x6d7474795f6d6967ULL
 #define HANG_S			60	/* one stream may take this long, not more */
 #define CHECK_EVERY		500	/* streams between two clean migrations */
-#define HDR_SIZE		sizeof(struct mtty_mig_rec_hdr)
-#define MAX_RECS		128
+#define HDR_SIZE		MT_REC_HDR_SIZE
+#define MAX_RECS		128	/* records of a mutated stream */
 #define READ_CHUNK		(64 * 1024)
 #define SAVE_READS_MAX		4096
 
@@ -57,130 +58,28 @@
 #define UART_LCR 3
 #define UART_SCR 7
 
-/* ---- xxh32 (lib/xxhash.c), as stream.c seals records --------------------- */
-
-#define P32_1 0x9E3779B1U
-#define P32_2 0x85EBCA77U
-#define P32_3 0xC2B2AE3DU
-#define P32_4 0x27D4EB2FU
-#define P32_5 0x165667B1U
-
-static uint32_t rotl32(uint32_t x, int r)
-{
-	return (x << r) | (x >> (32 - r));
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint32_t round32(uint32_t acc, uint32_t in)
-{
-	return rotl32(acc + in * P32_2, 13) * P32_1;
-}
-
-static uint32_t xxh32(const uint8_t *p, size_t len, uint32_t seed)
-{
-	const uint8_t *end = p + len;
-	uint32_t h;
-
-	if (len >= 16) {
-		uint32_t v1 = seed + P32_1 + P32_2, v2 = seed + P32_2, v3 = seed, v4 = seed - P32_1;
-
-		do {
-			v1 = round32(v1, get32(p));
-			v2 = round32(v2, get32(p + 4));
-			v3 = round32(v3, get32(p + 8));
-			v4 = round32(v4, get32(p + 12));
-			p += 16;
-		} while (p <= end - 16);
-		h = rotl32(v1, 1) + rotl32(v2, 7) + rotl32(v3, 12) + rotl32(v4, 18);
-	} else {
-		h = seed + P32_5;
-	}
-	h += (uint32_t)len;
-	for (; p + 4 <= end; p += 4)
-		h = rotl32(h + get32(p) * P32_3, 17) * P32_4;
-	for (; p < end; p++)
-		h = rotl32(h + *p * P32_5, 11) * P32_1;
-	h ^= h >> 15;
-	h *= P32_2;
-	h ^= h >> 13;
-	h *= P32_3;
-	h ^= h >> 16;
-	return h;
-}
-
-/* csum = xxh32(seed 0) of the header with csum = 0, then the payload */
-static uint32_t rec_csum(const uint8_t *rec, size_t size)
-{
-	static uint8_t tmp[HDR_SIZE + MTTY_MIG_METADATA_MAX];
-	struct mtty_mig_rec_hdr *h = (void *)tmp;
-
-	if (size > sizeof(tmp))
-		abort();
-	memcpy(tmp, rec, size);
-	h->csum = 0;
-	return xxh32(tmp, size, MTTY_MIG_CSUM_SEED);
-}
-
-/* ---- streams --------------------------------------------------------- */
-
-struct recs {
-	size_t nr;
-	size_t off[MAX_RECS];
-	size_t size[MAX_RECS];
-	uint16_t type[MAX_RECS];
-};
+/* ---- streams (framing, checksums, sealing: lib/stream.c) ------------- */
 
 /*
- * Split @len bytes into records as uapi/linux/mtty_mig.h frames them; 0 if
- * the framing, seq, checksums, HEADER/METADATA first, END last with its
- * counts, and (if @ports) the HEADER's ports and mem_size are right.
+ * Split @len bytes into records (mt_recs_parse()); 0 if the framing is right,
+ * there are records between METADATA and END but no more than a mutated
+ * stream holds, and (if @ports) the HEADER's ports and mem_size are right.
  */
-static int recs_parse(const uint8_t *p, size_t len, struct recs *r, uint32_t ports,
+static int recs_parse(const uint8_t *p, size_t len, struct mt_recs *r, uint32_t ports,
 		      uint64_t mem, char *why, size_t wl)
 {
-	size_t off = 0, pages = 0;
+	const struct mtty_mig_rec_header *hh = (const void *)(p + HDR_SIZE);
 
-	r->nr = 0;
-	while (off < len) {
-		const struct mtty_mig_rec_hdr *h = (const void *)(p + off);
-		size_t size;
-
-		if (len - off < HDR_SIZE || r->nr == MAX_RECS) {
-			snprintf(why, wl, "partial header at %zu or too many records", off);
-			return -1;
-		}
-		size = HDR_SIZE + h->length;
-		if (size > len - off || h->seq != r->nr || h->csum != rec_csum(p + off, size)) {
-			snprintf(why, wl, "record %zu: bad length, seq or checksum", r->nr);
-			return -1;
-		}
-		pages += h->type == MTTY_MIG_REC_PAGE;
-		r->off[r->nr] = off;
-		r->size[r->nr] = size;
-		r->type[r->nr++] = h->type;
-		off += size;
-	}
-	if (r->nr < 4 || r->type[0] != MTTY_MIG_REC_HEADER || r->type[1] != MTTY_MIG_REC_METADATA ||
-	    r->type[r->nr - 1] != MTTY_MIG_REC_END) {
-		snprintf(why, wl, "not HEADER METADATA ... END");
+	if (mt_recs_parse(p, len, r, why, wl))
 		return -1;
-	} else {
-		const struct mtty_mig_rec_end *e = (const void *)(p + r->off[r->nr - 1] + HDR_SIZE);
-		const struct mtty_mig_rec_header *hh = (const void *)(p + HDR_SIZE);
-
-		if (e->nr_pages != pages || e->nr_records != r->nr - 1) {
-			snprintf(why, wl, "END counts do not match");
-			return -1;
-		}
-		if (ports && (hh->nr_ports != ports || hh->mem_size != mem)) {
-			snprintf(why, wl, "HEADER has %u ports, %llu bytes", hh->nr_ports,
-				 (unsigned long long)hh->mem_size);
-			return -1;
-		}
+	if (r->nr < 4 || r->nr > MAX_RECS) {
+		snprintf(why, wl, "%zu records, not HEADER METADATA ... END or too many", r->nr);
+		return -1;
+	}
+	if (ports && (hh->nr_ports != ports || hh->mem_size != mem)) {
+		snprintf(why, wl, "HEADER has %u ports, %llu bytes", hh->nr_ports,
+			 (unsigned long long)hh->mem_size);
+		return -1;
 	}
 	return 0;
 }
@@ -206,7 +105,7 @@ static const struct cfg cfgs[] = {
 struct base {
 	int cfg;
 	struct mt_buf s;
-	struct recs r;
+	struct mt_recs r;
 	char digest[64];
 };
 
@@ -261,7 +160,7 @@ struct mut {
 	size_t rs[MAX_RECS];
 	/* the serialised stream and where its records are */
 	struct mt_buf out;
-	struct recs r;
+	struct mt_recs r;
 };
 
 static uint16_t rtype(const uint8_t *rec)
@@ -285,6 +184,17 @@ static void del(struct mut *m, size_t at)
 	memmove(&m->rp[at], &m->rp[at + 1], (m->nr - at - 1) * sizeof(m->rp[0]));
 	memmove(&m->rs[at], &m->rs[at + 1], (m->nr - at - 1) * sizeof(m->rs[0]));
 	m->nr--;
+}
+
+static void swap(struct mut *m, size_t i, size_t j)
+{
+	const uint8_t *p = m->rp[i];
+	size_t s = m->rs[i];
+
+	m->rp[i] = m->rp[j];
+	m->rs[i] = m->rs[j];
+	m->rp[j] = p;
+	m->rs[j] = s;
 }
 
 /* index of a random record of @type in the list, or -1 */
@@ -344,14 +254,8 @@ static void mutate_structure(struct mut *m, const struct base *bases, const stru
 	case 2: /* two PAGEs swapped: legal */
 		i = pick_type(m, g, MTTY_MIG_REC_PAGE);
 		j = pick_type(m, g, MTTY_MIG_REC_PAGE);
-		if (i >= 0 && j >= 0) {
-			p = m->rp[i];
-			s = m->rs[i];
-			m->rp[i] = m->rp[j];
-			m->rs[i] = m->rs[j];
-			m->rp[j] = p;
-			m->rs[j] = s;
-		}
+		if (i >= 0 && j >= 0)
+			swap(m, (size_t)i, (size_t)j);
 		note(v, "swap-pages");
 		break;
 	case 3: /* a PAGE of another stream: legal if its index is in range */
@@ -379,12 +283,7 @@ static void mutate_structure(struct mut *m, const struct base *bases, const stru
 		note(v, "drop-rec%d", i);
 		break;
 	case 6: /* any two records swapped */
-		p = m->rp[i];
-		s = m->rs[i];
-		m->rp[i] = m->rp[j];
-		m->rs[i] = m->rs[j];
-		m->rp[j] = p;
-		m->rs[j] = s;
+		swap(m, (size_t)i, (size_t)j);
 		v->legal_only = v->legal_only && i == j;
 		note(v, "swap-rec%d,%d", i, j);
 		break;
@@ -458,6 +357,17 @@ static uint64_t interesting(struct rng *g, uint64_t orig)
 		note(v, "%s", #field);						\
 	} while (0)
 
+/* the first record of @type in the serialised stream from a random one on, or -1 */
+static int find_from_random(struct mut *m, struct rng *g, uint16_t type)
+{
+	size_t k = below(g, m->nr), n;
+
+	for (n = 0; n < m->nr; n++, k = (k + 1) % m->nr)
+		if (m->r.type[k] == type)
+			return (int)k;
+	return -1;
+}
+
 /* Field changes in the serialised stream, before any re-seal. */
 static void mutate_fields(struct mut *m, const struct cfg *c, struct rng *g, struct verdict *v)
 {
@@ -511,12 +421,7 @@ static void mutate_fields(struct mut *m, const struct cfg *c, struct rng *g, str
 	case 2: { /* PAGE index */
 		struct mtty_mig_rec_page *pg;
 
-		i = -1;
-		for (size_t k = below(g, m->nr), n = 0; n < m->nr; n++, k = (k + 1) % m->nr)
-			if (m->r.type[k] == MTTY_MIG_REC_PAGE) {
-				i = (int)k;
-				break;
-			}
+		i = find_from_random(m, g, MTTY_MIG_REC_PAGE);
 		if (i < 0)
 			break;
 		pg = payload_at(m, i);
@@ -535,12 +440,7 @@ static void mutate_fields(struct mut *m, const struct cfg *c, struct rng *g, str
 		break;
 	}
 	case 3: { /* PAGE contents: legal */
-		i = -1;
-		for (size_t k = below(g, m->nr), n = 0; n < m->nr; n++, k = (k + 1) % m->nr)
-			if (m->r.type[k] == MTTY_MIG_REC_PAGE) {
-				i = (int)k;
-				break;
-			}
+		i = find_from_random(m, g, MTTY_MIG_REC_PAGE);
 		if (i < 0)
 			break;
 		((uint8_t *)payload_at(m, i))[8 + below(g, MTTY_MIG_PAGE_SIZE)] ^= 1 + below(g, 255);
@@ -550,12 +450,7 @@ static void mutate_fields(struct mut *m, const struct cfg *c, struct rng *g, str
 	case 4: case 5: { /* SERIAL: any field, or a consistent random state */
 		struct mtty_mig_rec_serial *sr;
 
-		i = -1;
-		for (size_t k = below(g, m->nr), n = 0; n < m->nr; n++, k = (k + 1) % m->nr)
-			if (m->r.type[k] == MTTY_MIG_REC_SERIAL) {
-				i = (int)k;
-				break;
-			}
+		i = find_from_random(m, g, MTTY_MIG_REC_SERIAL);
 		if (i < 0 || m->r.size[i] != HDR_SIZE + sizeof(*sr))
 			break;
 		sr = payload_at(m, i);
@@ -630,25 +525,8 @@ enum seal { SEAL_NONE, SEAL_CSUM, SEAL_FULL };
 /* Re-seal: renumber and recount (SEAL_FULL), then checksum every record. */
 static void reseal(struct mut *m, enum seal how)
 {
-	uint64_t pages = 0;
-	size_t i;
-
-	if (how == SEAL_FULL) {
-		for (i = 0; i < m->r.nr; i++) {
-			hdr_at(m, i)->seq = (uint32_t)i;
-			pages += m->r.type[i] == MTTY_MIG_REC_PAGE;
-		}
-		if (m->r.nr && m->r.type[m->r.nr - 1] == MTTY_MIG_REC_END &&
-		    m->r.size[m->r.nr - 1] == HDR_SIZE + sizeof(struct mtty_mig_rec_end)) {
-			struct mtty_mig_rec_end *e = payload_at(m, m->r.nr - 1);
-
-			e->nr_pages = pages;
-			e->nr_records = (uint32_t)(m->r.nr - 1);
-		}
-	}
 	if (how != SEAL_NONE)
-		for (i = 0; i < m->r.nr; i++)
-			hdr_at(m, i)->csum = rec_csum(m->out.p + m->r.off[i], m->r.size[i]);
+		mt_stream_seal(m->out.p, &m->r, how == SEAL_FULL);
 }
 
 /*
@@ -730,8 +608,7 @@ static int build(struct mut *m, const struct base *bases, uint64_t seed, uint64_
 		else
 			SET_FIELD(v, e, nr_records, &g, true);
 		if (seal != SEAL_NONE)
-			hdr_at(m, m->r.nr - 1)->csum = rec_csum(m->out.p + m->r.off[m->r.nr - 1],
-								m->r.size[m->r.nr - 1]);
+			mt_rec_seal(m->out.p + m->r.off[m->r.nr - 1], m->r.size[m->r.nr - 1]);
 	}
 
 	/* bit flips; sometimes re-sealed so they get past the checksum */
@@ -797,23 +674,6 @@ static int reg_rw(struct mt_inst *d, int port, int reg, uint8_t *v, bool wr)
 	return n == 1 ? 0 : n < 0 ? (int)n : -EIO;
 }
 
-static int write_all(int fd, const uint8_t *p, size_t len, size_t seg)
-{
-	size_t off = 0;
-
-	while (off < len) {
-		size_t n = len - off < seg ? len - off : seg;
-		ssize_t w = write(fd, p + off, n);
-
-		if (w < 0)
-			return -errno;
-		if (w == 0)
-			return -EIO;
-		off += (size_t)w;
-	}
-	return 0;
-}
-
 /* STOP -> STOP_COPY, the whole stream, -> STOP; bounded */
 static int save(struct mt_inst *d, struct mt_buf *out)
 {
@@ -843,21 +703,6 @@ static int save(struct mt_inst *d, struct mt_buf *out)
 		ret = -E2BIG;
 	close(fd);
 	return ret ? ret : mt_mig_set_state(d->v.device, VFIO_DEVICE_STATE_STOP, NULL);
-}
-
-/* resume @len bytes of @p into @d, to STOP; 0 if accepted */
-static int resume(struct mt_inst *d, const uint8_t *p, size_t len)
-{
-	int fd = -1, ret;
-
-	ret = mt_mig_set_state(d->v.device, VFIO_DEVICE_STATE_RESUMING, &fd);
-	if (ret)
-		return ret;
-	ret = write_all(fd, p, len, len ? len : 1);
-	if (!ret)
-		ret = mt_mig_set_state(d->v.device, VFIO_DEVICE_STATE_STOP, NULL);
-	close(fd);
-	return ret;
 }
 
 struct watchdog {
@@ -1013,7 +858,7 @@ static int still_migratable(FIXTURE_DATA(fuzz) *self, char *why, size_t wl)
 		struct base *b = &self->base[k];
 		struct mt_inst *dst = &self->dst[b->cfg];
 
-		ret = resume(dst, b->s.p, b->s.len);
+		ret = mt_resume(dst, b->s.p, b->s.len);
 		if (!ret)
 			ret = mt_digest(dst->uuid, d, sizeof(d));
 		if (!ret && strcmp(d, b->digest)) {
@@ -1040,7 +885,7 @@ static int still_migratable(FIXTURE_DATA(fuzz) *self, char *why, size_t wl)
 static int check_accepted(struct mt_inst *d, const struct cfg *c, struct mt_buf *tmp,
 			  char *why, size_t wl)
 {
-	struct recs *r = calloc(1, sizeof(*r));
+	struct mt_recs *r = calloc(1, sizeof(*r));
 	char d1[64], d2[64];
 	uint32_t port;
 	int ret, reg;
@@ -1060,7 +905,7 @@ static int check_accepted(struct mt_inst *d, const struct cfg *c, struct mt_buf 
 	}
 	ret = ioctl(d->v.device, VFIO_DEVICE_RESET) ? -errno : 0;
 	if (!ret)
-		ret = resume(d, tmp->p, tmp->len);
+		ret = mt_resume(d, tmp->p, tmp->len);
 	if (ret) {
 		snprintf(why, wl, "the saved accepted state is refused: %s", strerror(-ret));
 		goto out;
@@ -1151,7 +996,7 @@ TEST_F_TIMEOUT(fuzz, mutated_streams_are_refused_or_leave_a_valid_device, 86400)
 			TH_LOG("stream %llu", (unsigned long long)n);
 		ASSERT_LE(0, fd);
 		self->wd.op = "data_fd write";
-		wret = write_all(fd, self->m->out.p, len, seg);
+		wret = mt_write_all(fd, self->m->out.p, len, seg);
 		/* a refusal is -EINVAL, latched */
 		ASSERT_TRUE(wret == 0 || wret == -EINVAL)
 			TH_LOG("stream %llu (%s): write: %s", (unsigned long long)n, v.what,

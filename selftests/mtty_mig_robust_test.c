@@ -53,30 +53,6 @@ static int reg_read(int device, unsigned int port, unsigned int reg, uint8_t *va
 	return n == 1 ? 0 : (n < 0 ? (int)n : -EIO);
 }
 
-/* Write @s into RESUMING of @d and go to STOP: 0 or the errno refusing it. */
-static int resume(struct mt_inst *d, const struct mt_buf *s)
-{
-	int fd = -1, ret;
-	size_t off = 0;
-
-	ret = mt_mig_set_state(d->v.device, VFIO_DEVICE_STATE_RESUMING, &fd);
-	if (ret)
-		return ret;
-	while (off < s->len) {
-		ssize_t n = write(fd, s->p + off, s->len - off);
-
-		if (n < 0) {
-			ret = -errno;
-			break;
-		}
-		off += n;
-	}
-	close(fd);
-	if (!ret)
-		ret = mt_mig_set_state(d->v.device, VFIO_DEVICE_STATE_STOP, NULL);
-	return ret;
-}
-
 /* The SERIAL record of @port in stream @s, or NULL. */
 static const struct mtty_mig_rec_serial *find_serial(const struct mt_buf *s, unsigned int port)
 {
@@ -144,7 +120,7 @@ static int round_trip(struct mt_inst *a, struct mt_inst *b, struct mt_buf *s, co
 	if (ret)
 		return ret;
 	*step = "resume (RESUMING -> STOP)";
-	ret = resume(b, s);
+	ret = mt_resume(b, s->p, s->len);
 	if (ret)
 		return ret;
 	*step = "digest";
@@ -607,6 +583,49 @@ TEST_F_TIMEOUT(one, rates_are_delivered, 120)
 	EXPECT_GE(1.1 * 1000, lo);
 	EXPECT_LE(0.9 * MTTY_MIG_RATE_MAX, hi);
 	EXPECT_GE(1.1 * MTTY_MIG_RATE_MAX, hi);
+}
+
+/*
+ * Rewriting a rate restarts nothing: a management loop writing dirty_rate
+ * 100 times a second (faster than the 20 ms tick) still gets the rate (it
+ * used to reset the credit and push the tick back every time: 0 writes).
+ */
+TEST_F_TIMEOUT(one, rewriting_the_rate_does_not_starve_the_engine, 120)
+{
+	uint64_t w0, w1;
+	double t0, t1;
+	int i;
+
+	ASSERT_EQ(0, mt_inst_up(&self->d, MT_PARENT "-1", 1u << 20, NULL));
+	ASSERT_EQ(0, mt_dev_attr_write(self->d.uuid, MTTY_MIG_ATTR_DIRTY_RATE, "2000"));
+	t0 = mt_now_s();
+	w0 = mt_dev_attr_u64(self->d.uuid, MTTY_MIG_ATTR_ENGINE_WRITES);
+	for (i = 0; i < 200; i++) {
+		ASSERT_EQ(0, mt_dev_attr_write(self->d.uuid, MTTY_MIG_ATTR_DIRTY_RATE, "2000"));
+		usleep(10000);
+	}
+	w1 = mt_dev_attr_u64(self->d.uuid, MTTY_MIG_ATTR_ENGINE_WRITES);
+	t1 = mt_now_s();
+	TH_LOG("%.0f pages/s of 2000 while the rate was rewritten every 10 ms",
+	       (double)(w1 - w0) / (t1 - t0));
+	EXPECT_LE(0.8 * 2000, (double)(w1 - w0) / (t1 - t0));
+}
+
+/* One data_fd read moves at most MTTY_MIG_IO_MAX (4 MiB): a bounded lock hold. */
+TEST_F_TIMEOUT(one, a_huge_read_is_cut_short, 120)
+{
+	size_t len = 32u << 20;
+	char *buf = malloc(len);
+	ssize_t n;
+
+	ASSERT_NE(NULL, buf);
+	ASSERT_EQ(0, mt_inst_up(&self->d, MT_PARENT "-1", 64u << 20, NULL));
+	ASSERT_EQ(0, mt_mig_set_state(self->d.v.device, VFIO_DEVICE_STATE_STOP, NULL));
+	ASSERT_EQ(0, mt_mig_set_state(self->d.v.device, VFIO_DEVICE_STATE_STOP_COPY, &self->fd));
+	n = read(self->fd, buf, len);
+	free(buf);
+	EXPECT_LT(0, n);
+	EXPECT_GE((ssize_t)(4u << 20), n);
 }
 
 TEST_HARNESS_MAIN

@@ -17,7 +17,8 @@
  *   then resumes on the same instance.
  *
  * The stream format is the one of uapi/linux/mtty_mig.h; the records are
- * checked against it here too (framing, seq, xxh32 checksums, END counts).
+ * checked against it here too (framing, seq, xxh32 checksums, END counts;
+ * lib/stream.c).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -30,6 +31,7 @@
 
 #include "kselftest_harness.h"
 #include "lib/mtty_test.h"
+#include "lib/stream.h"
 #include <linux/mtty_mig.h>
 
 #define KIB 1024ULL
@@ -50,188 +52,14 @@
 #define BAD_STREAM_STATE VFIO_DEVICE_STATE_ERROR
 
 /* ------------------------------------------------------------------------ */
-/* xxh32, as the kernel's lib/xxhash.c                                       */
+/* Records (framing, checksums: lib/stream.c)                                */
 /* ------------------------------------------------------------------------ */
 
-#define XXH_P32_1 0x9E3779B1U
-#define XXH_P32_2 0x85EBCA77U
-#define XXH_P32_3 0xC2B2AE3DU
-#define XXH_P32_4 0x27D4EB2FU
-#define XXH_P32_5 0x165667B1U
-
-static uint32_t xxh_rotl32(uint32_t x, int r)
-{
-	return (x << r) | (x >> (32 - r));
-}
-
-static uint32_t xxh_get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-	       (uint32_t)p[3] << 24;
-}
-
-static uint32_t xxh32_round(uint32_t acc, uint32_t in)
-{
-	acc += in * XXH_P32_2;
-	acc = xxh_rotl32(acc, 13);
-	return acc * XXH_P32_1;
-}
-
-static uint32_t xxh32(const void *input, size_t len, uint32_t seed)
-{
-	const uint8_t *p = input, *end = p + len;
-	uint32_t h;
-
-	if (len >= 16) {
-		const uint8_t *limit = end - 16;
-		uint32_t v1 = seed + XXH_P32_1 + XXH_P32_2, v2 = seed + XXH_P32_2;
-		uint32_t v3 = seed, v4 = seed - XXH_P32_1;
-
-		do {
-			v1 = xxh32_round(v1, xxh_get32(p));
-			v2 = xxh32_round(v2, xxh_get32(p + 4));
-			v3 = xxh32_round(v3, xxh_get32(p + 8));
-			v4 = xxh32_round(v4, xxh_get32(p + 12));
-			p += 16;
-		} while (p <= limit);
-		h = xxh_rotl32(v1, 1) + xxh_rotl32(v2, 7) + xxh_rotl32(v3, 12) +
-		    xxh_rotl32(v4, 18);
-	} else {
-		h = seed + XXH_P32_5;
-	}
-	h += (uint32_t)len;
-	while (p + 4 <= end) {
-		h += xxh_get32(p) * XXH_P32_3;
-		h = xxh_rotl32(h, 17) * XXH_P32_4;
-		p += 4;
-	}
-	while (p < end) {
-		h += *p * XXH_P32_5;
-		h = xxh_rotl32(h, 11) * XXH_P32_1;
-		p++;
-	}
-	h ^= h >> 15;
-	h *= XXH_P32_2;
-	h ^= h >> 13;
-	h *= XXH_P32_3;
-	h ^= h >> 16;
-	return h;
-}
-
-/* ------------------------------------------------------------------------ */
-/* Records                                                                   */
-/* ------------------------------------------------------------------------ */
-
-#define HDR_SIZE sizeof(struct mtty_mig_rec_hdr)
-#define MAX_RECS 4096
-
-/* Where each record of a stream starts (its header) and how long it is. */
-struct recs {
-	size_t nr;
-	size_t off[MAX_RECS];
-	size_t size[MAX_RECS]; /* header + payload */
-	uint16_t type[MAX_RECS];
-};
-
-static uint32_t rec_csum(const uint8_t *rec, size_t size)
-{
-	uint8_t *tmp = malloc(size);
-	uint32_t c;
-
-	if (!tmp)
-		abort();
-	memcpy(tmp, rec, size);
-	memset(tmp + offsetof(struct mtty_mig_rec_hdr, csum), 0, 4);
-	c = xxh32(tmp, size, MTTY_MIG_CSUM_SEED);
-	free(tmp);
-	return c;
-}
+#define HDR_SIZE MT_REC_HDR_SIZE
 
 static struct mtty_mig_rec_hdr *rec_hdr(uint8_t *rec)
 {
 	return (struct mtty_mig_rec_hdr *)rec;
-}
-
-/* Recompute the checksum of the record at @rec after editing it. */
-static void rec_fix_csum(uint8_t *rec, size_t size)
-{
-	rec_hdr(rec)->csum = rec_csum(rec, size);
-}
-
-/*
- * Split a stream into records; 0 if it is framed as uapi/linux/mtty_mig.h
- * says (seq without gaps, checksums right, HEADER first, END last and
- * counting), else a description of the first problem in @why.
- */
-static int recs_parse(const struct mt_buf *s, struct recs *r, char *why, size_t whylen)
-{
-	size_t off = 0, pages = 0;
-
-	r->nr = 0;
-	while (off < s->len) {
-		const struct mtty_mig_rec_hdr *h = (const void *)(s->p + off);
-		size_t size;
-
-		if (s->len - off < HDR_SIZE) {
-			snprintf(why, whylen, "partial header at %zu", off);
-			return -1;
-		}
-		size = HDR_SIZE + h->length;
-		if (size > s->len - off) {
-			snprintf(why, whylen, "record %zu overruns the stream", r->nr);
-			return -1;
-		}
-		if (r->nr == MAX_RECS) {
-			snprintf(why, whylen, "more than %d records", MAX_RECS);
-			return -1;
-		}
-		if (h->seq != r->nr) {
-			snprintf(why, whylen, "record %zu has seq %u", r->nr, h->seq);
-			return -1;
-		}
-		if (h->csum != rec_csum(s->p + off, size)) {
-			snprintf(why, whylen, "record %zu: bad checksum", r->nr);
-			return -1;
-		}
-		if (h->type == MTTY_MIG_REC_PAGE)
-			pages++;
-		r->off[r->nr] = off;
-		r->size[r->nr] = size;
-		r->type[r->nr] = h->type;
-		r->nr++;
-		off += size;
-	}
-	if (r->nr < 2 || r->type[0] != MTTY_MIG_REC_HEADER ||
-	    r->type[1] != MTTY_MIG_REC_METADATA) {
-		snprintf(why, whylen, "no HEADER, METADATA at the start");
-		return -1;
-	}
-	if (r->type[r->nr - 1] != MTTY_MIG_REC_END) {
-		snprintf(why, whylen, "last record is not END");
-		return -1;
-	} else {
-		const struct mtty_mig_rec_end *e =
-			(const void *)(s->p + r->off[r->nr - 1] + HDR_SIZE);
-
-		if (e->nr_pages != pages || e->nr_records != r->nr - 1) {
-			snprintf(why, whylen, "END counts %llu pages %u records, stream has %zu %zu",
-				 (unsigned long long)e->nr_pages, e->nr_records, pages,
-				 r->nr - 1);
-			return -1;
-		}
-	}
-	return 0;
-}
-
-/* Index of the @nth record of @type, or -1. */
-static int recs_find(const struct recs *r, uint16_t type, int nth)
-{
-	size_t i;
-
-	for (i = 0; i < r->nr; i++)
-		if (r->type[i] == type && nth-- == 0)
-			return (int)i;
-	return -1;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -597,7 +425,7 @@ FIXTURE(bad)
 {
 	struct mt_inst dst;
 	struct mt_buf good;
-	struct recs *recs;
+	struct mt_recs *recs;
 	char digest[64];
 	struct mt_buf mod;
 	int fd;
@@ -623,8 +451,9 @@ FIXTURE_SETUP(bad)
 	ASSERT_EQ(0, reg_write(&src, 0, UART_SCR, 0x5a));
 	ASSERT_EQ(0, mt_save_stopped(&src, &self->good, self->digest, sizeof(self->digest)));
 	ASSERT_EQ(0, mt_inst_down(&src));
-	ASSERT_EQ(0, recs_parse(&self->good, self->recs, why, sizeof(why))) TH_LOG("%s", why);
-	ASSERT_GE(recs_find(self->recs, MTTY_MIG_REC_PAGE, 2), 0);
+	ASSERT_EQ(0, mt_recs_parse(self->good.p, self->good.len, self->recs, why, sizeof(why)))
+		TH_LOG("%s", why);
+	ASSERT_GE(mt_recs_find(self->recs, MTTY_MIG_REC_PAGE, 2), 0);
 
 	ASSERT_EQ(0, mt_inst_up(&self->dst, MTTY_MIG_TYPE_1, BAD_MEM, NULL));
 }
@@ -779,7 +608,7 @@ TEST_F(bad, good_stream_is_well_formed_and_resumes)
 
 TEST_F(bad, flipped_payload_byte_is_refused)
 {
-	int i = recs_find(self->recs, MTTY_MIG_REC_PAGE, 1);
+	int i = mt_recs_find(self->recs, MTTY_MIG_REC_PAGE, 1);
 
 	ASSERT_EQ(0, mod_copy(self, 0, self->recs->nr));
 	mod_rec(self, i)[HDR_SIZE + 100] ^= 0x01;
@@ -795,7 +624,7 @@ TEST_F(bad, flipped_metadata_byte_is_refused)
 
 TEST_F(bad, flipped_header_field_is_refused)
 {
-	int i = recs_find(self->recs, MTTY_MIG_REC_PAGE, 1);
+	int i = mt_recs_find(self->recs, MTTY_MIG_REC_PAGE, 1);
 
 	/* a flags bit, checksum left as it was */
 	ASSERT_EQ(0, mod_copy(self, 0, self->recs->nr));
@@ -805,12 +634,12 @@ TEST_F(bad, flipped_header_field_is_refused)
 
 TEST_F(bad, nonzero_record_flags_are_refused)
 {
-	int i = recs_find(self->recs, MTTY_MIG_REC_PAGE, 1);
+	int i = mt_recs_find(self->recs, MTTY_MIG_REC_PAGE, 1);
 
 	/* flags must be 0 even with a matching checksum */
 	ASSERT_EQ(0, mod_copy(self, 0, self->recs->nr));
 	rec_hdr(mod_rec(self, i))->flags = 1;
-	rec_fix_csum(mod_rec(self, i), self->recs->size[i]);
+	mt_rec_seal(mod_rec(self, i), self->recs->size[i]);
 	expect_refused(_metadata, self, self->mod.p, self->mod.len, NULL, AT_WRITE);
 }
 
@@ -822,7 +651,7 @@ TEST_F(bad, truncated_stream_without_end_is_refused)
 
 TEST_F(bad, truncated_stream_mid_record_is_refused)
 {
-	int i = recs_find(self->recs, MTTY_MIG_REC_PAGE, 2);
+	int i = mt_recs_find(self->recs, MTTY_MIG_REC_PAGE, 2);
 
 	ASSERT_EQ(0, mod_copy(self, 0, i));
 	ASSERT_EQ(0, mt_buf_put(&self->mod, good_rec(self, i), HDR_SIZE + 1000));
@@ -831,7 +660,7 @@ TEST_F(bad, truncated_stream_mid_record_is_refused)
 
 TEST_F(bad, truncated_stream_mid_header_is_refused)
 {
-	int i = recs_find(self->recs, MTTY_MIG_REC_PAGE, 2);
+	int i = mt_recs_find(self->recs, MTTY_MIG_REC_PAGE, 2);
 
 	ASSERT_EQ(0, mod_copy(self, 0, i));
 	ASSERT_EQ(0, mt_buf_put(&self->mod, good_rec(self, i), HDR_SIZE - 3));
@@ -840,8 +669,8 @@ TEST_F(bad, truncated_stream_mid_header_is_refused)
 
 TEST_F(bad, reordered_page_records_are_refused)
 {
-	int a = recs_find(self->recs, MTTY_MIG_REC_PAGE, 0);
-	int b = recs_find(self->recs, MTTY_MIG_REC_PAGE, 1);
+	int a = mt_recs_find(self->recs, MTTY_MIG_REC_PAGE, 0);
+	int b = mt_recs_find(self->recs, MTTY_MIG_REC_PAGE, 1);
 
 	/* swapped as they are: their seq numbers are out of order */
 	ASSERT_EQ(b, a + 1);
@@ -854,7 +683,7 @@ TEST_F(bad, reordered_page_records_are_refused)
 
 TEST_F(bad, duplicated_record_is_refused)
 {
-	int a = recs_find(self->recs, MTTY_MIG_REC_PAGE, 1);
+	int a = mt_recs_find(self->recs, MTTY_MIG_REC_PAGE, 1);
 
 	ASSERT_EQ(0, mod_copy(self, 0, a + 1));
 	ASSERT_EQ(0, mod_copy(self, a, self->recs->nr));
@@ -875,7 +704,7 @@ TEST_F(bad, bad_magic_is_refused)
 	ASSERT_EQ(0, mod_copy(self, 0, self->recs->nr));
 	h = (void *)(mod_rec(self, 0) + HDR_SIZE);
 	h->magic ^= 0x100;
-	rec_fix_csum(mod_rec(self, 0), self->recs->size[0]);
+	mt_rec_seal(mod_rec(self, 0), self->recs->size[0]);
 	expect_refused(_metadata, self, self->mod.p, self->mod.len, NULL, AT_WRITE);
 }
 
@@ -886,7 +715,7 @@ TEST_F(bad, newer_major_version_is_refused)
 	ASSERT_EQ(0, mod_copy(self, 0, self->recs->nr));
 	h = (void *)(mod_rec(self, 0) + HDR_SIZE);
 	h->version_major = MTTY_MIG_STREAM_VERSION_MAJOR + 1;
-	rec_fix_csum(mod_rec(self, 0), self->recs->size[0]);
+	mt_rec_seal(mod_rec(self, 0), self->recs->size[0]);
 	expect_refused(_metadata, self, self->mod.p, self->mod.len, NULL, AT_WRITE);
 }
 
@@ -898,25 +727,25 @@ TEST_F(bad, newer_minor_version_is_refused)
 	ASSERT_EQ(0, mod_copy(self, 0, self->recs->nr));
 	h = (void *)(mod_rec(self, 0) + HDR_SIZE);
 	h->version_minor = MTTY_MIG_STREAM_VERSION_MINOR + 1;
-	rec_fix_csum(mod_rec(self, 0), self->recs->size[0]);
+	mt_rec_seal(mod_rec(self, 0), self->recs->size[0]);
 	expect_refused(_metadata, self, self->mod.p, self->mod.len, NULL, AT_WRITE);
 }
 
 TEST_F(bad, page_index_out_of_range_is_refused)
 {
-	int i = recs_find(self->recs, MTTY_MIG_REC_PAGE, 1);
+	int i = mt_recs_find(self->recs, MTTY_MIG_REC_PAGE, 1);
 	struct mtty_mig_rec_page *pg;
 
 	ASSERT_EQ(0, mod_copy(self, 0, self->recs->nr));
 	pg = (void *)(mod_rec(self, i) + HDR_SIZE);
 	pg->index = BAD_PAGES;
-	rec_fix_csum(mod_rec(self, i), self->recs->size[i]);
+	mt_rec_seal(mod_rec(self, i), self->recs->size[i]);
 	expect_refused(_metadata, self, self->mod.p, self->mod.len, NULL, AT_WRITE);
 }
 
 TEST_F(bad, record_length_over_cap_is_refused_at_its_header)
 {
-	int i = recs_find(self->recs, MTTY_MIG_REC_PAGE, 1);
+	int i = mt_recs_find(self->recs, MTTY_MIG_REC_PAGE, 1);
 	struct mtty_mig_rec_hdr h;
 	size_t written = 0;
 
@@ -953,7 +782,7 @@ TEST_F(bad, metadata_length_over_cap_is_refused)
 	ASSERT_EQ(0, mod_copy(self, 0, 1));
 	h = (void *)(mod_rec(self, 0) + HDR_SIZE);
 	h->metadata_size = MTTY_MIG_METADATA_MAX + 1;
-	rec_fix_csum(mod_rec(self, 0), self->recs->size[0]);
+	mt_rec_seal(mod_rec(self, 0), self->recs->size[0]);
 	{
 		struct mtty_mig_rec_hdr m;
 
@@ -966,11 +795,11 @@ TEST_F(bad, metadata_length_over_cap_is_refused)
 
 TEST_F(bad, unknown_record_type_is_refused)
 {
-	int i = recs_find(self->recs, MTTY_MIG_REC_PAGE, 1);
+	int i = mt_recs_find(self->recs, MTTY_MIG_REC_PAGE, 1);
 
 	ASSERT_EQ(0, mod_copy(self, 0, self->recs->nr));
 	rec_hdr(mod_rec(self, i))->type = 0x77;
-	rec_fix_csum(mod_rec(self, i), self->recs->size[i]);
+	mt_rec_seal(mod_rec(self, i), self->recs->size[i]);
 	expect_refused(_metadata, self, self->mod.p, self->mod.len, NULL, AT_WRITE);
 }
 
@@ -1001,7 +830,7 @@ TEST_F(bad, empty_stream_is_refused)
 TEST_F(bad, corrupted_stream_is_refused_whatever_the_segmentation)
 {
 	struct seg seg = { .max = 7, .ones = 200, .rng = 12345 };
-	int i = recs_find(self->recs, MTTY_MIG_REC_PAGE, 2);
+	int i = mt_recs_find(self->recs, MTTY_MIG_REC_PAGE, 2);
 
 	ASSERT_EQ(0, mod_copy(self, 0, self->recs->nr));
 	mod_rec(self, i)[HDR_SIZE + MTTY_MIG_PAGE_SIZE] ^= 0x10;

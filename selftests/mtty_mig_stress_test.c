@@ -24,7 +24,6 @@
  * kmemleak in the kernel catch what a syscall result cannot show.
  */
 #include <errno.h>
-#include <dirent.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdarg.h>
@@ -563,21 +562,6 @@ unlock:
 
 /* ---- fixture ----------------------------------------------------------- */
 
-static int count_fds(void)
-{
-	struct dirent *e;
-	int n = 0;
-	DIR *d = opendir("/proc/self/fd");
-
-	if (!d)
-		return -errno;
-	while ((e = readdir(d)))
-		if (e->d_name[0] != '.')
-			n++;
-	closedir(d);
-	return n - 1; /* the directory's own fd */
-}
-
 FIXTURE(stress)
 {
 	struct stress *s;
@@ -762,7 +746,7 @@ TEST_F_TIMEOUT(stress, concurrent_fsm_peer_reset_reopen_remove, 600)
 		TH_LOG("MTTY_STRESS_SECONDS=%d capped to %d", secs, STRESS_SECONDS_MAX);
 		secs = STRESS_SECONDS_MAX;
 	}
-	fds0 = count_fds();
+	fds0 = mt_dir_count("/proc/self/fd");
 	ASSERT_LT(0, fds0);
 
 	for (k = 0; k < NR_INST * STATE_THREADS_PER_INST; k++)
@@ -808,7 +792,7 @@ TEST_F_TIMEOUT(stress, concurrent_fsm_peer_reset_reopen_remove, 600)
 	for (i = 0; i < NR_INST; i++)
 		ASSERT_LE(0, s->in[i].v.device);
 	clean_migration(_metadata, s);
-	EXPECT_EQ(fds0, count_fds()) TH_LOG("file descriptors leaked");
+	EXPECT_EQ(fds0, mt_dir_count("/proc/self/fd")) TH_LOG("file descriptors leaked");
 }
 
 TEST_HARNESS_MAIN

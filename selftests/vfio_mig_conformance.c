@@ -49,20 +49,9 @@
 
 #include "kselftest_harness.h"
 #include "lib/mtty_test.h"
+#include "lib/fsm.h"
 
-#define NSTATES 8
-#define ERR VFIO_DEVICE_STATE_ERROR
-#define STOP VFIO_DEVICE_STATE_STOP
-#define RUN VFIO_DEVICE_STATE_RUNNING
-#define SC VFIO_DEVICE_STATE_STOP_COPY
-#define RES VFIO_DEVICE_STATE_RESUMING
-#define RP2P VFIO_DEVICE_STATE_RUNNING_P2P
-#define PC VFIO_DEVICE_STATE_PRE_COPY
-#define PCP2P VFIO_DEVICE_STATE_PRE_COPY_P2P
-
-#define F_SC VFIO_MIGRATION_STOP_COPY
-#define F_P2P VFIO_MIGRATION_P2P
-#define F_PC VFIO_MIGRATION_PRE_COPY
+#define NSTATES MT_FSM_NSTATES
 
 #define CONF_SAMPLE_KO "/opt/mtty-mig/mtty.ko"
 #define CONF_SAMPLE_CREATE "/sys/class/mdev_bus/mtty/mdev_supported_types/mtty-2/create"
@@ -99,38 +88,7 @@ static bool conf_strict;
 static char conf_named[2][PATH_MAX];
 static int conf_nnamed;
 
-/* ---- the core's FSM, as data ----------------------------------------------------- */
-
-/* vfio_mig_get_next_state(): next hop from [cur] towards [target], all features */
-static const uint32_t next_hop[NSTATES][NSTATES] = {
-	[STOP] = { [STOP] = STOP, [RUN] = RP2P, [SC] = SC, [RES] = RES,
-		   [RP2P] = RP2P, [PC] = RP2P, [PCP2P] = RP2P, [ERR] = ERR },
-	[RUN] = { [STOP] = RP2P, [RUN] = RUN, [SC] = RP2P, [RES] = RP2P,
-		  [RP2P] = RP2P, [PC] = PC, [PCP2P] = RP2P, [ERR] = ERR },
-	[SC] = { [STOP] = STOP, [RUN] = STOP, [SC] = SC, [RES] = STOP,
-		 [RP2P] = STOP, [PC] = ERR, [PCP2P] = ERR, [ERR] = ERR },
-	[RES] = { [STOP] = STOP, [RUN] = STOP, [SC] = STOP, [RES] = RES,
-		  [RP2P] = STOP, [PC] = STOP, [PCP2P] = STOP, [ERR] = ERR },
-	[RP2P] = { [STOP] = STOP, [RUN] = RUN, [SC] = STOP, [RES] = STOP,
-		   [RP2P] = RP2P, [PC] = RUN, [PCP2P] = PCP2P, [ERR] = ERR },
-	[PC] = { [STOP] = RUN, [RUN] = RUN, [SC] = PCP2P, [RES] = RUN,
-		 [RP2P] = RUN, [PC] = PC, [PCP2P] = PCP2P, [ERR] = ERR },
-	[PCP2P] = { [STOP] = RP2P, [RUN] = RP2P, [SC] = SC, [RES] = RP2P,
-		    [RP2P] = RP2P, [PC] = PC, [PCP2P] = PCP2P, [ERR] = ERR },
-	[ERR] = { ERR, ERR, ERR, ERR, ERR, ERR, ERR, ERR },
-};
-
-/* the migration flags a state needs (ERROR is never a valid target) */
-static const uint64_t state_flags[NSTATES] = {
-	[STOP] = F_SC, [RUN] = F_SC, [SC] = F_SC, [RES] = F_SC,
-	[RP2P] = F_SC | F_P2P, [PC] = F_SC | F_PC, [PCP2P] = F_SC | F_P2P | F_PC,
-	[ERR] = ~0ULL,
-};
-
-static bool conf_supported(uint64_t flags, uint32_t s)
-{
-	return s < NSTATES && s != ERR && (state_flags[s] & flags) == state_flags[s];
-}
+/* ---- the core's FSM (the table itself: lib/fsm.c) -------------------------------- */
 
 static bool conf_saving(uint32_t s)
 {
@@ -145,31 +103,6 @@ static bool conf_saving(uint32_t s)
 static bool conf_opens_session(uint32_t from, uint32_t to)
 {
 	return to == RES || (conf_saving(to) && !conf_saving(from));
-}
-
-/*
- * The arcs a request from @from to @to walks on a device with @flags, as
- * vfio_mig_get_next_state() computes them (hops through unsupported states
- * skipped): the number of hops, each state in @path, or -EINVAL.
- */
-static int conf_path(uint64_t flags, uint32_t from, uint32_t to, uint32_t path[NSTATES])
-{
-	uint32_t cur = from;
-	int n = 0;
-
-	if (!conf_supported(flags, to) || !conf_supported(flags, from))
-		return -EINVAL;
-	while (cur != to) {
-		uint32_t nxt = next_hop[cur][to];
-
-		while (nxt != ERR && !conf_supported(flags, nxt))
-			nxt = next_hop[nxt][to];
-		if (nxt == ERR || n == NSTATES)
-			return -EINVAL;
-		path[n++] = nxt;
-		cur = nxt;
-	}
-	return n;
 }
 
 /* ---- device I/O --------------------------------------------------------------------- */
@@ -512,7 +445,7 @@ TEST_F(vfio_mig, optional_states_reachable_iff_advertised)
 		ASSERT_EQ(0, mt_dev_reset(self->a));
 		ret = mt_mig_set_state(self->a, s, &fd);
 		ASSERT_EQ(0, conf_state(self->a, &state));
-		if (conf_supported(self->flags, s)) {
+		if (mt_fsm_supported(self->flags, s)) {
 			EXPECT_EQ(0, ret) TH_LOG("advertised %s refused", mt_state_name(s));
 			EXPECT_EQ(s, state) TH_LOG("in %s", mt_state_name(state));
 		} else {
@@ -554,7 +487,7 @@ TEST_F_TIMEOUT(vfio_mig, every_state_pair_follows_the_core_fsm, 240)
 	uint32_t from, to;
 
 	for (from = 0; from < NSTATES; from++) {
-		if (!conf_supported(self->flags, from))
+		if (!mt_fsm_supported(self->flags, from))
 			continue;
 		for (to = 0; to <= NSTATES; to++) {
 			uint32_t path[NSTATES], state;
@@ -565,7 +498,7 @@ TEST_F_TIMEOUT(vfio_mig, every_state_pair_follows_the_core_fsm, 240)
 			ASSERT_EQ(0, conf_state(self->a, &state));
 			ASSERT_EQ(from, state);
 
-			n = conf_path(self->flags, from, to, path);
+			n = mt_fsm_path(self->flags, from, to, path);
 			ret = mt_mig_set_state(self->a, to, &fd);
 			ASSERT_EQ(0, conf_state(self->a, &state));
 			if (n < 0) {
@@ -626,7 +559,7 @@ TEST_F_TIMEOUT(vfio_mig, reset_from_every_state_returns_to_running, 120)
 	int fd = -1;
 
 	for (s = 0; s < NSTATES; s++) {
-		if (!conf_supported(self->flags, s))
+		if (!mt_fsm_supported(self->flags, s))
 			continue;
 		ASSERT_EQ(0, conf_enter(self->a, s, &fd)) TH_LOG("reaching %s", mt_state_name(s));
 		ASSERT_EQ(0, mt_dev_reset(self->a)) TH_LOG("reset in %s", mt_state_name(s));
@@ -711,7 +644,7 @@ TEST_F_TIMEOUT(vfio_mig, data_fd_moves_nothing_after_its_session_ends, 120)
 	for (i = 0; i < ARRAY_SIZE(ends); i++) {
 		uint32_t in = ends[i][0], out = ends[i][1];
 
-		if (!conf_supported(self->flags, in))
+		if (!mt_fsm_supported(self->flags, in))
 			continue;
 		ASSERT_EQ(0, conf_enter(self->a, in, &fd));
 		ASSERT_LE(0, fd);
@@ -768,7 +701,7 @@ TEST_F_TIMEOUT(vfio_mig, closing_data_fd_mid_stream_keeps_device_usable, 120)
 	EXPECT_EQ(0, conf_save(self->a, &s)) TH_LOG("no save after a closed STOP_COPY fd");
 
 	/* PRE_COPY, and the session after it */
-	if (conf_supported(self->flags, PC)) {
+	if (mt_fsm_supported(self->flags, PC)) {
 		size_t total = 0;
 		int end = -1;
 
@@ -880,7 +813,7 @@ TEST_F(vfio_mig, precopy_dirty_bytes_start_at_zero)
 	for (i = 0; i < ARRAY_SIZE(entries); i++) {
 		uint32_t from = entries[i][0], to = entries[i][1];
 
-		if (!conf_supported(self->flags, to))
+		if (!mt_fsm_supported(self->flags, to))
 			continue;
 		ASSERT_EQ(0, mt_dev_reset(self->a));
 		/* twice: a second session starts at zero again */
@@ -1009,7 +942,7 @@ TEST_F(vfio_mig, mig_data_size_readable_in_every_state)
 		uint64_t len = 0;
 		int fd = -1;
 
-		if (!conf_supported(self->flags, s))
+		if (!mt_fsm_supported(self->flags, s))
 			continue;
 		ASSERT_EQ(0, conf_enter(self->a, s, &fd));
 		EXPECT_EQ(0, mt_mig_data_size(self->a, &len)) TH_LOG("in %s", mt_state_name(s));
@@ -1048,7 +981,7 @@ TEST_F_TIMEOUT(vfio_mig, mig_data_size_bounds_the_stop_copy_stream, 120)
 		DEVIATION("MIG_DATA_SIZE estimated %llu for a %zu-byte STOP_COPY stream",
 			  (unsigned long long)est, total);
 
-	if (conf_supported(self->flags, PC)) {
+	if (mt_fsm_supported(self->flags, PC)) {
 		ASSERT_EQ(0, conf_enter(self->a, PC, &fd));
 		ASSERT_LE(0, fd);
 		ASSERT_EQ(0, conf_drain(fd, NULL, CONF_MAX_STREAM, NULL, &end));

@@ -2,6 +2,7 @@
 /*
  * Helpers shared by the mtty-mig kselftests (see mtty_test.h).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -39,6 +40,42 @@ static void mt_kmod_quiet(void *data, int priority, const char *file, int line,
 	(void)format, (void)args;
 }
 
+/* a libkmod context that does not log */
+static struct kmod_ctx *mt_kmod_new(void)
+{
+	struct kmod_ctx *ctx = kmod_new(NULL, NULL);
+
+	if (ctx)
+		kmod_set_log_fn(ctx, mt_kmod_quiet, NULL);
+	return ctx;
+}
+
+/* insert the module file @path (0 if it already is), or remove module @name */
+static int mt_kmod_op(const char *path, const char *name)
+{
+	struct kmod_module *mod = NULL;
+	struct kmod_ctx *ctx;
+	int ret;
+
+	ctx = mt_kmod_new();
+	if (!ctx)
+		return -ENOMEM;
+	if (path)
+		ret = kmod_module_new_from_path(ctx, path, &mod);
+	else
+		ret = kmod_module_new_from_name(ctx, name, &mod);
+	if (!ret && path)
+		ret = kmod_module_insert_module(mod, 0, NULL);
+	else if (!ret)
+		ret = kmod_module_remove_module(mod, 0);
+	if (path && ret == -EEXIST)
+		ret = 0;
+	if (mod)
+		kmod_module_unref(mod);
+	kmod_unref(ctx);
+	return ret;
+}
+
 /*
  * An uninstalled module opened by path is not in modules.dep, so libkmod
  * would not load what it depends on: read modinfo "depends" and probe each
@@ -53,10 +90,9 @@ int mt_module_load(void)
 
 	if (mt_module_loaded())
 		return 0;
-	ctx = kmod_new(NULL, NULL);
+	ctx = mt_kmod_new();
 	if (!ctx)
 		return -ENOMEM;
-	kmod_set_log_fn(ctx, mt_kmod_quiet, NULL);
 	ret = kmod_module_new_from_path(ctx, mt_module_path(), &mod);
 	if (ret < 0)
 		goto out;
@@ -112,21 +148,7 @@ out:
 
 int mt_module_unload(void)
 {
-	struct kmod_module *mod = NULL;
-	struct kmod_ctx *ctx;
-	int ret;
-
-	ctx = kmod_new(NULL, NULL);
-	if (!ctx)
-		return -ENOMEM;
-	kmod_set_log_fn(ctx, mt_kmod_quiet, NULL);
-	ret = kmod_module_new_from_name(ctx, "mtty_mig", &mod);
-	if (!ret)
-		ret = kmod_module_remove_module(mod, 0);
-	if (mod)
-		kmod_module_unref(mod);
-	kmod_unref(ctx);
-	return ret;
+	return mt_kmod_op(NULL, "mtty_mig");
 }
 
 int mt_sysfs_write(const char *path, const char *val)
@@ -294,20 +316,34 @@ void mt_vfio_init(struct mt_vfio *v)
 	v->container = v->group = v->device = -1;
 }
 
-int mt_vfio_open(struct mt_vfio *v, const char *uuid)
+/*
+ * The group of sysfs device @sysfs_dev: the name its iommu_group link points
+ * to (the group number) into @group.
+ */
+static int mt_iommu_group(const char *sysfs_dev, char *group, size_t len)
 {
-	struct vfio_group_status status = { .argsz = sizeof(status) };
-	char link[PATH_MAX], target[PATH_MAX], path[PATH_MAX];
+	char link[PATH_MAX], target[PATH_MAX];
 	ssize_t n;
-	int ret;
 
-	mt_vfio_init(v);
-	snprintf(link, sizeof(link), MT_DEVICES "/%s/iommu_group", uuid);
+	if (snprintf(link, sizeof(link), "%s/iommu_group", sysfs_dev) >= (int)sizeof(link))
+		return -ENAMETOOLONG;
 	n = readlink(link, target, sizeof(target) - 1);
 	if (n < 0)
 		return -errno;
 	target[n] = '\0';
-	snprintf(path, sizeof(path), "/dev/vfio/%s", basename(target));
+	snprintf(group, len, "%s", basename(target));
+	return 0;
+}
+
+/*
+ * Open a container with the @iommu backend, the group file @group_path in
+ * it, and the device @name of the group; on error all closed again.
+ */
+static int mt_vfio_attach(struct mt_vfio *v, const char *group_path, unsigned long iommu,
+			  const char *name)
+{
+	struct vfio_group_status status = { .argsz = sizeof(status) };
+	int ret;
 
 	v->container = open("/dev/vfio/vfio", O_RDWR | O_CLOEXEC);
 	if (v->container < 0)
@@ -316,11 +352,11 @@ int mt_vfio_open(struct mt_vfio *v, const char *uuid)
 		errno = EPROTO;
 		goto err;
 	}
-	if (ioctl(v->container, VFIO_CHECK_EXTENSION, VFIO_TYPE1v2_IOMMU) <= 0) {
+	if (ioctl(v->container, VFIO_CHECK_EXTENSION, iommu) <= 0) {
 		errno = EOPNOTSUPP;
 		goto err;
 	}
-	v->group = open(path, O_RDWR | O_CLOEXEC);
+	v->group = open(group_path, O_RDWR | O_CLOEXEC);
 	if (v->group < 0)
 		goto err;
 	if (ioctl(v->group, VFIO_GROUP_GET_STATUS, &status))
@@ -331,9 +367,9 @@ int mt_vfio_open(struct mt_vfio *v, const char *uuid)
 	}
 	if (ioctl(v->group, VFIO_GROUP_SET_CONTAINER, &v->container))
 		goto err;
-	if (ioctl(v->container, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU))
+	if (ioctl(v->container, VFIO_SET_IOMMU, iommu))
 		goto err;
-	v->device = ioctl(v->group, VFIO_GROUP_GET_DEVICE_FD, uuid);
+	v->device = ioctl(v->group, VFIO_GROUP_GET_DEVICE_FD, name);
 	if (v->device < 0)
 		goto err;
 	return 0;
@@ -341,6 +377,20 @@ err:
 	ret = -errno;
 	mt_vfio_close(v);
 	return ret;
+}
+
+int mt_vfio_open(struct mt_vfio *v, const char *uuid)
+{
+	char dev[PATH_MAX], group[NAME_MAX + 1], path[PATH_MAX];
+	int ret;
+
+	mt_vfio_init(v);
+	snprintf(dev, sizeof(dev), MT_DEVICES "/%s", uuid);
+	ret = mt_iommu_group(dev, group, sizeof(group));
+	if (ret)
+		return ret;
+	snprintf(path, sizeof(path), "/dev/vfio/%s", group);
+	return mt_vfio_attach(v, path, VFIO_TYPE1v2_IOMMU, uuid);
 }
 
 void mt_vfio_close(struct mt_vfio *v)
@@ -633,12 +683,62 @@ int mt_save_stopped(struct mt_inst *d, struct mt_buf *out, char *digest, size_t 
 	return ret;
 }
 
+int mt_write_all(int fd, const void *p, size_t len, size_t seg)
+{
+	const uint8_t *b = p;
+	size_t off = 0;
+
+	while (off < len) {
+		size_t n = seg && len - off > seg ? seg : len - off;
+		ssize_t w = write(fd, b + off, n);
+
+		if (w < 0)
+			return -errno;
+		if (w == 0)
+			return -EIO;
+		off += (size_t)w;
+	}
+	return 0;
+}
+
+int mt_resume(struct mt_inst *d, const void *p, size_t len)
+{
+	int fd = -1, ret;
+
+	ret = mt_mig_set_state(d->v.device, VFIO_DEVICE_STATE_RESUMING, &fd);
+	if (ret)
+		return ret;
+	if (fd < 0)
+		return -EBADF;
+	ret = mt_write_all(fd, p, len, 0);
+	if (!ret)
+		ret = mt_mig_set_state(d->v.device, VFIO_DEVICE_STATE_STOP, NULL);
+	close(fd);
+	return ret;
+}
+
 double mt_now_s(void)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+int mt_dir_count(const char *path)
+{
+	struct dirent *e;
+	int n = 0;
+	DIR *d;
+
+	d = opendir(path);
+	if (!d)
+		return -errno;
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n - (strcmp(path, "/proc/self/fd") ? 0 : 1); /* the DIR's own fd */
 }
 
 int mt_wait_until(int (*cond)(void *arg), void *arg, double secs)
@@ -700,81 +800,26 @@ int mt_wait_attr_is(const char *uuid, const char *attr, const char *want, double
  */
 int mt_vfio_open_path(struct mt_vfio *v, const char *sysfs_dev)
 {
-	struct vfio_group_status status = { .argsz = sizeof(status) };
-	char link[PATH_MAX], target[PATH_MAX], path[PATH_MAX], dev[PATH_MAX];
+	char group[NAME_MAX + 1], path[PATH_MAX], dev[PATH_MAX];
 	unsigned long iommu = VFIO_TYPE1v2_IOMMU;
-	char *name;
-	ssize_t n;
 	int ret;
 
 	mt_vfio_init(v);
-	snprintf(dev, sizeof(dev), "%s", sysfs_dev);
-	name = basename(dev);
-	if (snprintf(link, sizeof(link), "%s/iommu_group", sysfs_dev) >= (int)sizeof(link))
-		return -ENAMETOOLONG;
-	n = readlink(link, target, sizeof(target) - 1);
-	if (n < 0)
-		return -errno;
-	target[n] = '\0';
-	snprintf(path, sizeof(path), "/dev/vfio/%s", basename(target));
+	ret = mt_iommu_group(sysfs_dev, group, sizeof(group));
+	if (ret)
+		return ret;
+	snprintf(path, sizeof(path), "/dev/vfio/%s", group);
 	if (access(path, F_OK)) {
-		snprintf(path, sizeof(path), "/dev/vfio/noiommu-%s", basename(target));
+		snprintf(path, sizeof(path), "/dev/vfio/noiommu-%s", group);
 		iommu = VFIO_NOIOMMU_IOMMU;
 	}
-
-	v->container = open("/dev/vfio/vfio", O_RDWR | O_CLOEXEC);
-	if (v->container < 0)
-		goto err;
-	if (ioctl(v->container, VFIO_GET_API_VERSION) != VFIO_API_VERSION) {
-		errno = EPROTO;
-		goto err;
-	}
-	if (ioctl(v->container, VFIO_CHECK_EXTENSION, iommu) <= 0) {
-		errno = EOPNOTSUPP;
-		goto err;
-	}
-	v->group = open(path, O_RDWR | O_CLOEXEC);
-	if (v->group < 0)
-		goto err;
-	if (ioctl(v->group, VFIO_GROUP_GET_STATUS, &status))
-		goto err;
-	if (!(status.flags & VFIO_GROUP_FLAGS_VIABLE)) {
-		errno = EBUSY;
-		goto err;
-	}
-	if (ioctl(v->group, VFIO_GROUP_SET_CONTAINER, &v->container))
-		goto err;
-	if (ioctl(v->container, VFIO_SET_IOMMU, iommu))
-		goto err;
-	v->device = ioctl(v->group, VFIO_GROUP_GET_DEVICE_FD, name);
-	if (v->device < 0)
-		goto err;
-	return 0;
-err:
-	ret = -errno;
-	mt_vfio_close(v);
-	return ret;
+	snprintf(dev, sizeof(dev), "%s", sysfs_dev);
+	return mt_vfio_attach(v, path, iommu, basename(dev));
 }
 
 int mt_kmod_insert_path(const char *path)
 {
-	struct kmod_module *mod = NULL;
-	struct kmod_ctx *ctx;
-	int ret;
-
-	ctx = kmod_new(NULL, NULL);
-	if (!ctx)
-		return -ENOMEM;
-	kmod_set_log_fn(ctx, mt_kmod_quiet, NULL);
-	ret = kmod_module_new_from_path(ctx, path, &mod);
-	if (!ret)
-		ret = kmod_module_insert_module(mod, 0, NULL);
-	if (ret == -EEXIST)
-		ret = 0;
-	if (mod)
-		kmod_module_unref(mod);
-	kmod_unref(ctx);
-	return ret;
+	return mt_kmod_op(path, NULL);
 }
 
 int mt_dev_reset(int device)

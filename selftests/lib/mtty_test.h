@@ -128,6 +128,18 @@ int mt_read_to_end(int fd, size_t chunk, struct mt_buf *out, size_t *total);
 int mt_read_precopy(int fd, size_t chunk, struct mt_buf *out, size_t *total);
 
 /*
+ * Write @len bytes of @p to @fd in writes of @seg bytes at most (0: as many
+ * as write() takes); 0, or the first error (a write of 0 bytes is -EIO).
+ */
+int mt_write_all(int fd, const void *p, size_t len, size_t seg);
+
+/*
+ * Resume a stream into @d: -> RESUMING, @len bytes of @p written to the
+ * data_fd, RESUMING -> STOP; 0 if the device took it, else the first error.
+ */
+int mt_resume(struct mt_inst *d, const void *p, size_t len);
+
+/*
  * From any state: STOP (reading the digest into @digest if not NULL), save
  * the whole STOP_COPY stream into @out, back to STOP.
  */
@@ -135,6 +147,13 @@ int mt_save_stopped(struct mt_inst *d, struct mt_buf *out, char *digest, size_t 
 
 /* CLOCK_MONOTONIC in seconds */
 double mt_now_s(void);
+
+/*
+ * Entries of directory @path but "." and "..", or a negative errno; for
+ * /proc/self/fd and /proc/self/task, leak checks: the descriptor that
+ * reads /proc/self/fd is not counted.
+ */
+int mt_dir_count(const char *path);
 
 /*
  * Wait for a condition, with a deadline: call @cond(@arg) every millisecond

@@ -190,7 +190,9 @@
  *			    then one write() fails with -EIO and the stream is
  *			    marked broken (RESUMING -> STOP then fails).
  *			    -1 disarms (default).
- * transition_delay_ms	rw  Milliseconds slept in every FSM step (0..60000).
+ * transition_delay_ms	rw  Milliseconds each step of a requested transition
+ *			    takes (0..60000): the sum along the path is slept
+ *			    before the request takes the FSM lock.
  */
 #define MTTY_MIG_DEBUGFS_DIR		"/sys/kernel/debug/" MTTY_MIG_NAME
 #define MTTY_MIG_FAULT_FAIL_STATE	"fail_state"
