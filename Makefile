@@ -4,9 +4,16 @@
 #
 #   make              build the module, the uAPI header, userspace and selftests
 #   make check        install deps, build, run host tests and the kselftests in a VM
+#                     booting Debian's kernel and in one booting the debug kernel
+#                     (LANE=debian|debug|all, default all)
+#   make debug        build (once, cached) the lockdep/KASAN kernel and the module for it
 #   make demo         boot the VM and migrate devices, printing what happened
 #   make bench        run the migration benchmark in the VM
 #   make vm-shell     interactive shell in the test VM
+#   make stream-fuzz  the stream fuzz kselftest with 100000 streams (FUZZ_STREAMS=)
+#   make soak         200 ping-pong migrations with vfio-mig in the VM (SOAK_COUNT=)
+#   make fuzz         libFuzzer (clang 14) on the engine's parsers and a destination
+#                     session, FUZZ_TIME=600 s per harness (Documentation/fuzzing.rst)
 #   make lint         checkpatch --strict on the module and uapi
 #   make C=2          also run sparse on every module source
 #
@@ -25,6 +32,7 @@ KDIR		?= /usr/src/linux-headers-$(KVER)
 KSRC_TARBALL	?= /usr/src/linux-source-6.12.tar.xz
 KSRC		?=
 VM_TIMEOUT	?= 1500
+LANE		?= all
 V		?= 0
 
 UAPI_DIR	:= $(BUILD)/uapi
@@ -36,12 +44,12 @@ MODULE		:= $(TOP)/kmod-mtty-mig/mtty_mig.ko
 export TOP BUILD UAPI_DIR KSFT_DIR
 
 .PHONY: all deps module mtty-sample uapi ksft user selftests check check-host check-vm \
-	demo bench vm-shell lint sparse clean install modules_install help
+	demo bench vm-shell lint sparse clean install modules_install help debug debug-module
 
 all: module mtty-sample uapi user selftests
 
 help:
-	@sed -n '3,17p' $(TOP)/Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,22p' $(TOP)/Makefile | sed 's/^# \{0,1\}//'
 
 deps:
 	@$(TOP)/scripts/install-deps.sh
@@ -120,6 +128,33 @@ $(MTTY_SAMPLE)/mtty.ko: $(MTTY_SAMPLE)/mtty.c | kdir-check
 	echo 'obj-m := mtty.o' > $(MTTY_SAMPLE)/Kbuild
 	$(MAKE) -C $(KDIR) M=$(MTTY_SAMPLE) modules
 
+# --- the debug lane -------------------------------------------------------------
+# The lockdep/KASAN/kmemleak kernel is built once per (linux-source version,
+# config fragment, compiler) and cached outside the clone by
+# scripts/debug-kernel.sh, which prints its directory. The module is built
+# against that tree from a copy of its sources in $(BUILD)/debug/module:
+# Linux 6.12 has no object directory for M= builds, and the objects of the
+# Debian build must stay where they are. Any compiler, objtool or modpost
+# warning fails the build.
+DEBUG_MOD	:= $(BUILD)/debug/module
+DEBUG_KERNEL	 = $(shell $(TOP)/scripts/debug-kernel.sh --check)
+
+debug:
+	@$(TOP)/scripts/debug-kernel.sh >/dev/null
+	@$(MAKE) --no-print-directory debug-module
+
+debug-module:
+	@test -n "$(DEBUG_KERNEL)" || { echo "debug kernel not built: make debug" >&2; exit 1; }
+	@mkdir -p $(DEBUG_MOD)/kmod-mtty-mig $(DEBUG_MOD)/uapi
+	@rsync -a $(TOP)/Kbuild $(DEBUG_MOD)/
+	@rsync -a --delete --exclude='*.mod.c' --include='*/' --include='*.[ch]' --include=Kbuild --exclude='*' \
+		$(TOP)/kmod-mtty-mig/ $(DEBUG_MOD)/kmod-mtty-mig/
+	@rsync -a --delete $(TOP)/uapi/ $(DEBUG_MOD)/uapi/
+	@$(MAKE) -C $(DEBUG_KERNEL)/tree M=$(DEBUG_MOD) KCFLAGS=-Werror modules \
+		>$(DEBUG_MOD)/build.log 2>&1; rc=$$?; cat $(DEBUG_MOD)/build.log; \
+	if [ $$rc -ne 0 ] || grep -qi 'warning' $(DEBUG_MOD)/build.log; then \
+		echo "debug-module: the build failed or warned (see above)" >&2; exit 1; fi
+
 # --- userspace and selftests ----------------------------------------------------
 user: uapi ksft
 	$(MAKE) -C $(TOP)/user all asan-build
@@ -137,7 +172,51 @@ lint: $(CP_DIR)/checkpatch.pl
 
 check: deps
 	@$(MAKE) --no-print-directory all
-	@$(TOP)/scripts/check.sh
+	@[ "$(LANE)" = debian ] || $(MAKE) --no-print-directory debug
+	@$(TOP)/scripts/check.sh --lane $(LANE)
+
+# Stream fuzz: mtty_mig_fuzz_test with FUZZ_STREAMS mutated streams (make check
+# runs it with 2000) in the VM of FUZZ_LANE. FUZZ_SEED=0x... replays a run;
+# FUZZ_TIMEOUT bounds the program (the kselftest runner's per-program timeout)
+# and, with 10 minutes more, the VM.
+FUZZ_STREAMS	?= 100000
+FUZZ_SEED	?=
+FUZZ_LANE	?= debian
+FUZZ_TIMEOUT	?= 7200
+.PHONY: stream-fuzz
+stream-fuzz: deps
+	@$(MAKE) --no-print-directory all
+	@[ "$(FUZZ_LANE)" = debian ] || $(MAKE) --no-print-directory debug
+	@VM_TIMEOUT=$$(( $(FUZZ_TIMEOUT) + 600 )) VM_TIMEOUT_DEBUG=$$(( $(FUZZ_TIMEOUT) + 600 )) \
+		KSFT_TIMEOUT_DEBUG=$(FUZZ_TIMEOUT) \
+		$(TOP)/scripts/check.sh --lane $(FUZZ_LANE) --tests mtty_mig:mtty_mig_fuzz_test \
+		--append 'MTTY_FUZZ_STREAMS=$(FUZZ_STREAMS)$(if $(FUZZ_SEED), MTTY_FUZZ_SEED=$(FUZZ_SEED)) mttytimeout=$(FUZZ_TIMEOUT)'
+
+# Soak: mtty_mig_soak_test with SOAK_COUNT ping-pong migrations (make check
+# runs it with 10) in the VM of SOAK_LANE. SOAK_TIMEOUT bounds the program
+# (the kselftest runner's per-program timeout) and, with 10 minutes more, the
+# VM; its default gives every migration 60 s (420 s on the debug kernel),
+# where one took 2.5 s (median; 26 s at worst) on Debian's kernel under TCG,
+# and the test bounds each migration itself (300 s).
+SOAK_COUNT	?= 200
+SOAK_LANE	?= debian
+SOAK_TIMEOUT	?= $(shell echo $$(( 600 + $(SOAK_COUNT) * $(if $(filter debug,$(SOAK_LANE)),420,60) )))
+.PHONY: soak
+soak: deps
+	@$(MAKE) --no-print-directory all
+	@[ "$(SOAK_LANE)" = debian ] || $(MAKE) --no-print-directory debug
+	@VM_TIMEOUT=$$(( $(SOAK_TIMEOUT) + 600 )) VM_TIMEOUT_DEBUG=$$(( $(SOAK_TIMEOUT) + 600 )) \
+		KSFT_TIMEOUT_DEBUG=$(SOAK_TIMEOUT) \
+		$(TOP)/scripts/check.sh --lane $(SOAK_LANE) --tests mtty_mig:mtty_mig_soak_test \
+		--append 'MTTY_SOAK_COUNT=$(SOAK_COUNT) mttytimeout=$(SOAK_TIMEOUT)'
+
+# libFuzzer harnesses (user/fuzz, Documentation/fuzzing.rst): FUZZ_TIME seconds
+# each, FUZZ_HARNESSES to choose, FUZZ_JOBS to run several at once. `make check`
+# runs each one's smoke test (fuzz_*_test) instead.
+FUZZ_TIME	?= 600
+.PHONY: fuzz
+fuzz: uapi ksft
+	$(MAKE) -C $(TOP)/user fuzz FUZZ_TIME=$(FUZZ_TIME)
 
 check-host: all
 	@$(TOP)/scripts/check.sh --host-only

@@ -10,9 +10,12 @@
 # so the module we build and the kernel we boot always share one ABI.
 set -eu
 
+# The second line is what building the debug lane's kernel from
+# linux-source-6.12 needs (scripts/debug-kernel.sh; libelf-dev for objtool).
 PKGS="build-essential linux-headers-6.12-amd64 pahole libkmod-dev kmod pkgconf
+flex bison bc libelf-dev util-linux
 qemu-system-x86 busybox-static cpio xz-utils rsync linux-source-6.12 sparse
-coreutils iproute2 gzip libxxhash-dev libjson-c-dev"
+coreutils iproute2 gzip libxxhash-dev libjson-c-dev libgnutls28-dev gnutls-bin"
 
 missing=
 for p in $PKGS; do

@@ -2,16 +2,22 @@
 # SPDX-License-Identifier: GPL-2.0-only
 #
 # Build the test VM's initramfs: busybox-static, the VFIO modules of the
-# Debian kernel we boot (with their modules.dep, so libkmod resolves them by
-# name), the project module at /opt/mtty-mig/mtty_mig.ko (deliberately outside
-# modules.dep: the selftests load it by path, as a developer would), the
-# installed kselftests, the vfio-mig tool and every shared library they need.
+# kernel we boot (with their modules.dep, so libkmod resolves them by name),
+# the project module at /opt/mtty-mig/mtty_mig.ko and the kernel's mtty sample
+# at /opt/mtty-mig/mtty.ko (deliberately outside modules.dep: the selftests
+# load them by path, as a developer would), the installed kselftests, the
+# vfio-mig tool and every shared library they need.
 #
 # usage: mkinitramfs.sh OUT.cpio.gz
+# Environment: TOP, BUILD, KVER; MODROOT (default /: the root that holds
+# lib/modules/$KVER), MODULE_KO (default kmod-mtty-mig/mtty_mig.ko), MTTY_KO
+# (default $BUILD/mtty-sample/mtty.ko; left out if missing).
 set -euo pipefail
 
 out=$1
 : "${TOP:?}" "${BUILD:?}" "${KVER:?}"
+MODROOT=${MODROOT:-/}
+MODROOT=${MODROOT%/}
 root=$(mktemp -d "$BUILD/initramfs.XXXXXX")
 trap 'rm -rf "$root"' EXIT
 
@@ -51,23 +57,27 @@ for t in modprobe insmod rmmod lsmod modinfo depmod; do
 done
 
 # Kernel modules: the VFIO stack (+ veth for the two-host test) with deps.
-moddir=/lib/modules/$KVER
+moddir=$MODROOT/lib/modules/$KVER
+minfo=(modinfo -k "$KVER")
+[ -n "$MODROOT" ] && minfo+=(-b "$MODROOT")
 want="vfio vfio_iommu_type1 mdev veth"
 mods=
 resolve() {
 	local m path dep
 	for m in "$@"; do
-		path=$(modinfo -k "$KVER" -n "$m" 2>/dev/null) || { echo "mkinitramfs: no module $m in $KVER" >&2; exit 1; }
+		path=$("${minfo[@]}" -n "$m" 2>/dev/null) ||
+			{ echo "mkinitramfs: no module $m in $moddir" >&2; exit 1; }
 		case " $mods " in *" $path "*) continue ;; esac
 		mods="$mods $path"
-		for dep in $(modinfo -k "$KVER" -F depends "$m" | tr ',' ' '); do
+		for dep in $("${minfo[@]}" -F depends "$m" | tr ',' ' '); do
 			resolve "$dep"
 		done
 	done
 }
+# shellcheck disable=SC2086 # a list of names
 resolve $want
 for p in $mods; do
-	rel=${p#/lib/modules/$KVER/}
+	rel=${p#"$moddir"/}
 	mkdir -p "$root/lib/modules/$KVER/$(dirname "$rel")"
 	cp "$p" "$root/lib/modules/$KVER/$rel"
 done
@@ -77,7 +87,12 @@ depmod -b "$root" "$KVER"
 # The project: module, tool, selftests
 cp "${MODULE_KO:-$TOP/kmod-mtty-mig/mtty_mig.ko}" "$root/opt/mtty-mig/mtty_mig.ko"
 # the kernel's mtty sample: a migratable device we did not write
-[ -f "$BUILD/mtty-sample/mtty.ko" ] && cp "$BUILD/mtty-sample/mtty.ko" "$root/opt/mtty-mig/mtty.ko"
+mtty_ko=${MTTY_KO:-$BUILD/mtty-sample/mtty.ko}
+if [ -f "$mtty_ko" ]; then
+	cp "$mtty_ko" "$root/opt/mtty-mig/mtty.ko"
+else
+	echo "mkinitramfs: no $mtty_ko: the image has no mtty sample" >&2
+fi
 for b in "$BUILD"/user/vfio-mig "$BUILD"/user/vfio-mig-copy; do
 	[ -x "$b" ] && copy_bin "$b" "usr/bin/$(basename "$b")"
 done
@@ -92,10 +107,10 @@ if [ -n "$gcc_s" ]; then
 fi
 if [ -d "$BUILD/kselftest" ]; then
 	cp -a "$BUILD/kselftest" "$root/opt/kselftest"
-	for f in $(find "$root/opt/kselftest" -type f -perm -u+x); do
+	while IFS= read -r f; do
 		file_is_elf=$(head -c4 "$f" | od -An -c | tr -d ' ')
 		[ "$file_is_elf" = 177ELF ] && copy_libs "$f"
-	done
+	done < <(find "$root/opt/kselftest" -type f -perm -u+x)
 fi
 cp -a "$TOP/scripts/guest" "$root/opt/mtty-mig/guest"
 cp "$TOP/scripts/guest/init" "$root/init"

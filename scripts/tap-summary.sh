@@ -21,11 +21,18 @@ quiet=0
 [ $# -gt 0 ] || { echo "usage: tap-summary.sh [--quiet] FILE..." >&2; exit 2; }
 
 awk -v quiet="$quiet" '
-function reset_prog() { plan = -1; ncases = 0; nfail_case = 0 }
+function reset_prog() { plan = -1; ncases = 0; nfail_case = 0; npend = 0 }
 function report(kind, name, why) {
 	if (!quiet) printf "%s: %s%s\n", kind, name, (why != "" ? " (" why ")" : "")
 }
+# a case is reported once its program is known (the program line comes last)
+function pend(kind, name, why) { pk[npend] = kind; pn[npend] = name; pw[npend] = why; npend++ }
+function flush_pend(prog,    i) {
+	for (i = 0; i < npend; i++) report(pk[i], pn[i] " [" prog "]", pw[i])
+	npend = 0
+}
 function flush_prog(ok, name,    missing) {
+	flush_pend(name)
 	if (ncases == 0) {
 		# no nested TAP: the program itself is the case
 		if (ok == "skip") { skipped++; report("SKIP", name, skipwhy) }
@@ -61,11 +68,11 @@ line ~ /^# (not )?ok [0-9]+/ {
 		skipped++
 		r = s; sub(/.*# */, "", r)
 		n = s; sub(/^(not )?ok [0-9]+ */, "", n); sub(/ *#.*/, "", n)
-		report("SKIP", n, r)
+		pend("SKIP", n, r)
 	} else if (s ~ /^not ok/) {
 		failed++; nfail_case++
 		n = s; sub(/^not ok [0-9]+ */, "", n)
-		report("FAIL", n, "")
+		pend("FAIL", n, "")
 	} else passed++
 	next
 }
@@ -84,6 +91,7 @@ line ~ /^(not )?ok [0-9]+ / {
 END {
 	if (ncases > 0 || plan > 0) {
 		# cases after the last program line: the runner never finished
+		flush_pend("(unterminated program)")
 		failed++
 		report("FAIL", "(unterminated program)", "output ended before its result line")
 		nprogs++

@@ -1,52 +1,98 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0-only
 #
-# Boot Debian's 6.12 kernel under QEMU TCG with the project's initramfs and
-# run one job in it. Needs no terminal and no stdin (except --mode shell), and
-# a host-side timeout bounds every boot: a hung guest is a failed run.
+# Boot a 6.12 kernel under QEMU TCG with the project's initramfs and run one
+# job in it. Needs no terminal and no stdin (except --mode shell), and a
+# host-side timeout bounds every boot: a hung guest is a failed run.
 #
-# usage: vm-run.sh --mode check|demo|bench|shell [--tests coll:prog,...]
+# usage: vm-run.sh --mode check|demo|bench|shell [--kernel debian|debug]
+#                  [--tests coll:prog,...] [--append 'k=v ...']
 #                  [--timeout SECONDS] [--out DIR]
+# --kernel debian (default) boots Debian's /boot/vmlinuz-$KVER; debug boots
+# the lockdep/KASAN/kmemleak kernel of scripts/debug-kernel.sh (`make debug`)
+# with the module built against it. --append adds to the kernel command line
+# (the guest's /init sees unknown k=v as environment variables).
 # Results: DIR/result.txt (what the guest job printed, ending with
 # "MTTY-VM-DONE rc=N"), DIR/dmesg.txt, DIR/console.txt. Exit status: 0 if the
-# guest finished its job and reported rc=0 with no kernel splat.
+# guest finished its job and reported rc=0 with no kernel splat; 3 if it did
+# not finish; 4 if the kernel reported a splat.
 set -euo pipefail
 
 TOP=${TOP:-$(cd "$(dirname "$0")/.." && pwd)}
 BUILD=${BUILD:-$TOP/build}
-KVER=${KVER:-$("$TOP/scripts/kver.sh")}
-export TOP BUILD KVER
+export TOP BUILD
 
-mode=shell tests= timeout=900 out= quiet=0
+mode=shell tests='' timeout=900 out='' quiet=0 kernel=debian extra=''
 while [ $# -gt 0 ]; do
 	case $1 in
 	--mode) mode=$2; shift ;;
+	--kernel) kernel=$2; shift ;;
 	--tests) tests=$2; shift ;;
+	--append) extra="$extra $2"; shift ;;
 	--timeout) timeout=$2; shift ;;
 	--out) out=$2; shift ;;
 	--quiet) quiet=1 ;;
-	-h|--help) sed -n '4,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h|--help) sed -n '4,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "vm-run: unknown argument '$1' (see --help)" >&2; exit 2 ;;
 	esac
 	shift
 done
 case $mode in check|demo|bench|shell) ;; *) echo "vm-run: bad mode '$mode'" >&2; exit 2 ;; esac
-out=${out:-$BUILD/vm/$mode}
+
+# What each kernel boots with. MODROOT is where mkinitramfs finds
+# lib/modules/$KVER; MODULE_KO and MTTY_KO are the two mdev drivers.
+case $kernel in
+debian)
+	KVER=${KVER:-$("$TOP/scripts/kver.sh")}
+	vmlinuz=/boot/vmlinuz-$KVER
+	MODROOT=/
+	MODULE_KO=${MODULE_KO:-$TOP/kmod-mtty-mig/mtty_mig.ko}
+	MTTY_KO=$BUILD/mtty-sample/mtty.ko
+	cpio=$BUILD/vm/initramfs.cpio.gz
+	suffix=
+	mem=${VM_MEM:-3G}
+	loglevel=4
+	;;
+debug)
+	dk=$("$TOP/scripts/debug-kernel.sh" --check) ||
+		{ echo "vm-run: the debug kernel is not built (make debug)" >&2; exit 1; }
+	KVER=$(cat "$dk/krel")
+	vmlinuz=$dk/bzImage
+	MODROOT=$dk/modroot
+	MODULE_KO=${MODULE_KO:-$BUILD/debug/module/kmod-mtty-mig/mtty_mig.ko}
+	MTTY_KO=$MODROOT/lib/modules/$KVER/kernel/samples/vfio-mdev/mtty.ko
+	cpio=$BUILD/vm/initramfs-debug.cpio.gz
+	suffix=-debug
+	# KASAN's shadow is an eighth of memory, kmemleak and lockdep keep their
+	# own metadata; the tests' device memory comes on top
+	mem=${VM_MEM_DEBUG:-4G}
+	# lockdep reports at KERN_WARNING: get them on the console too, so a
+	# splat that is followed by a hang is not lost
+	loglevel=5
+	;;
+*) echo "vm-run: bad kernel '$kernel' (debian or debug)" >&2; exit 2 ;;
+esac
+export TOP BUILD KVER MODROOT MODULE_KO MTTY_KO
+out=${out:-$BUILD/vm/$mode$suffix}
 mkdir -p "$out"
-rm -f "$out"/{result,dmesg,console}.txt
+rm -f "$out"/{result,dmesg,console,splats}.txt
 
-vmlinuz=/boot/vmlinuz-$KVER
 [ -r "$vmlinuz" ] || { echo "vm-run: $vmlinuz missing (make deps)" >&2; exit 1; }
-[ -f "${MODULE_KO:-$TOP/kmod-mtty-mig/mtty_mig.ko}" ] || { echo "vm-run: module not built (make)" >&2; exit 1; }
+[ -f "$MODULE_KO" ] || { echo "vm-run: module not built: $MODULE_KO (make${suffix:+ debug})" >&2; exit 1; }
 
-cpio=$BUILD/vm/initramfs.cpio.gz
+mkdir -p "$(dirname "$cpio")"
 "$TOP/scripts/mkinitramfs.sh" "$cpio"
 
-append="console=ttyS0 panic=-1 oops=panic panic_on_warn=1 slub_debug=FZPU"
-append="$append kfence.sample_interval=10 loglevel=4 mttymode=$mode"
+append="console=ttyS0 panic=-1 oops=panic panic_on_warn=1"
+# KASAN checks every access on the debug kernel: SLUB debugging and KFENCE
+# sampling only on Debian's, which has no KASAN.
+[ "$kernel" = debian ] && append="$append slub_debug=FZPU kfence.sample_interval=10"
+append="$append loglevel=$loglevel mttymode=$mode"
 [ -n "$tests" ] && append="$append mttytests=$tests"
+append="$append$extra"
 
-qemu=(qemu-system-x86_64 -machine q35,accel=tcg -cpu max -smp 2 -m "${VM_MEM:-3G}"
+# shellcheck disable=SC2054 # the commas are QEMU's
+qemu=(qemu-system-x86_64 -machine q35,accel=tcg -cpu max -smp 2 -m "$mem"
 	-no-reboot -nodefaults -kernel "$vmlinuz" -initrd "$cpio" -append "$append"
 	-device virtio-serial-pci
 	-chardev "file,id=res,path=$out/result.txt" -device virtserialport,chardev=res,name=result
@@ -56,7 +102,7 @@ if [ "$mode" = shell ]; then
 	exec "${qemu[@]}" -nographic -serial mon:stdio
 fi
 
-[ "$quiet" = 1 ] || echo "vm-run: booting $KVER under TCG (mode $mode, timeout ${timeout}s)" >&2
+[ "$quiet" = 1 ] || echo "vm-run: booting $KVER ($kernel) under TCG (mode $mode, timeout ${timeout}s)" >&2
 set +e
 : >"$out/result.txt"
 timeout -k 10 "$timeout" "${qemu[@]}" -display none -monitor none \

@@ -23,6 +23,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/random.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -894,6 +895,35 @@ FIXTURE(cli)
 	struct side src, dst;
 };
 
+#define PSK_FILE "/tmp/mtty-mig-test.psk"
+
+/* a keys.psk file (QEMU's format) with a random 32-byte key for "qemu", mode 0600 */
+static int write_psk_file(const char *path)
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char key[32];
+	char line[8 + 2 * sizeof(key) + 2] = "qemu:";
+	size_t i, n = strlen(line);
+	int fd, ret = 0;
+
+	if (getrandom(key, sizeof(key), 0) != sizeof(key))
+		return -EIO;
+	for (i = 0; i < sizeof(key); i++) {
+		line[n++] = hex[key[i] >> 4];
+		line[n++] = hex[key[i] & 15];
+	}
+	line[n++] = '\n';
+	unlink(path);
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	if (write(fd, line, n) != (ssize_t)n)
+		ret = -EIO;
+	if (close(fd) && !ret)
+		ret = -errno;
+	return ret;
+}
+
 FIXTURE_SETUP(cli)
 {
 	static const char *const busy[] = { MTTY_MIG_ATTR_DIRTY_RATE, "300", NULL };
@@ -902,6 +932,8 @@ FIXTURE_SETUP(cli)
 	ASSERT_EQ(0, access(VFIO_MIG, X_OK));
 	ASSERT_EQ(0, side_create(&self->src, 2, MT_PARENT "-2", busy));
 	ASSERT_EQ(0, side_create(&self->dst, 2, MT_PARENT "-2", NULL));
+	/* the pre-shared key both hosts hold, made now: never a committed secret */
+	ASSERT_EQ(0, write_psk_file(PSK_FILE));
 	/* two hosts: network namespaces joined by a veth pair */
 	sh("/sbin/ip netns del mtsrc 2>/dev/null; /sbin/ip netns del mtdst 2>/dev/null");
 	ASSERT_EQ(0, sh("/sbin/ip netns add mtsrc && /sbin/ip netns add mtdst && "
@@ -1055,13 +1087,20 @@ static bool log_has(const char *log, const char *what)
 	return found;
 }
 
+/*
+ * Between the two hosts: TLS with a pre-shared key (@tls), as the README
+ * shows it, or plain TCP with --insecure, which a non-loopback listener
+ * needs without TLS.
+ */
 static void cli_two_hosts(struct __test_metadata *_metadata, FIXTURE_DATA(cli) *self,
-			  const char *listen, const char *to)
+			  const char *listen, const char *to, bool tls)
 {
 	char *recv_argv[] = { VFIO_MIG, "recv", "--listen", (char *)listen, "--timeout", "60",
-			      "--quiet", self->dst.uuid[0], self->dst.uuid[1], NULL };
+			      "--quiet", tls ? "--tls-psk" : "--insecure", tls ? PSK_FILE : "-q",
+			      self->dst.uuid[0], self->dst.uuid[1], NULL };
 	char *send_argv[] = { VFIO_MIG, "send", "--to", (char *)to, "--channels", "3",
-			      "--timeout", "60", "--json", self->src.uuid[0], self->src.uuid[1],
+			      "--timeout", "60", "--json", tls ? "--tls-psk" : "--quiet",
+			      tls ? PSK_FILE : "--quiet", self->src.uuid[0], self->src.uuid[1],
 			      NULL };
 	pid_t rp, sp;
 	int rrc, src;
@@ -1086,14 +1125,28 @@ static void cli_two_hosts(struct __test_metadata *_metadata, FIXTURE_DATA(cli) *
 	}
 }
 
-TEST_F_TIMEOUT(cli, two_hosts_over_veth_ipv4, 300)
+TEST_F_TIMEOUT(cli, two_hosts_over_veth_ipv4_tls_psk, 300)
 {
-	cli_two_hosts(_metadata, self, "tcp:192.0.2.2:4444", "tcp:192.0.2.2:4444");
+	cli_two_hosts(_metadata, self, "tcp:192.0.2.2:4444", "tcp:192.0.2.2:4444", true);
 }
 
-TEST_F_TIMEOUT(cli, two_hosts_over_veth_ipv6, 300)
+TEST_F_TIMEOUT(cli, two_hosts_over_veth_ipv6_insecure, 300)
 {
-	cli_two_hosts(_metadata, self, "[2001:db8::2]:4445", "[2001:db8::2]:4445");
+	cli_two_hosts(_metadata, self, "[2001:db8::2]:4445", "[2001:db8::2]:4445", false);
+}
+
+/* secure by default: no TLS on a non-loopback address without --insecure */
+TEST_F_TIMEOUT(cli, plain_listen_on_the_network_is_refused, 120)
+{
+	char *recv_argv[] = { VFIO_MIG, "recv", "--listen", "tcp:192.0.2.2:4450", "--timeout",
+			      "10", self->dst.uuid[0], self->dst.uuid[1], NULL };
+	pid_t rp;
+
+	rp = spawn("mtdst", recv_argv, RECV_LOG);
+	ASSERT_LT(0, rp);
+	EXPECT_EQ(2, wait_exit(rp, 60)) show(RECV_LOG);
+	EXPECT_TRUE(log_has(RECV_LOG, "--insecure")) show(RECV_LOG);
+	expect_state(_metadata, &self->dst, "RUNNING", 0);
 }
 
 /*
@@ -1108,9 +1161,9 @@ static void interrupt_mid_migration(struct __test_metadata *_metadata, FIXTURE_D
 {
 	char addr[64];
 	char *recv_argv[] = { VFIO_MIG, "recv", "--listen", addr, "--quiet", "--timeout", "30",
-			      self->dst.uuid[0], self->dst.uuid[1], NULL };
+			      "--tls-psk", PSK_FILE, self->dst.uuid[0], self->dst.uuid[1], NULL };
 	char *send_argv[] = { VFIO_MIG, "send", "--to", addr, "--timeout", "30",
-			      self->src.uuid[0], self->src.uuid[1], NULL };
+			      "--tls-psk", PSK_FILE, self->src.uuid[0], self->src.uuid[1], NULL };
 	char d0[2][32];
 	pid_t rp, sp;
 	int src, dst;
@@ -1163,11 +1216,11 @@ TEST_F_TIMEOUT(cli, sigint_on_destination_cancels_both_sides, 300)
 TEST_F_TIMEOUT(cli, silent_network_mid_stop_copy_both_exit_within_timeout, 300)
 {
 	char *recv_argv[] = { VFIO_MIG, "recv", "--listen", "tcp:192.0.2.2:4449", "--quiet", "-v",
-			      "--timeout", SILENT_TIMEOUT, self->dst.uuid[0], self->dst.uuid[1],
-			      NULL };
+			      "--timeout", SILENT_TIMEOUT, "--tls-psk", PSK_FILE,
+			      self->dst.uuid[0], self->dst.uuid[1], NULL };
 	char *send_argv[] = { VFIO_MIG, "send", "--to", "tcp:192.0.2.2:4449", "--quiet", "-v",
-			      "--timeout", SILENT_TIMEOUT, "--max-iterations", "1",
-			      self->src.uuid[0], self->src.uuid[1], NULL };
+			      "--timeout", SILENT_TIMEOUT, "--max-iterations", "1", "--tls-psk",
+			      PSK_FILE, self->src.uuid[0], self->src.uuid[1], NULL };
 	char d0[2][32], reset[MT_UUID_LEN + 8];
 	double t0, ts, td;
 	pid_t rp, sp;

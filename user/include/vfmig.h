@@ -87,6 +87,13 @@ enum vfmig_errclass {
 	 * reset; the source devices stay stopped.
 	 */
 	VFMIG_ERR_INCOMPLETE = 13,
+	/*
+	 * TLS refused the peer before anything else happened: wrong key,
+	 * untrusted or misnamed certificate, a client DN not allowed, a peer
+	 * without TLS talking to one with it (or the reverse).  No device
+	 * changed state.
+	 */
+	VFMIG_ERR_AUTH = 14,
 	VFMIG_ERR_NR,
 };
 
@@ -236,6 +243,44 @@ int vfmig_addr_parse(const char *s, struct vfmig_addr *a, struct vfmig_error *er
 /* Listening socket for the destination; returns fd or -errno. */
 int vfmig_listen(const struct vfmig_addr *a, struct vfmig_error *err);
 
+/* ---- TLS credentials (tls.c) --------------------------------------------- */
+
+/*
+ * TLS 1.3 (GnuTLS) on the main channel and on every multifd channel; the
+ * source is the TLS client, the destination the server.  Either a
+ * pre-shared key or X.509 certificates, in QEMU's layouts:
+ *   psk_file:  "identity:hexkey" lines (QEMU's keys.psk); the client uses
+ *              psk_identity (default "qemu"), the server accepts every
+ *              identity in the file, or only psk_identity when it is set;
+ *   creds_dir: ca-cert.pem (and optional ca-crl.pem), server-cert.pem and
+ *              server-key.pem (server), client-cert.pem and client-key.pem
+ *              (client).  Peers are always verified: the server requires a
+ *              client certificate signed by the CA, the client checks the
+ *              server's against the CA and the name @hostname (default: the
+ *              host of the address it connects to).
+ * Secret files (keys.psk, *-key.pem) are refused when group or others can
+ * access them; no secret is ever logged.
+ */
+struct vfmig_tls_config {
+	const char *psk_file;
+	const char *psk_identity;
+	const char *creds_dir;
+	const char *hostname;	     /* client, X.509: the name to verify */
+	const char *const *allow_dn; /* server, X.509: allowed client DNs (RFC 4514) */
+	unsigned n_allow_dn;	     /* 0: every client the CA signed */
+};
+
+struct vfmig_tls;
+/* Load the credentials of one end (@server: the destination); NULL with *err set. */
+struct vfmig_tls *vfmig_tls_new(const struct vfmig_tls_config *cfg, bool server,
+				struct vfmig_error *err);
+void vfmig_tls_free(struct vfmig_tls *t);
+/* "PSK" or "X.509". */
+const char *vfmig_tls_kind(const struct vfmig_tls *t);
+
+/* True if every address @a (TCP) resolves to is a loopback address, or it is a UNIX socket. */
+bool vfmig_addr_is_local(const struct vfmig_addr *a);
+
 /* ---- sessions (core.c, source.c, dest.c) ----------------------------------------------- */
 
 enum vfmig_onoff { VFMIG_AUTO = 0, VFMIG_ON, VFMIG_OFF };
@@ -272,8 +317,16 @@ struct vfmig_options {
 	unsigned max_precopy_ms;    /* source: precopy time limit, 0 none (default 600000) */
 	unsigned max_channels;	    /* destination: most channels accepted (default 16) */
 	uint32_t max_chunk;	    /* destination: largest chunk accepted (default 4 MiB) */
-	int verbose;		    /* 0 errors+warnings, 1 info, 2 debug */
-	const char *log_prefix;	    /* "src", "dst" */
+	/* TLS credentials of this end (vfmig_tls_new(), kept by the caller), NULL: plain. */
+	const struct vfmig_tls *tls;
+	/* destination: a connection must finish TLS and say HELLO or CHANNEL_HELLO
+	 * within this, or it is refused as a stranger (default 5000) */
+	unsigned accept_ms;
+	/* destination: listen on a non-loopback TCP address without TLS (default false:
+	 * vfmig_session_recv() refuses, VFMIG_ERR_USAGE) */
+	bool insecure;
+	int verbose;		/* 0 errors+warnings, 1 info, 2 debug */
+	const char *log_prefix; /* "src", "dst" */
 	void (*progress)(const struct vfmig_progress *p, void *opaque);
 	void *progress_opaque;
 };

@@ -38,6 +38,7 @@ void vfmig_options_init(struct vfmig_options *o)
 	o->max_precopy_ms = 600000;
 	o->max_channels = 16;
 	o->max_chunk = 4u << 20;
+	o->accept_ms = 5000;
 }
 
 /* ---- the error object ---------------------------------------------------------- */
@@ -413,6 +414,65 @@ int vfmig_session_add_conn(struct vfmig_session *s, struct vfmig_conn *c, int fd
 	return 0;
 }
 
+/*
+ * TLS on a new connection, before any frame: a refusal here (key,
+ * certificate, name, a destination without TLS) is VFMIG_ERR_AUTH; a peer
+ * that hangs up (ECONNRESET, EPIPE, end of stream) or a socket error is
+ * VFMIG_ERR_TRANSPORT.  In either case no
+ * device has changed state.  The connection is torn down by the caller's
+ * cleanup, as for any failure.
+ */
+static int tls_conn(struct vfmig_session *s, const struct vfmig_addr *peer, struct vfmig_conn *c,
+		    const char *where)
+{
+	char why[256];
+	bool plain;
+	int ret = vfmig_conn_tls(c, s->o.tls, peer->family == AF_UNIX ? NULL : peer->host,
+				 s->o.timeout_ms, &plain, why, sizeof(why));
+
+	if (!ret) {
+		if (!c->id)
+			log_info(&s->log, "the destination authenticated (TLS 1.3, %s)",
+				 vfmig_tls_kind(s->o.tls));
+		return 0;
+	}
+	if (ret == -ECANCELED)
+		return -1; /* the abort's cause is recorded */
+	if (plain)
+		snprintf(why + strlen(why), sizeof(why) - strlen(why),
+			 ": start recv with --tls-psk or --tls-creds too");
+	/* A refusal is authentication; a hang-up or a socket error is the transport's. */
+	vfmig_fail(&s->ctl,
+		   ret == -ETIMEDOUT			     ? VFMIG_ERR_TIMEOUT :
+		   ret == -ENOMEM			     ? VFMIG_ERR_INTERNAL :
+		   ret == -EINVAL			     ? VFMIG_ERR_USAGE :
+		   ret == -EACCES || ret == -EPROTO || plain ? VFMIG_ERR_AUTH :
+							       VFMIG_ERR_TRANSPORT,
+		   -ret, -1, where, "%s", why);
+	return -1;
+}
+
+int vfmig_session_connect(struct vfmig_session *s, const struct vfmig_addr *peer,
+			  struct vfmig_conn *c, unsigned id, const char *where)
+{
+	struct vfmig_error e = { 0 };
+	int fd, ret;
+
+	fd = vfmig_connect_abortable(peer, s->o.timeout_ms, &s->ctl.abort, &e);
+	if (fd < 0) {
+		vfmig_fail(&s->ctl, e.cls, e.err, -1, where, "%s", e.msg);
+		return -1;
+	}
+	ret = vfmig_session_add_conn(s, c, fd, id);
+	if (ret) {
+		close(fd);
+		vfmig_fail(&s->ctl, VFMIG_ERR_INTERNAL, -ret, -1, "source", "mutex: %s",
+			   strerror(-ret));
+		return -1;
+	}
+	return s->o.tls ? tls_conn(s, peer, c, where) : 0;
+}
+
 void vfmig_session_shutdown_all(struct vfmig_session *s)
 {
 	if (s->main_up)
@@ -491,14 +551,14 @@ void vfmig_session_linger(struct vfmig_session *s)
 	if (!s->main_up)
 		return;
 	vfmig_keepalive_stop(&s->ka);
-	shutdown(s->main.fd, SHUT_WR);
+	vfmig_conn_close_write(&s->main);
 	for (uint64_t now; (now = vfmig_now_ns()) < deadline;) {
 		struct vfmig_frame f;
 		char why[256];
 		int err_no;
 
-		if (vfmig_recv_frame(s->main.fd, &s->lim, (int)((deadline - now) / 1000000) + 1, &f,
-				     &err_no, why, sizeof(why)))
+		if (vfmig_conn_recv_final(&s->main, &s->lim, (int)((deadline - now) / 1000000) + 1,
+					  &f, &err_no, why, sizeof(why)))
 			return;
 		if (f.h.type == VFMIG_F_ERROR && want_cause) {
 			vfmig_fail_remote(s, &f);

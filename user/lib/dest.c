@@ -2,7 +2,8 @@
 /*
  * dest.c - the destination side of a migration (vfmig_session_recv).
  *
- *   accept, HELLO checked (wire.c), HELLO_ACK, multifd channels accepted
+ *   accept (accept.c: TLS, strangers refused), HELLO checked (wire.c),
+ *   HELLO_ACK, multifd channels accepted (accept.c: the session's token)
  *   every device STOP -> RESUMING, READY
  *   PRECOPY_DATA written as it arrives, initial bytes acknowledged
  *     (SWITCHOVER_ACK)
@@ -118,181 +119,24 @@ static int send_hello_ack(struct vfmig_session *s, uint32_t status, uint32_t opt
 	return vfmig_send_frame(&s->main, VFMIG_F_HELLO_ACK, 0, 0, 0, p, n);
 }
 
-static int accept_failed(struct vfmig_session *s, int err, const char *what)
-{
-	if (err == -ECANCELED)
-		return -1; /* the error is recorded */
-	vfmig_fail(&s->ctl, err == -ETIMEDOUT ? VFMIG_ERR_TIMEOUT : VFMIG_ERR_TRANSPORT, -err, -1,
-		   "listen", "%s did not connect within %u ms: %s", what, s->o.timeout_ms,
-		   strerror(-err));
-	return -1;
-}
-
-static int setup_accepted(struct vfmig_session *s, int fd, const char *what)
-{
-	if (vfmig_sock_setup(fd, s->o.timeout_ms)) {
-		int e = errno;
-
-		close(fd);
-		vfmig_fail(&s->ctl, VFMIG_ERR_TRANSPORT, e, -1, what, "socket setup: %s",
-			   strerror(e));
-		return -1;
-	}
-	return fd;
-}
-
-static int accept_conn(struct vfmig_session *s, int lfd, const char *what)
-{
-	int fd = vfmig_accept(lfd, (int)s->o.timeout_ms, s->dst->wakefd);
-
-	return fd >= 0 ? setup_accepted(s, fd, what) : accept_failed(s, fd, what);
-}
-
-/*
- * Accept the next multifd channel, listening to the main channel meanwhile:
- * a source that fails now says so there (ERROR, or the connection ends),
- * and waiting --timeout for channels that will never come would hide why.
- */
-static int accept_channel(struct vfmig_session *s, int lfd)
-{
-	uint64_t deadline = vfmig_now_ns() + (uint64_t)s->o.timeout_ms * 1000000ull;
-
-	for (;;) {
-		uint64_t now = vfmig_now_ns();
-		int left = now < deadline ? (int)((deadline - now) / 1000000) + 1 : 0;
-		int fd = vfmig_accept_or(lfd, left, s->dst->wakefd, s->main.fd);
-		struct vfmig_frame f;
-		enum vfmig_ferr fe;
-		char why[256];
-		int err_no;
-
-		if (fd != -EINPROGRESS)
-			return fd >= 0 ? setup_accepted(s, fd, "a multifd channel") :
-					 accept_failed(s, fd, "a multifd channel");
-		fe = vfmig_conn_recv(&s->main, &s->lim, NULL, &f, &err_no, why, sizeof(why));
-		if (fe) {
-			vfmig_fail_frame(&s->ctl, "main channel (handshake)", fe, err_no, why);
-			return -1;
-		}
-		if (f.h.type == VFMIG_F_ERROR)
-			vfmig_fail_remote(s, &f);
-		else if (f.h.type != VFMIG_F_PING)
-			vfmig_fail(&s->ctl, VFMIG_ERR_PROTOCOL, EPROTO, -1, "main channel",
-				   "unexpected frame type %u while the channels connect", f.h.type);
-		vfmig_frame_free(&f);
-		if (vfmig_aborted(&s->ctl))
-			return -1;
-	}
-}
-
-static int handshake_channels(struct vfmig_session *s, int lfd)
-{
-	struct vfmig_limits pre = { .ndevices = 0, .max_chunk = 0 };
-
-	if (!s->nch)
-		return 0;
-	s->chans = calloc(s->nch, sizeof(*s->chans));
-	if (!s->chans) {
-		vfmig_fail(&s->ctl, VFMIG_ERR_INTERNAL, ENOMEM, -1, "destination", "out of memory");
-		return -1;
-	}
-	/* Every slot is a valid conn from here on (fd -1 until accepted). */
-	for (unsigned i = 0; i < s->nch; i++) {
-		if (vfmig_session_add_conn(s, &s->chans[i], -1, i + 1)) {
-			vfmig_fail(&s->ctl, VFMIG_ERR_INTERNAL, ENOMEM, -1, "destination", "mutex");
-			return -1;
-		}
-		s->chans_up++;
-		s->dst->chan_ptrs[i] = &s->chans[i];
-	}
-	for (unsigned k = 0; k < s->nch; k++) {
-		struct vfmig_channel_hello chh;
-		struct vfmig_conn tmp;
-		struct vfmig_frame f;
-		enum vfmig_ferr fe;
-		char why[256];
-		int fd, err_no;
-
-		fd = accept_channel(s, lfd);
-		if (fd < 0)
-			return -1;
-		if (vfmig_conn_init(&tmp, fd, 0, NULL)) {
-			close(fd);
-			vfmig_fail(&s->ctl, VFMIG_ERR_INTERNAL, ENOMEM, -1, "destination", "mutex");
-			return -1;
-		}
-		vfmig_conn_bound(&tmp, &s->ctl.abort, s->o.timeout_ms);
-		fe = vfmig_conn_recv(&tmp, &pre, NULL, &f, &err_no, why, sizeof(why));
-		tmp.fd = -1;
-		vfmig_conn_destroy(&tmp);
-		if (fe) {
-			close(fd);
-			vfmig_fail_frame(&s->ctl, "multifd channel (handshake)", fe, err_no, why);
-			return -1;
-		}
-		if (f.h.type != VFMIG_F_CHANNEL_HELLO) {
-			close(fd);
-			vfmig_fail(&s->ctl, VFMIG_ERR_PROTOCOL, EPROTO, -1, "multifd channel",
-				   "expected CHANNEL_HELLO, got frame type %u", f.h.type);
-			vfmig_frame_free(&f);
-			return -1;
-		}
-		vfmig_channel_hello_decode(f.payload, &chh);
-		vfmig_frame_free(&f);
-		if (chh.session_id != s->session_id || chh.channel >= s->nch ||
-		    chh.nchannels != s->nch || s->chans[chh.channel].fd >= 0) {
-			close(fd);
-			vfmig_fail(&s->ctl, VFMIG_ERR_PROTOCOL, EPROTO, -1, "multifd channel",
-				   "bad CHANNEL_HELLO (session %llx channel %u of %u)",
-				   (unsigned long long)chh.session_id, chh.channel, chh.nchannels);
-			return -1;
-		}
-		s->chans[chh.channel].fd = fd;
-	}
-	return 0;
-}
-
 static int handshake(struct vfmig_session *s, int lfd)
 {
 	struct vfmig_local local = { .ndevices = s->ndev, .devs = s->devs, .o = &s->o };
-	struct vfmig_limits pre = { .ndevices = 0, .max_chunk = 0 };
 	struct vfmig_hello h;
-	struct vfmig_frame f;
 	enum vfmig_errclass cls;
-	enum vfmig_ferr fe;
 	char why[256];
 	uint32_t opts = 0;
-	int fd, ret, err_no;
+	int ret;
 
-	fd = accept_conn(s, lfd, "the source");
-	if (fd < 0)
+	/* The first connection that authenticates and says a HELLO that decodes (accept.c). */
+	if (vfmig_accept_main(s, lfd, s->dst->wakefd, &h))
 		return -1;
-	ret = vfmig_session_add_conn(s, &s->main, fd, 0);
-	if (ret) {
-		close(fd);
-		vfmig_fail(&s->ctl, VFMIG_ERR_INTERNAL, -ret, -1, "main channel", "mutex");
-		return -1;
-	}
-	s->main_up = true;
-	fe = vfmig_conn_recv(&s->main, &pre, NULL, &f, &err_no, why, sizeof(why));
-	if (fe) {
-		vfmig_fail_frame(&s->ctl, "main channel (handshake)", fe, err_no, why);
-		return -1;
-	}
-	if (f.h.type != VFMIG_F_HELLO) {
-		vfmig_fail(&s->ctl, VFMIG_ERR_PROTOCOL, EPROTO, -1, "handshake",
-			   "expected HELLO, got frame type %u", f.h.type);
-		vfmig_frame_free(&f);
-		return -1;
-	}
-	ret = vfmig_hello_decode(f.payload, f.h.length, &h, why, sizeof(why));
-	vfmig_frame_free(&f);
-	if (ret) {
-		/* Record first, then tell the source: its reaction must not win. */
-		vfmig_fail(&s->ctl, VFMIG_ERR_PROTOCOL, EPROTO, -1, "handshake", "%s", why);
-		send_hello_ack(s, VFMIG_ERR_PROTOCOL, 0, why);
-		return -1;
-	}
+	/*
+	 * A HELLO that decodes but does not fit is the source's (under TLS it
+	 * holds the credentials; without TLS any peer could as well send one
+	 * that fits): the session fails, and both ends say why.
+	 * Record first, then tell the source: its reaction must not win.
+	 */
 	s->nch = (h.options & VFMIG_OPT_MULTIFD) ? h.nchannels : 0;
 	cls = vfmig_hello_check(&h, &local, &opts, why, sizeof(why));
 	if (cls != VFMIG_OK) {
@@ -311,7 +155,11 @@ static int handshake(struct vfmig_session *s, int lfd)
 		vfmig_fail_send(&s->ctl, "main channel", "send", ret);
 		return -1;
 	}
-	return handshake_channels(s, lfd);
+	if (vfmig_accept_channels(s, lfd, s->dst->wakefd))
+		return -1;
+	for (unsigned i = 0; i < s->nch; i++)
+		s->dst->chan_ptrs[i] = &s->chans[i];
+	return 0;
 }
 
 /* ---- loading ------------------------------------------------------------------------------ */
@@ -521,8 +369,9 @@ static int main_loop(struct vfmig_session *s)
 		char why[256];
 		int r, err_no;
 
-		/* The source PINGs an idle main channel: silence for --timeout is a dead peer. */
-		r = poll(p, 2, (int)s->o.timeout_ms);
+		/* The source PINGs an idle main channel: silence for --timeout is a dead peer.
+		 * Decrypted bytes waiting in TLS make the socket look quiet: read them first. */
+		r = vfmig_conn_pending(&s->main) ? 1 : poll(p, 2, (int)s->o.timeout_ms);
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0) {
@@ -634,6 +483,31 @@ static enum vfmig_errclass abort_uncommitted(struct vfmig_session *s, bool touch
 	return s->ctl.e.cls ? s->ctl.e.cls : VFMIG_ERR_INTERNAL;
 }
 
+/*
+ * Secure by default, in the library too: a listener on a network address
+ * authenticates its peer (TLS) unless the caller said options.insecure.
+ */
+static int check_listener(struct vfmig_session *s, int lfd)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+
+	if (s->o.tls || s->o.insecure)
+		return 0;
+	if (getsockname(lfd, (struct sockaddr *)&ss, &sl)) {
+		vfmig_fail(&s->ctl, VFMIG_ERR_USAGE, errno, -1, "listen", "listening socket: %s",
+			   strerror(errno));
+		return -1;
+	}
+	if (ss.ss_family == AF_UNIX || vfmig_sockaddr_is_loopback((struct sockaddr *)&ss))
+		return 0;
+	vfmig_fail(&s->ctl, VFMIG_ERR_USAGE, EACCES, -1, "listen",
+		   "refusing to listen on a network address without TLS: whoever connects "
+		   "first would feed the devices; give TLS credentials, or set insecure "
+		   "(--insecure) on a trusted, isolated network");
+	return -1;
+}
+
 enum vfmig_errclass vfmig_session_recv(struct vfmig_session *s, int lfd)
 {
 	enum vfmig_errclass rc;
@@ -641,7 +515,7 @@ enum vfmig_errclass vfmig_session_recv(struct vfmig_session *s, int lfd)
 	int ret;
 
 	s->t_start = vfmig_now_ns();
-	if (handshake(s, lfd))
+	if (check_listener(s, lfd) || handshake(s, lfd))
 		goto fail;
 	if (vfmig_keepalive_start(&s->ka, &s->ctl, s->o.timeout_ms) || setup_loader(s))
 		goto fail;

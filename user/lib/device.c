@@ -34,6 +34,7 @@ static const char *const errclass_names[VFMIG_ERR_NR] = {
 	[VFMIG_ERR_ROLLBACK] = "rollback failed",
 	[VFMIG_ERR_OUTCOME_UNKNOWN] = "outcome unknown",
 	[VFMIG_ERR_INCOMPLETE] = "committed, destination incomplete",
+	[VFMIG_ERR_AUTH] = "authentication failed",
 };
 
 const char *vfmig_errclass_name(enum vfmig_errclass cls)

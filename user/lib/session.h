@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * session.h - the session object, private to the files that orchestrate a
- * migration: core.c (what both roles share), source.c, dest.c, stats.c.
+ * migration: core.c (what both roles share), source.c, dest.c, accept.c,
+ * stats.c.
  * Lower layers never include it: they get a connection, devices and the
  * struct vfmig_ctl (vfmig_internal.h).
  *
@@ -67,6 +68,16 @@ void vfmig_session_send_error(struct vfmig_session *s, uint32_t flags);
 bool vfmig_session_wait_flag(struct vfmig_session *s, const bool *flag, const char *what);
 /* Connections: bound to the abort flag and timeout; the keepalive pings those the peer reads. */
 int vfmig_session_add_conn(struct vfmig_session *s, struct vfmig_conn *c, int fd, unsigned id);
+/* Source: connect @c (channel @id) to @peer, TLS when configured (failure recorded). */
+int vfmig_session_connect(struct vfmig_session *s, const struct vfmig_addr *peer,
+			  struct vfmig_conn *c, unsigned id, const char *where);
+
+/*
+ * accept.c: the main channel (0 and its HELLO, decoded: a HELLO that does
+ * not decode is a stranger's), then every multifd channel.
+ */
+int vfmig_accept_main(struct vfmig_session *s, int lfd, int wakefd, struct vfmig_hello *hello);
+int vfmig_accept_channels(struct vfmig_session *s, int lfd, int wakefd);
 
 /* source.c / dest.c */
 int vfmig_src_new(struct vfmig_session *s);

@@ -425,3 +425,35 @@ int vfmig_accept(int lfd, int timeout_ms, int wakefd)
 {
 	return vfmig_accept_or(lfd, timeout_ms, wakefd, -1);
 }
+
+bool vfmig_sockaddr_is_loopback(const struct sockaddr *sa)
+{
+	if (sa->sa_family == AF_INET)
+		return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+	if (sa->sa_family == AF_INET6) {
+		const struct in6_addr *a6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+
+		return IN6_IS_ADDR_LOOPBACK(a6) ||
+		       (IN6_IS_ADDR_V4MAPPED(a6) && a6->s6_addr[12] == 127);
+	}
+	return false;
+}
+
+bool vfmig_addr_is_local(const struct vfmig_addr *a)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE }, *res;
+	bool local = true;
+
+	if (a->family == AF_UNIX)
+		return true;
+	/* No host, "*", "::" or "0.0.0.0": every interface, so not local. */
+	if (!a->host[0] || !strcmp(a->host, "*"))
+		return false;
+	hints.ai_family = a->family;
+	if (getaddrinfo(a->host, a->port, &hints, &res))
+		return false;
+	for (const struct addrinfo *ai = res; ai; ai = ai->ai_next)
+		local &= vfmig_sockaddr_is_loopback(ai->ai_addr);
+	freeaddrinfo(res);
+	return local;
+}

@@ -257,25 +257,26 @@ static int check_devices(struct vfmig_session *s)
 	return 0;
 }
 
-static int connect_conn(struct vfmig_session *s, const struct vfmig_addr *peer,
-			struct vfmig_conn *c, unsigned id, const char *where)
+/*
+ * A TLS 1.3 server checks our certificate after our side of the handshake
+ * finished, and says no with an alert: a HELLO that could not be sent may
+ * be the first sign.  Look for the alert (briefly) so that the failure
+ * names its cause.
+ */
+static void tls_refusal(struct vfmig_session *s)
 {
-	struct vfmig_error e = { 0 };
-	int fd, ret;
+	struct vfmig_frame f;
+	enum vfmig_ferr fe;
+	char why[256];
+	int err_no;
 
-	fd = vfmig_connect_abortable(peer, s->o.timeout_ms, &s->ctl.abort, &e);
-	if (fd < 0) {
-		vfmig_fail(&s->ctl, e.cls, e.err, -1, where, "%s", e.msg);
-		return -1;
-	}
-	ret = vfmig_session_add_conn(s, c, fd, id);
-	if (ret) {
-		close(fd);
-		vfmig_fail(&s->ctl, VFMIG_ERR_INTERNAL, -ret, -1, "source", "mutex: %s",
-			   strerror(-ret));
-		return -1;
-	}
-	return 0;
+	if (!s->o.tls || vfmig_aborted(&s->ctl))
+		return;
+	fe = vfmig_conn_recv_final(&s->main, &s->lim, 500, &f, &err_no, why, sizeof(why));
+	if (fe == VFMIG_FERR_IO && err_no == EACCES)
+		vfmig_fail(&s->ctl, VFMIG_ERR_AUTH, EACCES, -1, "main channel (handshake)",
+			   "%s: the destination does not accept our certificate", why);
+	vfmig_frame_free(&f); /* nothing, or a frame we do not need */
 }
 
 /* The HELLO_ACK (PINGs skipped). */
@@ -289,6 +290,11 @@ static int recv_hello_ack(struct vfmig_session *s, uint32_t *opts)
 
 	do {
 		fe = vfmig_conn_recv(&s->main, &s->lim, NULL, &f, &err_no, why, sizeof(why));
+		if (fe == VFMIG_FERR_IO && err_no == EACCES) {
+			vfmig_fail(&s->ctl, VFMIG_ERR_AUTH, EACCES, -1, "main channel (handshake)",
+				   "%s: the destination does not accept our certificate", why);
+			return -1;
+		}
 		if (fe) {
 			vfmig_fail_frame(&s->ctl, "main channel (handshake)", fe, err_no, why);
 			return -1;
@@ -311,8 +317,9 @@ static int recv_hello_ack(struct vfmig_session *s, uint32_t *opts)
 	vfmig_frame_free(&f);
 	if (r.a != VFMIG_OK) {
 		vfmig_fail(&s->ctl,
-			   r.a == VFMIG_ERR_INCOMPATIBLE ? VFMIG_ERR_INCOMPATIBLE :
-							   VFMIG_ERR_REMOTE,
+			   r.a == VFMIG_ERR_INCOMPATIBLE || r.a == VFMIG_ERR_AUTH ?
+				   (enum vfmig_errclass)r.a :
+				   VFMIG_ERR_REMOTE,
 			   EPROTO, -1, "handshake", "destination refused: %s", r.msg);
 		return -1;
 	}
@@ -374,9 +381,13 @@ static int handshake(struct vfmig_session *s, const struct vfmig_addr *peer)
 			   "--chunk-size must be %u..%u", VFMIG_MIN_CHUNK, VFMIG_MAX_CHUNK);
 		return -1;
 	}
-	if (getrandom(&s->session_id, sizeof(s->session_id), 0) != sizeof(s->session_id))
-		s->session_id = vfmig_now_ns() ^ ((uint64_t)getpid() << 32);
-	if (connect_conn(s, peer, &s->main, 0, "main channel"))
+	/* The session id is the token that admits the multifd channels: random, never guessed. */
+	if (getrandom(&s->session_id, sizeof(s->session_id), 0) != sizeof(s->session_id)) {
+		vfmig_fail(&s->ctl, VFMIG_ERR_INTERNAL, errno, -1, "source",
+			   "getrandom: %s (the session token must be random)", strerror(errno));
+		return -1;
+	}
+	if (vfmig_session_connect(s, peer, &s->main, 0, "main channel"))
 		return -1;
 	s->main_up = true;
 
@@ -402,6 +413,7 @@ static int handshake(struct vfmig_session *s, const struct vfmig_addr *peer)
 	n = vfmig_hello_encode(buf, sizeof(buf), &h);
 	ret = vfmig_send_frame(&s->main, VFMIG_F_HELLO, 0, 0, 0, buf, (uint32_t)n);
 	if (ret) {
+		tls_refusal(s);
 		vfmig_fail_send(&s->ctl, "main channel", "send", ret);
 		return -1;
 	}
@@ -441,7 +453,7 @@ static int handshake(struct vfmig_session *s, const struct vfmig_addr *peer)
 		};
 		uint8_t ch[VFMIG_CHANNEL_HELLO_LEN];
 
-		if (connect_conn(s, peer, &s->chans[i], i + 1, "multifd channel"))
+		if (vfmig_session_connect(s, peer, &s->chans[i], i + 1, "multifd channel"))
 			return -1;
 		s->chans_up++;
 		vfmig_channel_hello_encode(ch, &chh);

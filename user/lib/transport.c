@@ -1,20 +1,14 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
- * transport.c - framing, checksums and bounded sends and receives on a
- * connection (sockets are set up in socket.c; the payloads of the control
- * frames and the handshake policy are in wire.c).
+ * transport.c - bounded sends and receives of frames on a connection (the
+ * frame codec and rules are in frame.c, sockets are set up in socket.c, TLS
+ * sessions in tls.c; the payloads of the control frames and the handshake
+ * policy are in wire.c).
  *
- * Every frame on every channel is a 32-byte little-endian header followed by
- * `length` payload bytes (Documentation/transport-format.rst):
- *
- *   0 u32 magic "VFMG"   4 u16 version   6 u16 type   8 u32 flags
- *  12 u32 device        16 u32 idx      20 u32 length
- *  24 u64 checksum = XXH3_64(payload, seed = XXH3_64(header bytes 0..23))
- *
- * A receiver validates the header against a per-type rule table before it
- * allocates anything, so no allocation is ever sized by an unchecked value
- * from the socket: payloads are capped by the negotiated chunk size (at most
- * VFMIG_MAX_CHUNK) or by the type's fixed size.
+ * A receiver validates each header (frame.c) before it allocates anything,
+ * so no allocation is ever sized by an unchecked value from the socket:
+ * payloads are capped by the negotiated chunk size (at most VFMIG_MAX_CHUNK)
+ * or by the type's fixed size.
  *
  * Every wait is bounded.  A connection bound to a session
  * (vfmig_conn_bound) waits in slices of at most 100 ms: it gives up when the
@@ -22,6 +16,12 @@
  * timeout; TCP keepalive and TCP_USER_TIMEOUT bound what the kernel does.
  * A DEVICE_STATE payload is admitted (reorder budget reserved) from its
  * header before its buffer is allocated (struct vfmig_admit).
+ *
+ * Under TLS (vfmig_conn_tls) the same frames travel in TLS records, sent
+ * and received without blocking and waited for in the same slices: a
+ * frame's header goes out in one record with its first payload bytes.  A
+ * TLS send that fails inside a frame marks the connection broken: GnuTLS
+ * may hold a record of it, and nothing else may follow on that stream.
  *
  * Locks: conn.send_lock serialises writers of one socket and is a leaf (it
  * is never held while taking another lock).  Receivers are single-threaded
@@ -33,241 +33,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/mman.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include <xxhash.h>
-
+#include "tls.h"
 #include "vfmig_internal.h"
-
-/* ---- frame rules ----------------------------------------------------------- */
-
-enum len_kind { LEN_FIXED, LEN_RANGE, LEN_CHUNK };
-
-/* clang-format off */
-static const struct ftype_rule {
-	const char *name;
-	bool device;     /* device field is a device index */
-	bool idx;        /* idx field is meaningful */
-	uint32_t flags;  /* allowed flag bits */
-	enum len_kind kind;
-	uint32_t min, max;
-} rules[VFMIG_F_NR] = {
-	[VFMIG_F_HELLO] = { "HELLO", false, false, 0, LEN_RANGE,
-			    VFMIG_HELLO_FIXED + VFMIG_HELLO_DEV_LEN, VFMIG_HELLO_MAX },
-	[VFMIG_F_HELLO_ACK] = { "HELLO_ACK", false, false, 0, LEN_RANGE, VFMIG_HELLO_ACK_FIXED,
-				VFMIG_HELLO_ACK_FIXED + VFMIG_MSG_MAX },
-	[VFMIG_F_CHANNEL_HELLO] = { "CHANNEL_HELLO", false, false, 0, LEN_FIXED,
-				    VFMIG_CHANNEL_HELLO_LEN, VFMIG_CHANNEL_HELLO_LEN },
-	[VFMIG_F_READY] = { "READY", false, false, 0, LEN_FIXED, 0, 0 },
-	[VFMIG_F_PRECOPY_DATA] = { "PRECOPY_DATA", true, true, 0, LEN_CHUNK, 1, 0 },
-	[VFMIG_F_INIT_DATA_SENT] = { "INIT_DATA_SENT", true, false, 0, LEN_FIXED, 0, 0 },
-	[VFMIG_F_SWITCHOVER_ACK] = { "SWITCHOVER_ACK", true, false, 0, LEN_FIXED, 0, 0 },
-	[VFMIG_F_SWITCHOVER_START] = { "SWITCHOVER_START", false, false, 0, LEN_FIXED, 0, 0 },
-	[VFMIG_F_DEVICE_STATE] = { "DEVICE_STATE", true, true, VFMIG_FLAG_CONFIG, LEN_CHUNK, 0,
-				   0 },
-	[VFMIG_F_CHANNEL_END] = { "CHANNEL_END", false, false, 0, LEN_FIXED, 0, 0 },
-	[VFMIG_F_LOADED] = { "LOADED", false, false, 0, LEN_FIXED, 0, 0 },
-	[VFMIG_F_COMMIT] = { "COMMIT", false, false, 0, LEN_FIXED, 0, 0 },
-	[VFMIG_F_COMPLETE] = { "COMPLETE", false, false, 0, LEN_FIXED, VFMIG_COMPLETE_LEN,
-			       VFMIG_COMPLETE_LEN },
-	[VFMIG_F_ERROR] = { "ERROR", false, false, VFMIG_ERRF_RESET | VFMIG_ERRF_COMMITTED,
-			    LEN_RANGE, VFMIG_ERROR_FIXED,
-			    VFMIG_ERROR_FIXED + VFMIG_MSG_MAX },
-	[VFMIG_F_PING] = { "PING", false, false, 0, LEN_FIXED, 0, 0 },
-};
-/* clang-format on */
-
-static const char *const ferr_names[VFMIG_FERR_NR] = {
-	[VFMIG_FERR_NONE] = "ok",
-	[VFMIG_FERR_EOF] = "end of stream",
-	[VFMIG_FERR_IO] = "socket error",
-	[VFMIG_FERR_TIMEOUT] = "timeout",
-	[VFMIG_FERR_TRUNC_HEADER] = "truncated header",
-	[VFMIG_FERR_TRUNC_PAYLOAD] = "truncated payload",
-	[VFMIG_FERR_BAD_MAGIC] = "bad magic",
-	[VFMIG_FERR_BAD_VERSION] = "bad version",
-	[VFMIG_FERR_BAD_TYPE] = "unknown frame type",
-	[VFMIG_FERR_BAD_FLAGS] = "unknown flags",
-	[VFMIG_FERR_BAD_LENGTH] = "bad length",
-	[VFMIG_FERR_BAD_DEVICE] = "unknown device",
-	[VFMIG_FERR_BAD_IDX] = "bad idx",
-	[VFMIG_FERR_BAD_CHECKSUM] = "checksum mismatch",
-	[VFMIG_FERR_NOMEM] = "out of memory",
-	[VFMIG_FERR_CANCELLED] = "cancelled",
-	[VFMIG_FERR_REFUSED] = "refused",
-};
-
-const char *vfmig_ferr_name(enum vfmig_ferr e)
-{
-	return (unsigned)e < VFMIG_FERR_NR ? ferr_names[e] : "?";
-}
-
-enum vfmig_errclass vfmig_ferr_class(enum vfmig_ferr fe)
-{
-	switch (fe) {
-	case VFMIG_FERR_EOF:
-	case VFMIG_FERR_IO:
-		return VFMIG_ERR_TRANSPORT;
-	case VFMIG_FERR_TIMEOUT:
-		return VFMIG_ERR_TIMEOUT;
-	case VFMIG_FERR_NOMEM:
-		return VFMIG_ERR_INTERNAL;
-	case VFMIG_FERR_CANCELLED:
-		return VFMIG_ERR_CANCELLED;
-	default:
-		return VFMIG_ERR_PROTOCOL;
-	}
-}
-
-static const char *type_name(uint16_t t)
-{
-	return t && t < VFMIG_F_NR ? rules[t].name : "?";
-}
-
-void vfmig_hdr_pack(uint8_t out[VFMIG_HDR_LEN], const struct vfmig_frame_hdr *h)
-{
-	put_le32(out, h->magic);
-	put_le16(out + 4, h->version);
-	put_le16(out + 6, h->type);
-	put_le32(out + 8, h->flags);
-	put_le32(out + 12, h->device);
-	put_le32(out + 16, h->idx);
-	put_le32(out + 20, h->length);
-	put_le64(out + 24, h->checksum);
-}
-
-void vfmig_hdr_unpack(const uint8_t in[VFMIG_HDR_LEN], struct vfmig_frame_hdr *h)
-{
-	h->magic = get_le32(in);
-	h->version = get_le16(in + 4);
-	h->type = get_le16(in + 6);
-	h->flags = get_le32(in + 8);
-	h->device = get_le32(in + 12);
-	h->idx = get_le32(in + 16);
-	h->length = get_le32(in + 20);
-	h->checksum = get_le64(in + 24);
-}
-
-uint64_t vfmig_frame_checksum(const uint8_t hdr[VFMIG_HDR_LEN], const void *payload, size_t len)
-{
-	uint64_t seed = XXH3_64bits(hdr, 24);
-
-	return XXH3_64bits_withSeed(len ? payload : "", len, seed);
-}
-
-enum vfmig_ferr vfmig_hdr_validate(const struct vfmig_frame_hdr *h, const struct vfmig_limits *lim,
-				   char *why, size_t whylen)
-{
-	const struct ftype_rule *r;
-	uint32_t max;
-
-	if (h->magic != VFMIG_MAGIC) {
-		snprintf(why, whylen, "bad magic 0x%08x (not a vfio-mig stream?)", h->magic);
-		return VFMIG_FERR_BAD_MAGIC;
-	}
-	if (h->version != VFMIG_FRAME_VERSION) {
-		snprintf(why, whylen, "frame version %u, this side speaks %u", h->version,
-			 VFMIG_FRAME_VERSION);
-		return VFMIG_FERR_BAD_VERSION;
-	}
-	if (h->type == 0 || h->type >= VFMIG_F_NR) {
-		snprintf(why, whylen, "unknown frame type %u", h->type);
-		return VFMIG_FERR_BAD_TYPE;
-	}
-	r = &rules[h->type];
-	if (h->flags & ~r->flags) {
-		snprintf(why, whylen, "%s: unknown flags 0x%x", r->name, h->flags & ~r->flags);
-		return VFMIG_FERR_BAD_FLAGS;
-	}
-	if (r->device ? h->device >= lim->ndevices : h->device != 0) {
-		snprintf(why, whylen, "%s: unknown device %u (%u devices)", r->name, h->device,
-			 lim->ndevices);
-		return VFMIG_FERR_BAD_DEVICE;
-	}
-	if (r->idx ? h->idx == VFMIG_IDX_INVALID : h->idx != 0) {
-		snprintf(why, whylen, "%s: invalid idx %u", r->name, h->idx);
-		return VFMIG_FERR_BAD_IDX;
-	}
-	switch (r->kind) {
-	case LEN_CHUNK:
-		max = (h->flags & VFMIG_FLAG_CONFIG) ? VFMIG_MAX_CONFIG : lim->max_chunk;
-		if (h->length > max || (h->length < r->min) ||
-		    (!(h->flags & VFMIG_FLAG_CONFIG) && h->length == 0)) {
-			snprintf(why, whylen, "%s: length %u outside 1..%u", r->name, h->length,
-				 max);
-			return VFMIG_FERR_BAD_LENGTH;
-		}
-		break;
-	case LEN_FIXED:
-	case LEN_RANGE:
-		if (h->length < r->min || h->length > r->max) {
-			snprintf(why, whylen, "%s: length %u outside %u..%u", r->name, h->length,
-				 r->min, r->max);
-			return VFMIG_FERR_BAD_LENGTH;
-		}
-		break;
-	}
-	return VFMIG_FERR_NONE;
-}
-
-/* The header of a frame, checksum over the header and @payload included. */
-static void hdr_seal(uint8_t hdr[VFMIG_HDR_LEN], uint16_t type, uint32_t flags, uint32_t device,
-		     uint32_t idx, const void *payload, uint32_t len)
-{
-	struct vfmig_frame_hdr h = {
-		.magic = VFMIG_MAGIC,
-		.version = VFMIG_FRAME_VERSION,
-		.type = type,
-		.flags = flags,
-		.device = device,
-		.idx = idx,
-		.length = len,
-	};
-
-	vfmig_hdr_pack(hdr, &h);
-	put_le64(hdr + 24, vfmig_frame_checksum(hdr, payload, len));
-}
-
-size_t vfmig_frame_encode(uint8_t *buf, uint16_t type, uint32_t flags, uint32_t device,
-			  uint32_t idx, const void *payload, uint32_t len)
-{
-	hdr_seal(buf, type, flags, device, idx, payload, len);
-	if (len)
-		memcpy(buf + VFMIG_HDR_LEN, payload, len);
-	return VFMIG_HDR_LEN + len;
-}
-
-/* ---- payload buffers ------------------------------------------------------------ */
-
-/*
- * glibc keeps freed heap memory and raises its mmap threshold after a large
- * free, so the RSS a destination reaches would stay; payloads of 128 KiB
- * and more are therefore mapped and unmapped directly: the memory bound
- * (Documentation/engine-design.rst) is what the process really holds.
- */
-#define PAYLOAD_MMAP_MIN (128u << 10)
-
-void *vfmig_payload_alloc(size_t len)
-{
-	void *p;
-
-	if (len < PAYLOAD_MMAP_MIN)
-		return malloc(len ? len : 1);
-	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	return p == MAP_FAILED ? NULL : p;
-}
-
-void vfmig_payload_free(void *p, size_t len)
-{
-	if (!p)
-		return;
-	if (len < PAYLOAD_MMAP_MIN)
-		free(p);
-	else
-		munmap(p, len);
-}
 
 /* ---- connections ------------------------------------------------------------ */
 
@@ -288,6 +58,9 @@ int vfmig_conn_init(struct vfmig_conn *c, int fd, unsigned id, struct vfmig_chan
 	atomic_init(&c->last_tx_ns, vfmig_now_ns());
 	atomic_init(&c->last_rx_ns, 0);
 	atomic_init(&c->ended, false);
+	c->tls = NULL;
+	c->tx_broken = false;
+	c->deadline_ns = 0;
 	return 0;
 }
 
@@ -300,10 +73,33 @@ void vfmig_conn_bound(struct vfmig_conn *c, const atomic_bool *abort, unsigned t
 void vfmig_conn_destroy(struct vfmig_conn *c)
 {
 	atomic_store(&c->ended, true);
+	vfmig_tls_sess_free(c->tls);
+	c->tls = NULL;
 	if (c->fd >= 0)
 		close(c->fd);
 	c->fd = -1;
 	pthread_mutex_destroy(&c->send_lock);
+}
+
+int vfmig_conn_tls(struct vfmig_conn *c, const struct vfmig_tls *t, const char *host,
+		   unsigned timeout_ms, bool *plain, char *why, size_t whylen)
+{
+	return vfmig_tls_handshake(t, c->fd, host, timeout_ms, c->abort, &c->tls, plain, why,
+				   whylen);
+}
+
+bool vfmig_conn_pending(struct vfmig_conn *c)
+{
+	return c->tls && vfmig_tls_pending(c->tls);
+}
+
+void vfmig_conn_close_write(struct vfmig_conn *c)
+{
+	if (c->fd < 0)
+		return;
+	if (c->tls && !c->tx_broken)
+		vfmig_tls_bye(c->tls);
+	shutdown(c->fd, SHUT_WR);
 }
 
 void vfmig_conn_shutdown(struct vfmig_conn *c)
@@ -335,6 +131,65 @@ int vfmig_wait_fd(int fd, short events, int timeout_ms, const atomic_bool *abort
 		if (r > 0)
 			return 0;
 	}
+}
+
+/* All of @buf in TLS records; -EAGAIN waits for the socket and repeats the same call. */
+static int tls_write(struct vfmig_conn *c, const uint8_t *buf, size_t len, int tmo_ms,
+		     const atomic_bool *abort)
+{
+	uint64_t progress = vfmig_now_ns();
+	size_t off = 0;
+
+	while (off < len) {
+		ssize_t n;
+
+		if (abort && atomic_load(abort))
+			return -ECANCELED;
+		n = vfmig_tls_send(c->tls, buf + off, len - off);
+		/* Non-fatal GnuTLS errors: again, but never past the no-progress bound. */
+		if (n == -EINTR && tmo_ms > 0 &&
+		    vfmig_now_ns() - progress >= (uint64_t)tmo_ms * 1000000ull)
+			return -ETIMEDOUT;
+		if (n == -EINTR)
+			continue;
+		if (n == -EAGAIN) {
+			int r = vfmig_wait_fd(c->fd, POLLOUT, tmo_ms > 0 ? tmo_ms : -1, abort);
+
+			if (r)
+				return r;
+			continue;
+		}
+		if (n < 0)
+			return (int)n;
+		off += (size_t)n;
+		progress = vfmig_now_ns();
+	}
+	return 0;
+}
+
+/*
+ * A frame under TLS: the header and the first payload bytes in one record,
+ * the rest in full records.  Whole or error; after an error inside the frame
+ * the connection is broken for every later send.
+ */
+static int send_tls(struct vfmig_conn *c, const uint8_t hdr[VFMIG_HDR_LEN], const void *payload,
+		    uint32_t len, int tmo_ms, const atomic_bool *abort)
+{
+	uint8_t *rec = vfmig_tls_record_buf(c->tls);
+	size_t first = MIN((size_t)len, (size_t)VFMIG_TLS_RECORD - VFMIG_HDR_LEN);
+	int ret;
+
+	if (c->tx_broken)
+		return -EPIPE;
+	memcpy(rec, hdr, VFMIG_HDR_LEN);
+	if (first)
+		memcpy(rec + VFMIG_HDR_LEN, payload, first);
+	ret = tls_write(c, rec, VFMIG_HDR_LEN + first, tmo_ms, abort);
+	if (!ret && len > first)
+		ret = tls_write(c, (const uint8_t *)payload + first, len - first, tmo_ms, abort);
+	if (ret)
+		c->tx_broken = true;
+	return ret;
 }
 
 /*
@@ -372,7 +227,14 @@ static int send_locked(struct vfmig_conn *c, uint16_t type, uint32_t flags, uint
 		if (poll(&p, 1, 0) != 1 || !(p.revents & POLLOUT))
 			return -EAGAIN;
 	}
-	hdr_seal(hdr, type, flags, device, idx, payload, len);
+	vfmig_hdr_seal(hdr, type, flags, device, idx, payload, len);
+	if (c->tls) {
+		int ret = send_tls(c, hdr, payload, len, tmo_ms, abort);
+
+		if (ret)
+			return ret;
+		total = 0;
+	}
 	while (total) {
 		ssize_t n;
 
@@ -488,29 +350,69 @@ void vfmig_conn_ping(struct vfmig_conn *c)
  * nothing is queued: a frame that is already (partly) there costs no extra
  * system call.
  */
-static int read_full(int fd, void *buf, size_t len, int timeout_ms, const atomic_bool *abort,
-		     size_t *got)
+struct rx {
+	int fd;
+	struct vfmig_tls_sess *tls; /* NULL: plain */
+	uint64_t deadline_ns;	    /* 0: none */
+};
+
+/* One read: >= 0 bytes, or -errno (-EAGAIN: nothing now). */
+static ssize_t rx_some(const struct rx *io, void *buf, size_t len, bool dontwait)
 {
-	bool bounded = timeout_ms >= 0 || abort;
+	ssize_t n;
+
+	if (io->tls)
+		return vfmig_tls_recv(io->tls, buf, len);
+	n = recv(io->fd, buf, len, dontwait ? MSG_DONTWAIT : 0);
+	return n < 0 ? (errno == EWOULDBLOCK ? -EAGAIN : -errno) : n;
+}
+
+static int read_full(const struct rx *io, void *buf, size_t len, int timeout_ms,
+		     const atomic_bool *abort, size_t *got)
+{
+	bool bounded = timeout_ms >= 0 || abort || io->tls || io->deadline_ns;
+	uint64_t progress = vfmig_now_ns();
 
 	*got = 0;
 	while (*got < len) {
-		ssize_t n = recv(fd, (uint8_t *)buf + *got, len - *got, bounded ? MSG_DONTWAIT : 0);
+		ssize_t n = rx_some(io, (uint8_t *)buf + *got, len - *got, bounded);
 
-		if (n < 0 && errno == EINTR)
+		/* Non-fatal GnuTLS errors (a flood of them): again, within every bound. */
+		if (n == -EINTR) {
+			uint64_t now = vfmig_now_ns();
+
+			if (abort && atomic_load(abort))
+				return -ECANCELED;
+			if ((io->deadline_ns && now >= io->deadline_ns) ||
+			    (timeout_ms >= 0 &&
+			     now - progress >= (uint64_t)timeout_ms * 1000000ull))
+				return -ETIMEDOUT;
 			continue;
-		if (n < 0 && bounded && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			int r = vfmig_wait_fd(fd, POLLIN, timeout_ms, abort);
+		}
+		if (n == -EAGAIN && bounded) {
+			int tmo = timeout_ms, r;
 
+			if (io->deadline_ns) {
+				uint64_t now = vfmig_now_ns();
+				int left = now < io->deadline_ns ?
+						   (int)((io->deadline_ns - now) / 1000000) + 1 :
+						   0;
+
+				if (!left)
+					return -ETIMEDOUT;
+				tmo = tmo < 0 ? left : MIN(tmo, left);
+			}
+			r = vfmig_wait_fd(io->fd, POLLIN, tmo, abort);
 			if (r)
 				return r;
 			continue;
 		}
 		if (n < 0)
-			return (errno == EAGAIN || errno == EWOULDBLOCK) ? -ETIMEDOUT : -errno;
+			return n == -EAGAIN ? -ETIMEDOUT : (int)n;
 		if (n == 0)
 			return 1;
 		*got += (size_t)n;
+		progress = vfmig_now_ns();
 	}
 	return 0;
 }
@@ -521,7 +423,8 @@ void vfmig_frame_free(struct vfmig_frame *f)
 	f->payload = NULL;
 }
 
-static enum vfmig_ferr io_error(int ret, int timeout_ms, int *err_no, char *why, size_t whylen)
+static enum vfmig_ferr io_error(const struct rx *io, int ret, int timeout_ms, int *err_no,
+				char *why, size_t whylen)
 {
 	if (ret == -ECANCELED) {
 		*err_no = ECANCELED;
@@ -534,13 +437,17 @@ static enum vfmig_ferr io_error(int ret, int timeout_ms, int *err_no, char *why,
 		return VFMIG_FERR_TIMEOUT;
 	}
 	*err_no = -ret;
-	snprintf(why, whylen, "recv: %s", strerror(-ret));
+	if (io->tls)
+		snprintf(why, whylen, "%s", vfmig_tls_error(io->tls));
+	else
+		snprintf(why, whylen, "recv: %s", strerror(-ret));
 	return VFMIG_FERR_IO;
 }
 
-static enum vfmig_ferr recv_frame(int fd, const struct vfmig_limits *lim, int timeout_ms,
-				  const atomic_bool *abort, const struct vfmig_admit *admit,
-				  struct vfmig_frame *f, int *err_no, char *why, size_t whylen)
+static enum vfmig_ferr recv_frame(const struct rx *io, const struct vfmig_limits *lim,
+				  int timeout_ms, const atomic_bool *abort,
+				  const struct vfmig_admit *admit, struct vfmig_frame *f,
+				  int *err_no, char *why, size_t whylen)
 {
 	uint8_t hdr[VFMIG_HDR_LEN];
 	enum vfmig_ferr fe;
@@ -552,7 +459,7 @@ static enum vfmig_ferr recv_frame(int fd, const struct vfmig_limits *lim, int ti
 	f->payload = NULL;
 	f->rx_ns = 0;
 	memset(&f->h, 0, sizeof(f->h));
-	ret = read_full(fd, hdr, sizeof(hdr), timeout_ms, abort, &got);
+	ret = read_full(io, hdr, sizeof(hdr), timeout_ms, abort, &got);
 	if (ret == 1 && got == 0) {
 		snprintf(why, whylen, "connection closed by peer");
 		return VFMIG_FERR_EOF;
@@ -563,7 +470,7 @@ static enum vfmig_ferr recv_frame(int fd, const struct vfmig_limits *lim, int ti
 		return VFMIG_FERR_TRUNC_HEADER;
 	}
 	if (ret < 0)
-		return io_error(ret, timeout_ms, err_no, why, whylen);
+		return io_error(io, ret, timeout_ms, err_no, why, whylen);
 	/* Throughput counts transfer time, not the wait for a frame to start. */
 	t0 = vfmig_now_ns();
 	vfmig_hdr_unpack(hdr, &f->h);
@@ -590,16 +497,16 @@ static enum vfmig_ferr recv_frame(int fd, const struct vfmig_limits *lim, int ti
 			fe = VFMIG_FERR_NOMEM;
 			goto refuse;
 		}
-		ret = read_full(fd, f->payload, f->h.length, timeout_ms, abort, &got);
+		ret = read_full(io, f->payload, f->h.length, timeout_ms, abort, &got);
 		if (ret) {
 			vfmig_frame_free(f);
 			if (ret == 1) {
 				snprintf(why, whylen,
 					 "%s: stream ended inside the payload (%zu of %u bytes)",
-					 type_name(f->h.type), got, f->h.length);
+					 vfmig_ftype_name(f->h.type), got, f->h.length);
 				fe = VFMIG_FERR_TRUNC_PAYLOAD;
 			} else {
-				fe = io_error(ret, timeout_ms, err_no, why, whylen);
+				fe = io_error(io, ret, timeout_ms, err_no, why, whylen);
 			}
 			goto refuse;
 		}
@@ -608,7 +515,7 @@ static enum vfmig_ferr recv_frame(int fd, const struct vfmig_limits *lim, int ti
 	if (vfmig_frame_checksum(hdr, f->payload, f->h.length) != f->h.checksum) {
 		vfmig_frame_free(f);
 		snprintf(why, whylen, "%s device %u idx %u: checksum mismatch",
-			 type_name(f->h.type), f->h.device, f->h.idx);
+			 vfmig_ftype_name(f->h.type), f->h.device, f->h.idx);
 		fe = VFMIG_FERR_BAD_CHECKSUM;
 		goto refuse;
 	}
@@ -624,16 +531,28 @@ enum vfmig_ferr vfmig_conn_recv(struct vfmig_conn *c, const struct vfmig_limits 
 				const struct vfmig_admit *admit, struct vfmig_frame *f, int *err_no,
 				char *why, size_t whylen)
 {
-	enum vfmig_ferr fe = recv_frame(c->fd, lim, c->timeout_ms ? (int)c->timeout_ms : -1,
-					c->abort, admit, f, err_no, why, whylen);
+	struct rx io = { .fd = c->fd, .tls = c->tls, .deadline_ns = c->deadline_ns };
+	enum vfmig_ferr fe = recv_frame(&io, lim, c->timeout_ms ? (int)c->timeout_ms : -1, c->abort,
+					admit, f, err_no, why, whylen);
 
 	if (fe == VFMIG_FERR_NONE)
 		atomic_store(&c->last_rx_ns, vfmig_now_ns());
 	return fe;
 }
 
+enum vfmig_ferr vfmig_conn_recv_final(struct vfmig_conn *c, const struct vfmig_limits *lim,
+				      int timeout_ms, struct vfmig_frame *f, int *err_no, char *why,
+				      size_t whylen)
+{
+	struct rx io = { .fd = c->fd, .tls = c->tls };
+
+	return recv_frame(&io, lim, timeout_ms, NULL, NULL, f, err_no, why, whylen);
+}
+
 enum vfmig_ferr vfmig_recv_frame(int fd, const struct vfmig_limits *lim, int timeout_ms,
 				 struct vfmig_frame *f, int *err_no, char *why, size_t whylen)
 {
-	return recv_frame(fd, lim, timeout_ms, NULL, NULL, f, err_no, why, whylen);
+	struct rx io = { .fd = fd };
+
+	return recv_frame(&io, lim, timeout_ms, NULL, NULL, f, err_no, why, whylen);
 }

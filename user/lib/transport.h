@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * transport.h - the engine's wire below the payloads: frames and their
- * validation (transport.c), bounded connections (transport.c), sockets
- * (socket.c) and liveness (keepalive.c).  It knows nothing of sessions:
+ * validation (frame.c), bounded connections (transport.c), their TLS
+ * (tls.c), sockets (socket.c) and liveness (keepalive.c).  It knows nothing of sessions:
  * callers pass a connection, limits, an admission hook and the abort flag.
  *
  * Locks: conn.send_lock and keepalive.lock are leaves.
@@ -17,7 +17,9 @@
 
 #include "vfmig.h"
 
+struct sockaddr;
 struct vfmig_ctl;
+struct vfmig_tls_sess;
 
 #define VFMIG_MAGIC 0x474d4656u /* "VFMG" in little-endian byte order */
 #define VFMIG_FRAME_VERSION 1
@@ -117,6 +119,11 @@ uint64_t vfmig_frame_checksum(const uint8_t hdr[VFMIG_HDR_LEN], const void *payl
 /* Checks everything knowable from the header alone (not the checksum). */
 enum vfmig_ferr vfmig_hdr_validate(const struct vfmig_frame_hdr *h, const struct vfmig_limits *lim,
 				   char *why, size_t whylen);
+/* The header of a frame, its checksum over the header and @payload included. */
+void vfmig_hdr_seal(uint8_t hdr[VFMIG_HDR_LEN], uint16_t type, uint32_t flags, uint32_t device,
+		    uint32_t idx, const void *payload, uint32_t len);
+/* "HELLO", "DEVICE_STATE", ... ("?" when unknown). */
+const char *vfmig_ftype_name(uint16_t t);
 /* Encode a whole frame (header + payload) into buf (tests, crafting). */
 size_t vfmig_frame_encode(uint8_t *buf, uint16_t type, uint32_t flags, uint32_t device,
 			  uint32_t idx, const void *payload, uint32_t len);
@@ -137,11 +144,26 @@ struct vfmig_conn {
 	atomic_uint_fast64_t last_tx_ns; /* for liveness PINGs */
 	atomic_uint_fast64_t last_rx_ns; /* last whole frame received (vfmig_conn_recv) */
 	atomic_bool ended;		 /* no more frames will be sent (CHANNEL_END, close) */
+	/* TLS (tls.c) once vfmig_conn_tls() attached it: every byte goes through it. */
+	struct vfmig_tls_sess *tls;
+	bool tx_broken;	      /* under send_lock: a TLS send failed inside a frame */
+	uint64_t deadline_ns; /* receives give up at this instant too (0: none) */
 };
 
 int vfmig_conn_init(struct vfmig_conn *c, int fd, unsigned id, struct vfmig_channel_stats *st);
 void vfmig_conn_bound(struct vfmig_conn *c, const atomic_bool *abort, unsigned timeout_ms);
 void vfmig_conn_destroy(struct vfmig_conn *c);
+/*
+ * TLS handshake on the connection (vfmig_tls_handshake(): @host, the
+ * return codes, *plain); from then on every frame is inside TLS.  Bounded
+ * by @timeout_ms in all and the connection's abort flag.
+ */
+int vfmig_conn_tls(struct vfmig_conn *c, const struct vfmig_tls *t, const char *host,
+		   unsigned timeout_ms, bool *plain, char *why, size_t whylen);
+/* Bytes already received and decrypted wait in the connection: do not poll the socket. */
+bool vfmig_conn_pending(struct vfmig_conn *c);
+/* The end of our sending side (close_notify under TLS, then shutdown(SHUT_WR)). */
+void vfmig_conn_close_write(struct vfmig_conn *c);
 /* Wake anything blocked on this socket (idempotent). */
 void vfmig_conn_shutdown(struct vfmig_conn *c);
 
@@ -190,6 +212,10 @@ struct vfmig_admit {
 enum vfmig_ferr vfmig_conn_recv(struct vfmig_conn *c, const struct vfmig_limits *lim,
 				const struct vfmig_admit *admit, struct vfmig_frame *f, int *err_no,
 				char *why, size_t whylen);
+/* A last read (after the last word): ignores the abort flag, at most timeout_ms. */
+enum vfmig_ferr vfmig_conn_recv_final(struct vfmig_conn *c, const struct vfmig_limits *lim,
+				      int timeout_ms, struct vfmig_frame *f, int *err_no, char *why,
+				      size_t whylen);
 /* The same on a bare fd: timeout_ms < 0 waits forever (tests, raw peers). */
 enum vfmig_ferr vfmig_recv_frame(int fd, const struct vfmig_limits *lim, int timeout_ms,
 				 struct vfmig_frame *f, int *err_no, char *why, size_t whylen);
@@ -212,6 +238,8 @@ int vfmig_accept(int lfd, int timeout_ms, int wakefd);
 int vfmig_accept_or(int lfd, int timeout_ms, int wakefd, int watchfd);
 /* Send timeout, TCP_NODELAY, keepalive and TCP_USER_TIMEOUT from timeout_ms. */
 int vfmig_sock_setup(int fd, unsigned timeout_ms);
+/* A loopback IPv4/IPv6 address (127/8, ::1, ::ffff:127/104). */
+bool vfmig_sockaddr_is_loopback(const struct sockaddr *sa);
 
 /* Liveness: a thread that PINGs every idle connection of a set (keepalive.c). */
 struct vfmig_keepalive {

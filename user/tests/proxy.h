@@ -27,6 +27,11 @@
  * the triggering frame (whole, half or none of it) is the last data the
  * proxy forwards.
  *
+ * Tampering: proxy_flip_byte() flips one bit of the byte at a chosen offset
+ * of one connection's byte stream in one direction (a TLS stream, which is
+ * never frame-shaped, is forwarded as raw bytes: the offset counts from its
+ * first byte).
+ *
  * Threads never block without also waiting on the proxy's eventfd: all
  * socket I/O is MSG_DONTWAIT plus poll(), so proxy_free() wakes and joins
  * every thread at once, whatever state they are in.
@@ -94,7 +99,8 @@ struct proxy_half {
 
 struct proxy_conn {
 	struct proxy *p;
-	int fd[2]; /* [0] accepted from the client, [1] to the target; -1 if none */
+	unsigned idx; /* accept order, from 0 */
+	int fd[2];    /* [0] accepted from the client, [1] to the target; -1 if none */
 	pthread_t th[2];
 	bool started[2];
 	struct proxy_half half[2];
@@ -115,6 +121,13 @@ struct proxy {
 	unsigned nhooks;
 	struct proxy_conn **conns;
 	unsigned nconns, cap;
+	struct {
+		bool armed;
+		int dir;
+		unsigned conn;
+		uint64_t offset;
+		atomic_bool done;
+	} flip;
 };
 
 /* Results of the I/O helpers. */
@@ -308,9 +321,22 @@ static inline void px_hooks(struct proxy *p, int dir, uint16_t type, int in, int
 		due[i].fn(due[i].arg, in, out);
 }
 
-/* Forward one direction of a connection until end of stream, error, silence or proxy_free(). */
-static inline void px_forward(struct proxy *p, int in, int out, int dir)
+/* Flip the armed byte if it lies in [*pos, *pos + n) of this stream; advance *pos. */
+static inline void px_tamper(struct proxy *p, unsigned idx, int dir, uint8_t *buf, size_t n,
+			     uint64_t *pos)
 {
+	if (p->flip.armed && p->flip.dir == dir && p->flip.conn == idx && p->flip.offset >= *pos &&
+	    p->flip.offset < *pos + n) {
+		buf[p->flip.offset - *pos] ^= 0x20;
+		atomic_store(&p->flip.done, true);
+	}
+	*pos += n;
+}
+
+/* Forward one direction of a connection until end of stream, error, silence or proxy_free(). */
+static inline void px_forward(struct proxy *p, int in, int out, int dir, unsigned idx)
+{
+	uint64_t pos = 0; /* raw bytes forwarded so far */
 	uint8_t *buf = malloc(VFMIG_HDR_LEN + PROXY_RAW_BUF);
 	size_t cap = VFMIG_HDR_LEN + PROXY_RAW_BUF;
 	bool raw = false;
@@ -329,8 +355,10 @@ static inline void px_forward(struct proxy *p, int in, int out, int dir)
 
 		if (raw) {
 			r = px_read_some(p, in, buf, PROXY_RAW_BUF, &got);
-			if (r == PX_OK)
+			if (r == PX_OK) {
+				px_tamper(p, idx, dir, buf, got, &pos);
 				r = px_write(p, out, buf, got, false);
+			}
 			if (r == PX_OK)
 				continue;
 			goto end;
@@ -344,6 +372,7 @@ static inline void px_forward(struct proxy *p, int in, int out, int dir)
 		if (get_le32(buf) != VFMIG_MAGIC || len > VFMIG_MAX_CHUNK) {
 			/* Not a frame we can trust: bytes from now on. */
 			raw = true;
+			px_tamper(p, idx, dir, buf, VFMIG_HDR_LEN, &pos);
 			r = px_write(p, out, buf, VFMIG_HDR_LEN, false);
 			if (r != PX_OK)
 				goto end;
@@ -402,7 +431,7 @@ static inline void *px_half_thread(void *arg)
 	struct proxy_half *h = arg;
 	struct proxy_conn *c = h->c;
 
-	px_forward(c->p, c->fd[h->dir], c->fd[!h->dir], h->dir);
+	px_forward(c->p, c->fd[h->dir], c->fd[!h->dir], h->dir, c->idx);
 	return NULL;
 }
 
@@ -452,6 +481,7 @@ static inline void px_add_conn(struct proxy *p, int fd)
 		p->conns = cs;
 		p->cap = cap;
 	}
+	c->idx = p->nconns;
 	p->conns[p->nconns++] = c;
 	silent = px_silent(p);
 	pthread_mutex_unlock(&p->lock);
@@ -617,6 +647,26 @@ static inline void proxy_cut_now(struct proxy *p)
 			if (p->conns[i]->fd[d] >= 0)
 				shutdown(p->conns[i]->fd[d], SHUT_RDWR);
 	pthread_mutex_unlock(&p->lock);
+}
+
+/*
+ * Flip a bit of byte @offset (from 0) of connection @conn's stream (accept
+ * order, from 0) in direction @dir.  Set it before that connection starts.
+ */
+static inline void proxy_flip_byte(struct proxy *p, int dir, unsigned conn, uint64_t offset)
+{
+	pthread_mutex_lock(&p->lock);
+	p->flip.dir = dir;
+	p->flip.conn = conn;
+	p->flip.offset = offset;
+	p->flip.armed = true;
+	pthread_mutex_unlock(&p->lock);
+}
+
+/* The armed byte went by, flipped. */
+static inline bool proxy_flipped(struct proxy *p)
+{
+	return atomic_load(&p->flip.done);
 }
 
 /* A rule fired: the proxy went silent at its frame. */

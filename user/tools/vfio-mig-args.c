@@ -15,6 +15,8 @@
 #include "vfmig.h"
 #include "vfio-mig.h"
 
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
 void usage(FILE *f)
 {
 	fprintf(f,
@@ -54,6 +56,21 @@ void usage(FILE *f)
 		"                               --max-queued-bytes + one chunk per device\n"
 		"  -L, --load-config-after-iter[=on|off]\n"
 		"                               load every config only after all device data\n"
+		"TLS (TLS 1.3 on every channel; the source is the client, recv the server):\n"
+		"      --tls-psk FILE           pre-shared keys, QEMU's keys.psk format\n"
+		"                               (identity:hexkey lines; mode 0600)\n"
+		"      --tls-psk-identity NAME  send: the identity to use (default qemu); recv:\n"
+		"                               accept only this one\n"
+		"      --tls-creds DIR          X.509 in QEMU's layout: ca-cert.pem, server-cert.pem,\n"
+		"                               server-key.pem, client-cert.pem, client-key.pem;\n"
+		"                               both ends are always verified\n"
+		"      --tls-hostname NAME      send: the name the destination's certificate must\n"
+		"                               carry (default: the host of --to)\n"
+		"      --tls-allow-dn DN        recv: accept only client certificates with this\n"
+		"                               subject DN (RFC 4514; repeat for more)\n"
+		"      --insecure               recv: listen on a non-loopback TCP address without\n"
+		"                               TLS: anyone who can connect first can feed the\n"
+		"                               device and drive it; only on a network you trust\n"
 		"  -t, --timeout SEC            fail when the peer (or the network) is silent for SEC\n"
 		"                               seconds, in every phase (default 30); device calls\n"
 		"                               themselves cannot be interrupted\n"
@@ -65,6 +82,7 @@ void usage(FILE *f)
 		"\n"
 		"Exit codes: 0 ok, 1 internal, 2 usage, 3 device, 4 transport, 5 protocol,\n"
 		"6 incompatible peer, 7 timeout, 8 cancelled, 9 reorder budget, 10 peer failed,\n"
+		"14 authentication failed (TLS: key, certificate, name, TLS on one side only),\n"
 		"11 rollback failed; on 1-10 the source devices run again and the destination\n"
 		"devices are reset, on 11 a device could not be put back.  12 outcome unknown: COMMIT was sent and the destination did\n"
 		"not confirm; the source devices stay stopped with their state.  13 committed,\n"
@@ -163,6 +181,12 @@ int parse_args(int argc, char **argv, struct args *a)
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
+		{ "tls-psk", required_argument, NULL, 1 },
+		{ "tls-psk-identity", required_argument, NULL, 2 },
+		{ "tls-creds", required_argument, NULL, 3 },
+		{ "tls-hostname", required_argument, NULL, 4 },
+		{ "tls-allow-dn", required_argument, NULL, 5 },
+		{ "insecure", no_argument, NULL, 6 },
 		{ NULL, 0, NULL, 0 },
 	};
 	bool channels_set = false;
@@ -250,6 +274,27 @@ int parse_args(int argc, char **argv, struct args *a)
 		case 'V':
 			printf("vfio-mig %s\n", VFMIG_VERSION);
 			exit(0);
+		case 1:
+			a->tls.psk_file = optarg;
+			break;
+		case 2:
+			a->tls.psk_identity = optarg;
+			break;
+		case 3:
+			a->tls.creds_dir = optarg;
+			break;
+		case 4:
+			a->tls.hostname = optarg;
+			break;
+		case 5:
+			if (a->tls.n_allow_dn == ARRAY_LEN(a->allow_dn))
+				return bad("--tls-allow-dn (at most 16)", optarg);
+			a->allow_dn[a->tls.n_allow_dn++] = optarg;
+			a->tls.allow_dn = a->allow_dn;
+			break;
+		case 6:
+			a->insecure = true;
+			break;
 		default:
 			usage(stderr);
 			return -1;
@@ -269,6 +314,16 @@ int parse_args(int argc, char **argv, struct args *a)
 	}
 	if (a->cmd == CMD_RECV && !a->listen) {
 		fprintf(stderr, "vfio-mig recv: --listen ADDR is required\n");
+		return -1;
+	}
+	if (a->tls.psk_file && a->tls.creds_dir) {
+		fprintf(stderr, "vfio-mig: give --tls-psk or --tls-creds, not both\n");
+		return -1;
+	}
+	if (!a->tls.psk_file && !a->tls.creds_dir &&
+	    (a->tls.psk_identity || a->tls.hostname || a->tls.n_allow_dn)) {
+		fprintf(stderr, "vfio-mig: --tls-psk-identity, --tls-hostname and --tls-allow-dn "
+				"need --tls-psk or --tls-creds\n");
 		return -1;
 	}
 	if (a->cmd == CMD_SEND && a->o.multifd == VFMIG_ON && !a->o.channels) {

@@ -257,6 +257,39 @@ static int cmd_info(struct args *a)
 	return rc;
 }
 
+/*
+ * The TLS credentials of each end this command plays (send: client, recv:
+ * server, migrate: both), and the rule that a listener on the network
+ * authenticates its peer unless told --insecure.
+ */
+static int setup_tls(const struct args *a, const struct vfmig_addr *addr, struct vfmig_tls **ctls,
+		     struct vfmig_tls **stls)
+{
+	bool tls = a->tls.psk_file || a->tls.creds_dir;
+	struct vfmig_error e = { 0 };
+
+	if (a->cmd != CMD_SEND && !tls && !a->insecure && !vfmig_addr_is_local(addr)) {
+		fprintf(stderr,
+			"vfio-mig: refusing to listen on %s without TLS: whoever connects first "
+			"could feed device state into the driver and drive the device.\n"
+			"Give --tls-psk FILE or --tls-creds DIR (on both hosts), or --insecure on a "
+			"network you trust.  Loopback and UNIX sockets need neither.\n",
+			a->listen);
+		return VFMIG_ERR_USAGE;
+	}
+	if (!tls)
+		return 0;
+	if (a->cmd != CMD_RECV && !(*ctls = vfmig_tls_new(&a->tls, false, &e))) {
+		report_error("tls", &e);
+		return e.cls ? e.cls : VFMIG_ERR_USAGE;
+	}
+	if (a->cmd != CMD_SEND && !(*stls = vfmig_tls_new(&a->tls, true, &e))) {
+		report_error("tls", &e);
+		return e.cls ? e.cls : VFMIG_ERR_USAGE;
+	}
+	return 0;
+}
+
 struct recv_job {
 	struct vfmig_session *s;
 	int lfd;
@@ -282,6 +315,7 @@ static int run(struct args *a, struct sigctl *sc)
 	struct recv_job job = { 0 };
 	char tmpdir[] = "/tmp/vfio-mig.XXXXXX", sockpath[64] = "";
 	struct vfmig_error e = { 0 };
+	struct vfmig_tls *ctls = NULL, *stls = NULL;
 	struct vfmig_addr addr;
 	pthread_t rt;
 	bool rt_started = false, tmp_made = false;
@@ -324,6 +358,13 @@ static int run(struct args *a, struct sigctl *sc)
 		rc = e.cls;
 		goto out;
 	}
+
+	rc = setup_tls(a, &addr, &ctls, &stls);
+	if (rc)
+		goto out;
+	so.tls = ctls;
+	dopt.tls = stls;
+	dopt.insecure = a->insecure; /* checked above with a message for the command line */
 
 	sctx = vfmig_vfio_ctx_new();
 	dctx = vfmig_vfio_ctx_new();
@@ -489,6 +530,8 @@ out:
 		rmdir(tmpdir);
 	vfmig_vfio_ctx_free(sctx);
 	vfmig_vfio_ctx_free(dctx);
+	vfmig_tls_free(ctls);
+	vfmig_tls_free(stls);
 	json_object_put(root);
 	return rc;
 }

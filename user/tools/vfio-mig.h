@@ -20,6 +20,9 @@ struct args {
 	const char *to;
 	bool json;
 	bool quiet;
+	bool insecure;		     /* --insecure: listen on the network without TLS */
+	struct vfmig_tls_config tls; /* --tls-*; no TLS unless a PSK file or a directory */
+	const char *allow_dn[16];
 	char **devs;
 	int ndevs;
 };

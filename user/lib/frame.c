@@ -1,0 +1,250 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * frame.c - the frames of the engine's transport: the 32-byte header, its
+ * codec and checksum, the per-type rule table every received header is
+ * validated against before anything is allocated, and payload buffers.
+ * Pure: no socket (transport.c moves the frames).
+ *
+ *   0 u32 magic "VFMG"   4 u16 version   6 u16 type   8 u32 flags
+ *  12 u32 device        16 u32 idx      20 u32 length
+ *  24 u64 checksum = XXH3_64(payload, seed = XXH3_64(header bytes 0..23))
+ *
+ * Locks: none.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include <xxhash.h>
+
+#include "vfmig_internal.h"
+
+/* ---- frame rules ----------------------------------------------------------- */
+
+enum len_kind { LEN_FIXED, LEN_RANGE, LEN_CHUNK };
+
+/* clang-format off */
+static const struct ftype_rule {
+	const char *name;
+	bool device;     /* device field is a device index */
+	bool idx;        /* idx field is meaningful */
+	uint32_t flags;  /* allowed flag bits */
+	enum len_kind kind;
+	uint32_t min, max;
+} rules[VFMIG_F_NR] = {
+	[VFMIG_F_HELLO] = { "HELLO", false, false, 0, LEN_RANGE,
+			    VFMIG_HELLO_FIXED + VFMIG_HELLO_DEV_LEN, VFMIG_HELLO_MAX },
+	[VFMIG_F_HELLO_ACK] = { "HELLO_ACK", false, false, 0, LEN_RANGE, VFMIG_HELLO_ACK_FIXED,
+				VFMIG_HELLO_ACK_FIXED + VFMIG_MSG_MAX },
+	[VFMIG_F_CHANNEL_HELLO] = { "CHANNEL_HELLO", false, false, 0, LEN_FIXED,
+				    VFMIG_CHANNEL_HELLO_LEN, VFMIG_CHANNEL_HELLO_LEN },
+	[VFMIG_F_READY] = { "READY", false, false, 0, LEN_FIXED, 0, 0 },
+	[VFMIG_F_PRECOPY_DATA] = { "PRECOPY_DATA", true, true, 0, LEN_CHUNK, 1, 0 },
+	[VFMIG_F_INIT_DATA_SENT] = { "INIT_DATA_SENT", true, false, 0, LEN_FIXED, 0, 0 },
+	[VFMIG_F_SWITCHOVER_ACK] = { "SWITCHOVER_ACK", true, false, 0, LEN_FIXED, 0, 0 },
+	[VFMIG_F_SWITCHOVER_START] = { "SWITCHOVER_START", false, false, 0, LEN_FIXED, 0, 0 },
+	[VFMIG_F_DEVICE_STATE] = { "DEVICE_STATE", true, true, VFMIG_FLAG_CONFIG, LEN_CHUNK, 0,
+				   0 },
+	[VFMIG_F_CHANNEL_END] = { "CHANNEL_END", false, false, 0, LEN_FIXED, 0, 0 },
+	[VFMIG_F_LOADED] = { "LOADED", false, false, 0, LEN_FIXED, 0, 0 },
+	[VFMIG_F_COMMIT] = { "COMMIT", false, false, 0, LEN_FIXED, 0, 0 },
+	[VFMIG_F_COMPLETE] = { "COMPLETE", false, false, 0, LEN_FIXED, VFMIG_COMPLETE_LEN,
+			       VFMIG_COMPLETE_LEN },
+	[VFMIG_F_ERROR] = { "ERROR", false, false, VFMIG_ERRF_RESET | VFMIG_ERRF_COMMITTED,
+			    LEN_RANGE, VFMIG_ERROR_FIXED,
+			    VFMIG_ERROR_FIXED + VFMIG_MSG_MAX },
+	[VFMIG_F_PING] = { "PING", false, false, 0, LEN_FIXED, 0, 0 },
+};
+/* clang-format on */
+
+static const char *const ferr_names[VFMIG_FERR_NR] = {
+	[VFMIG_FERR_NONE] = "ok",
+	[VFMIG_FERR_EOF] = "end of stream",
+	[VFMIG_FERR_IO] = "socket error",
+	[VFMIG_FERR_TIMEOUT] = "timeout",
+	[VFMIG_FERR_TRUNC_HEADER] = "truncated header",
+	[VFMIG_FERR_TRUNC_PAYLOAD] = "truncated payload",
+	[VFMIG_FERR_BAD_MAGIC] = "bad magic",
+	[VFMIG_FERR_BAD_VERSION] = "bad version",
+	[VFMIG_FERR_BAD_TYPE] = "unknown frame type",
+	[VFMIG_FERR_BAD_FLAGS] = "unknown flags",
+	[VFMIG_FERR_BAD_LENGTH] = "bad length",
+	[VFMIG_FERR_BAD_DEVICE] = "unknown device",
+	[VFMIG_FERR_BAD_IDX] = "bad idx",
+	[VFMIG_FERR_BAD_CHECKSUM] = "checksum mismatch",
+	[VFMIG_FERR_NOMEM] = "out of memory",
+	[VFMIG_FERR_CANCELLED] = "cancelled",
+	[VFMIG_FERR_REFUSED] = "refused",
+};
+
+const char *vfmig_ferr_name(enum vfmig_ferr e)
+{
+	return (unsigned)e < VFMIG_FERR_NR ? ferr_names[e] : "?";
+}
+
+enum vfmig_errclass vfmig_ferr_class(enum vfmig_ferr fe)
+{
+	switch (fe) {
+	case VFMIG_FERR_EOF:
+	case VFMIG_FERR_IO:
+		return VFMIG_ERR_TRANSPORT;
+	case VFMIG_FERR_TIMEOUT:
+		return VFMIG_ERR_TIMEOUT;
+	case VFMIG_FERR_NOMEM:
+		return VFMIG_ERR_INTERNAL;
+	case VFMIG_FERR_CANCELLED:
+		return VFMIG_ERR_CANCELLED;
+	default:
+		return VFMIG_ERR_PROTOCOL;
+	}
+}
+
+const char *vfmig_ftype_name(uint16_t t)
+{
+	return t && t < VFMIG_F_NR ? rules[t].name : "?";
+}
+
+void vfmig_hdr_pack(uint8_t out[VFMIG_HDR_LEN], const struct vfmig_frame_hdr *h)
+{
+	put_le32(out, h->magic);
+	put_le16(out + 4, h->version);
+	put_le16(out + 6, h->type);
+	put_le32(out + 8, h->flags);
+	put_le32(out + 12, h->device);
+	put_le32(out + 16, h->idx);
+	put_le32(out + 20, h->length);
+	put_le64(out + 24, h->checksum);
+}
+
+void vfmig_hdr_unpack(const uint8_t in[VFMIG_HDR_LEN], struct vfmig_frame_hdr *h)
+{
+	h->magic = get_le32(in);
+	h->version = get_le16(in + 4);
+	h->type = get_le16(in + 6);
+	h->flags = get_le32(in + 8);
+	h->device = get_le32(in + 12);
+	h->idx = get_le32(in + 16);
+	h->length = get_le32(in + 20);
+	h->checksum = get_le64(in + 24);
+}
+
+uint64_t vfmig_frame_checksum(const uint8_t hdr[VFMIG_HDR_LEN], const void *payload, size_t len)
+{
+	uint64_t seed = XXH3_64bits(hdr, 24);
+
+	return XXH3_64bits_withSeed(len ? payload : "", len, seed);
+}
+
+enum vfmig_ferr vfmig_hdr_validate(const struct vfmig_frame_hdr *h, const struct vfmig_limits *lim,
+				   char *why, size_t whylen)
+{
+	const struct ftype_rule *r;
+	uint32_t max;
+
+	if (h->magic != VFMIG_MAGIC) {
+		snprintf(why, whylen, "bad magic 0x%08x (not a vfio-mig stream?)", h->magic);
+		return VFMIG_FERR_BAD_MAGIC;
+	}
+	if (h->version != VFMIG_FRAME_VERSION) {
+		snprintf(why, whylen, "frame version %u, this side speaks %u", h->version,
+			 VFMIG_FRAME_VERSION);
+		return VFMIG_FERR_BAD_VERSION;
+	}
+	if (h->type == 0 || h->type >= VFMIG_F_NR) {
+		snprintf(why, whylen, "unknown frame type %u", h->type);
+		return VFMIG_FERR_BAD_TYPE;
+	}
+	r = &rules[h->type];
+	if (h->flags & ~r->flags) {
+		snprintf(why, whylen, "%s: unknown flags 0x%x", r->name, h->flags & ~r->flags);
+		return VFMIG_FERR_BAD_FLAGS;
+	}
+	if (r->device ? h->device >= lim->ndevices : h->device != 0) {
+		snprintf(why, whylen, "%s: unknown device %u (%u devices)", r->name, h->device,
+			 lim->ndevices);
+		return VFMIG_FERR_BAD_DEVICE;
+	}
+	if (r->idx ? h->idx == VFMIG_IDX_INVALID : h->idx != 0) {
+		snprintf(why, whylen, "%s: invalid idx %u", r->name, h->idx);
+		return VFMIG_FERR_BAD_IDX;
+	}
+	switch (r->kind) {
+	case LEN_CHUNK:
+		max = (h->flags & VFMIG_FLAG_CONFIG) ? VFMIG_MAX_CONFIG : lim->max_chunk;
+		if (h->length > max || (h->length < r->min) ||
+		    (!(h->flags & VFMIG_FLAG_CONFIG) && h->length == 0)) {
+			snprintf(why, whylen, "%s: length %u outside 1..%u", r->name, h->length,
+				 max);
+			return VFMIG_FERR_BAD_LENGTH;
+		}
+		break;
+	case LEN_FIXED:
+	case LEN_RANGE:
+		if (h->length < r->min || h->length > r->max) {
+			snprintf(why, whylen, "%s: length %u outside %u..%u", r->name, h->length,
+				 r->min, r->max);
+			return VFMIG_FERR_BAD_LENGTH;
+		}
+		break;
+	}
+	return VFMIG_FERR_NONE;
+}
+
+/* The header of a frame, checksum over the header and @payload included. */
+void vfmig_hdr_seal(uint8_t hdr[VFMIG_HDR_LEN], uint16_t type, uint32_t flags, uint32_t device,
+		    uint32_t idx, const void *payload, uint32_t len)
+{
+	struct vfmig_frame_hdr h = {
+		.magic = VFMIG_MAGIC,
+		.version = VFMIG_FRAME_VERSION,
+		.type = type,
+		.flags = flags,
+		.device = device,
+		.idx = idx,
+		.length = len,
+	};
+
+	vfmig_hdr_pack(hdr, &h);
+	put_le64(hdr + 24, vfmig_frame_checksum(hdr, payload, len));
+}
+
+size_t vfmig_frame_encode(uint8_t *buf, uint16_t type, uint32_t flags, uint32_t device,
+			  uint32_t idx, const void *payload, uint32_t len)
+{
+	vfmig_hdr_seal(buf, type, flags, device, idx, payload, len);
+	if (len)
+		memcpy(buf + VFMIG_HDR_LEN, payload, len);
+	return VFMIG_HDR_LEN + len;
+}
+
+/* ---- payload buffers ------------------------------------------------------------ */
+
+/*
+ * glibc keeps freed heap memory and raises its mmap threshold after a large
+ * free, so the RSS a destination reaches would stay; payloads of 128 KiB
+ * and more are therefore mapped and unmapped directly: the memory bound
+ * (Documentation/engine-design.rst) is what the process really holds.
+ */
+#define PAYLOAD_MMAP_MIN (128u << 10)
+
+void *vfmig_payload_alloc(size_t len)
+{
+	void *p;
+
+	if (len < PAYLOAD_MMAP_MIN)
+		return malloc(len ? len : 1);
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+void vfmig_payload_free(void *p, size_t len)
+{
+	if (!p)
+		return;
+	if (len < PAYLOAD_MMAP_MIN)
+		free(p);
+	else
+		munmap(p, len);
+}
