@@ -23,7 +23,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <sys/random.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -897,33 +896,6 @@ FIXTURE(cli)
 
 #define PSK_FILE "/tmp/mtty-mig-test.psk"
 
-/* a keys.psk file (QEMU's format) with a random 32-byte key for "qemu", mode 0600 */
-static int write_psk_file(const char *path)
-{
-	static const char hex[] = "0123456789abcdef";
-	unsigned char key[32];
-	char line[8 + 2 * sizeof(key) + 2] = "qemu:";
-	size_t i, n = strlen(line);
-	int fd, ret = 0;
-
-	if (getrandom(key, sizeof(key), 0) != sizeof(key))
-		return -EIO;
-	for (i = 0; i < sizeof(key); i++) {
-		line[n++] = hex[key[i] >> 4];
-		line[n++] = hex[key[i] & 15];
-	}
-	line[n++] = '\n';
-	unlink(path);
-	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return -errno;
-	if (write(fd, line, n) != (ssize_t)n)
-		ret = -EIO;
-	if (close(fd) && !ret)
-		ret = -errno;
-	return ret;
-}
-
 FIXTURE_SETUP(cli)
 {
 	static const char *const busy[] = { MTTY_MIG_ATTR_DIRTY_RATE, "300", NULL };
@@ -933,7 +905,7 @@ FIXTURE_SETUP(cli)
 	ASSERT_EQ(0, side_create(&self->src, 2, MT_PARENT "-2", busy));
 	ASSERT_EQ(0, side_create(&self->dst, 2, MT_PARENT "-2", NULL));
 	/* the pre-shared key both hosts hold, made now: never a committed secret */
-	ASSERT_EQ(0, write_psk_file(PSK_FILE));
+	ASSERT_EQ(0, mt_write_psk_file(PSK_FILE));
 	/* two hosts: network namespaces joined by a veth pair */
 	sh("/sbin/ip netns del mtsrc 2>/dev/null; /sbin/ip netns del mtdst 2>/dev/null");
 	ASSERT_EQ(0, sh("/sbin/ip netns add mtsrc && /sbin/ip netns add mtdst && "
@@ -1157,7 +1129,7 @@ TEST_F_TIMEOUT(cli, plain_listen_on_the_network_is_refused, 120)
  */
 static void interrupt_mid_migration(struct __test_metadata *_metadata, FIXTURE_DATA(cli) *self,
 				    const char *port, bool to_recv, int sig, int want_src,
-				    int want_dst)
+				    int want_dst, int or_dst)
 {
 	char addr[64];
 	char *recv_argv[] = { VFIO_MIG, "recv", "--listen", addr, "--quiet", "--timeout", "30",
@@ -1178,7 +1150,8 @@ static void interrupt_mid_migration(struct __test_metadata *_metadata, FIXTURE_D
 	src = wait_exit(sp, 120);
 	dst = wait_exit(rp, 120);
 	EXPECT_EQ(want_src, src) show(SEND_LOG);
-	EXPECT_EQ(want_dst, dst) show(RECV_LOG);
+	if (dst != or_dst)
+		EXPECT_EQ(want_dst, dst) show(RECV_LOG);
 	cli_rolled_back(_metadata, self, d0);
 }
 
@@ -1186,20 +1159,25 @@ TEST_F_TIMEOUT(cli, destination_killed_source_rolls_back, 300)
 {
 	/* a dead peer is a transport failure, and the source is intact */
 	interrupt_mid_migration(_metadata, self, "4446", true, SIGKILL, VFMIG_ERR_TRANSPORT,
-				128 + SIGKILL);
+				128 + SIGKILL, -1);
 }
 
 TEST_F_TIMEOUT(cli, sigint_on_source_cancels_both_sides, 300)
 {
-	/* Ctrl-C on the source: it cancels, tells the destination, rolls back */
+	/*
+	 * Ctrl-C on the source: it cancels, tells the destination, rolls back.
+	 * A cancel that lands while a precopy frame is half sent on the main
+	 * channel cannot follow it with ERROR (a frame is never cut into), so
+	 * the destination then sees the connection end: a transport failure.
+	 */
 	interrupt_mid_migration(_metadata, self, "4447", false, SIGINT, VFMIG_ERR_CANCELLED,
-				VFMIG_ERR_REMOTE);
+				VFMIG_ERR_REMOTE, VFMIG_ERR_TRANSPORT);
 }
 
 TEST_F_TIMEOUT(cli, sigint_on_destination_cancels_both_sides, 300)
 {
 	interrupt_mid_migration(_metadata, self, "4448", true, SIGINT, VFMIG_ERR_REMOTE,
-				VFMIG_ERR_CANCELLED);
+				VFMIG_ERR_CANCELLED, -1);
 }
 
 /* what vfio-mig's --timeout is in the silent network test, and the bound on its exits */

@@ -630,12 +630,16 @@ FIXTURE(soak)
 	long refcnt0;	/* the module's reference count with every device closed */
 };
 
+#define SOAK_PSK "/tmp/mtty-mig-soak.psk"
+
 FIXTURE_SETUP(soak)
 {
 	self->side[0] = (struct side){ .name = "A", .netns = "mtsoakA", .ip = "198.51.100.1" };
 	self->side[1] = (struct side){ .name = "B", .netns = "mtsoakB", .ip = "198.51.100.2" };
 	ASSERT_EQ(0, mt_module_load());
 	ASSERT_EQ(0, access(VFIO_MIG, X_OK));
+	/* between two hosts the tool wants TLS: a pre-shared key made now */
+	ASSERT_EQ(0, mt_write_psk_file(SOAK_PSK));
 	ASSERT_EQ(0, side_create(&self->side[0]));
 	ASSERT_EQ(0, side_create(&self->side[1]));
 	/* two hosts: network namespaces joined by a veth pair */
@@ -767,10 +771,11 @@ static void migrate(struct __test_metadata *_metadata, FIXTURE_DATA(soak) *self,
 	char *send_argv[32] = { VFIO_MIG, "send", "--to", NULL, "--channels", CHANNELS,
 				"--multifd", "on", "--switchover-ack", "on",
 				"--timeout", TOOL_TIMEOUT, "--json", "-v",
-				"--chunk-size", CHUNK, "--max-iterations", MAX_ITER };
+				"--chunk-size", CHUNK, "--max-iterations", MAX_ITER,
+				"--tls-psk", SOAK_PSK };
 	char *recv_argv[32] = { VFIO_MIG, "recv", "--listen", NULL, "--channels", CHANNELS,
 				"--multifd", "on", "--switchover-ack", "on",
-				"--timeout", TOOL_TIMEOUT, "--json", "-v" };
+				"--timeout", TOOL_TIMEOUT, "--json", "-v", "--tls-psk", SOAK_PSK };
 	char addr[64], reset[MT_UUID_LEN + 8], after[NDEV][32], dd[NDEV][32], v[32];
 	uint64_t writes0, p2p0;
 	struct devlist sl, dl;
@@ -782,8 +787,8 @@ static void migrate(struct __test_metadata *_metadata, FIXTURE_DATA(soak) *self,
 	snprintf(addr, sizeof(addr), "tcp:%s:%u", dst->ip, 5200 + no % 1000);
 	send_argv[3] = addr;
 	recv_argv[3] = addr;
-	devlist(src, &sl, send_argv + 18);
-	devlist(dst, &dl, recv_argv + 14);
+	devlist(src, &sl, send_argv + 20);
+	devlist(dst, &dl, recv_argv + 16);
 
 	/* the source is busy, the destination quiet: it must run what it received */
 	ASSERT_EQ(0, side_rates(src, soak_load()->dirty_rate, soak_load()->p2p_rate));

@@ -826,3 +826,30 @@ int mt_dev_reset(int device)
 {
 	return ioctl(device, VFIO_DEVICE_RESET) ? -errno : 0;
 }
+
+/* a keys.psk file (QEMU's format) with a random 32-byte key for "qemu", mode 0600 */
+int mt_write_psk_file(const char *path)
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char key[32];
+	char line[8 + 2 * sizeof(key) + 2] = "qemu:";
+	size_t i, n = strlen(line);
+	int fd, ret = 0;
+
+	if (getrandom(key, sizeof(key), 0) != sizeof(key))
+		return -EIO;
+	for (i = 0; i < sizeof(key); i++) {
+		line[n++] = hex[key[i] >> 4];
+		line[n++] = hex[key[i] & 15];
+	}
+	line[n++] = '\n';
+	unlink(path);
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	if (write(fd, line, n) != (ssize_t)n)
+		ret = -EIO;
+	if (close(fd) && !ret)
+		ret = -errno;
+	return ret;
+}

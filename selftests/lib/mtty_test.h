@@ -166,4 +166,11 @@ int mt_wait_attr_above(const char *uuid, const char *attr, uint64_t than, double
 /* attribute @attr of @uuid reads @want (unreadable: not yet) */
 int mt_wait_attr_is(const char *uuid, const char *attr, const char *want, double secs);
 
+/*
+ * A keys.psk file (QEMU's format, the vfio-mig --tls-psk input) at @path
+ * with a fresh random 32-byte key for identity "qemu", mode 0600: test
+ * credentials are made at test time, never committed.
+ */
+int mt_write_psk_file(const char *path);
+
 #endif
