@@ -12,6 +12,7 @@
 #      modelled (RATE) and unlimited
 #   C. downtime with switchover-ack on vs off, destination initial-load delay
 #   D. precopy convergence with the internal engine dirtying memory
+#   E. TLS (PSK) on vs off over loopback TCP: stop-copy throughput, downtime
 #
 # Every configuration runs REPS times, interleaved with the configurations
 # it is compared with; the tables show medians.
@@ -224,7 +225,7 @@ done
 # 32 MiB: a dirty set as large as the memory (32 MiB at ~70 MiB/s) must not
 # fit in the 300 ms limit, or every rate would converge.
 CMEM=33554432
-LEVELS="0 2500 10000 20000 40000"
+LEVELS="0 2048 4096 8192 16384"
 vs=$(mdev_new mtty_mig-1 mem_size=$CMEM)
 vd=$(mdev_new mtty_mig-1 mem_size=$CMEM)
 say "== D: precopy convergence, $(mib $CMEM) MiB, dirty_rate $LEVELS pages/s ($REPS rounds)"
@@ -234,6 +235,21 @@ for i in $(seq "$REPS"); do
 		set_attr "$vs" dirty_rate "$r"
 		migrate "conv.$r" -c $N "$vs=$vd"
 	done
+done
+
+# ---- E: TLS on vs off -------------------------------------------------------------
+# The same hot 16 MiB device as A/B, N channels, over loopback TCP with and
+# without TLS 1.3 (PSK): what encryption and the MAC cost the data path.
+PSK=/tmp/bench.psk
+umask 077
+printf 'qemu:%s\n' "$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" >"$PSK"
+umask 022
+set_attr "$s1" dirty_rate $HOT
+say "== E: TLS (PSK) on vs off, loopback TCP, $N channels ($REPS rounds)"
+SRCS=$s1
+for i in $(seq "$REPS"); do
+	migrate "tcp.plain" -c $N $HOTOPTS --listen tcp:127.0.0.1:$((4600 + i)) $ONE
+	migrate "tcp.tls" -c $N $HOTOPTS --listen tcp:127.0.0.1:$((4700 + i)) --tls-psk "$PSK" $ONE
 done
 T1=$(now_ns)
 
@@ -316,6 +332,16 @@ for r in $LEVELS; do
 		"$(mib "$(med $cfg preB)")" "$(mib "$(med $cfg est)")" "$(mib "$(med $cfg scB)")" \
 		"$(mib "$(med $cfg bw)")" "$(ms "$(med $cfg down)")" "$(tally $cfg conv)"
 done
+
+say
+say "E. TLS 1.3 (PSK) vs plain TCP, 1 device of $(mib $MEM) MiB, $N channels, loopback"
+printf '  %-20s %8s %8s %8s %10s\n' "" "MiB" "xfer ms" "MiB/s" "downtime"
+for c in plain tls; do
+	printf '  %-20s %8s %8s %8s %10s\n' "$c" "$(mib "$(med tcp.$c scB)")" \
+		"$(ms "$(med tcp.$c scns)")" "$(mibps "$(medq tcp.$c scB scns)" 1)" \
+		"$(ms "$(med tcp.$c down)")"
+done
+row "TLS / plain:" "stop-copy throughput $(ratio "$(medq tcp.tls scB scns)" "$(medq tcp.plain scB scns)") (goal >= 0.80), downtime $(ratio "$(med tcp.tls down)" "$(med tcp.plain down)")"
 
 say
 say "bench: $(ms $((T1 - T0))) ms of VM time for the measurements"
