@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -626,6 +627,47 @@ TEST_F_TIMEOUT(one, a_huge_read_is_cut_short, 120)
 	free(buf);
 	EXPECT_LT(0, n);
 	EXPECT_GE((ssize_t)(4u << 20), n);
+}
+
+/* the "memory.current" of cgroup @dir, or -1 */
+static long long cg_current(const char *dir)
+{
+	char path[256], buf[32];
+
+	snprintf(path, sizeof(path), "%s/memory.current", dir);
+	if (mt_sysfs_read(path, buf, sizeof(buf)))
+		return -1;
+	return atoll(buf);
+}
+
+/*
+ * Device memory is charged to the memory cgroup of the process that opens
+ * the device (GFP_KERNEL_ACCOUNT), so a container that opens a 64 MiB
+ * device pays for it (it used to be charged to nobody).
+ */
+TEST_F_TIMEOUT(one, device_memory_is_charged_to_the_opener_cgroup, 120)
+{
+	static const char root[] = "/sys/fs/cgroup", dir[] = "/sys/fs/cgroup/mtty-robust";
+	long long before, after;
+	char pid[32];
+
+	if (access("/sys/fs/cgroup/cgroup.controllers", F_OK))
+		ASSERT_EQ(0, mount("cgroup2", root, "cgroup2", 0, NULL));
+	ASSERT_EQ(0, mt_sysfs_write("/sys/fs/cgroup/cgroup.subtree_control", "+memory"));
+	rmdir(dir);
+	ASSERT_EQ(0, mkdir(dir, 0755));
+	snprintf(pid, sizeof(pid), "%d", getpid());
+	ASSERT_EQ(0, mt_sysfs_write("/sys/fs/cgroup/mtty-robust/cgroup.procs", pid));
+	ASSERT_EQ(0, mt_inst_create(&self->d, MT_PARENT "-1", 64u << 20, NULL));
+	before = cg_current(dir);
+	ASSERT_LE(0, before);
+	ASSERT_EQ(0, mt_vfio_open(&self->d.v, self->d.uuid));
+	after = cg_current(dir);
+	TH_LOG("memory.current %lld -> %lld bytes", before, after);
+	EXPECT_LE(before + (64ll << 20), after);
+	mt_vfio_close(&self->d.v);
+	ASSERT_EQ(0, mt_sysfs_write("/sys/fs/cgroup/cgroup.procs", pid));
+	EXPECT_EQ(0, rmdir(dir));
 }
 
 TEST_HARNESS_MAIN

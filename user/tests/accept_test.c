@@ -54,21 +54,7 @@ static int acc_init(struct acc *a, bool tls)
 /* Start the destination, run the source, join; both results in a->p. */
 static int acc_run(struct acc *a)
 {
-	struct pair *p = &a->p;
-	pthread_t t;
-
-	p->ds = vfmig_session_new(false, p->dst, p->n, &p->dopt);
-	p->ss = vfmig_session_new(true, p->src, p->n, &p->so);
-	if (!p->ds || !p->ss)
-		return -1;
-	p->src_digest[0] = vfmig_fake_digest(p->src[0]);
-	if (pthread_create(&t, NULL, pair_recv_thread, p))
-		return -1;
-	p->src_rc = vfmig_session_send(p->ss, &p->addr);
-	if (p->src_rc)
-		vfmig_session_abort(p->ds, VFMIG_ERR_REMOTE, "source failed");
-	pthread_join(t, NULL);
-	return 0;
+	return pair_run(&a->p);
 }
 
 static void acc_fini(struct acc *a)

@@ -107,12 +107,15 @@ static inline int pair_listen(struct pair *p)
 	return p->lfd < 0 ? -1 : 0;
 }
 
-/* Listen, create both sessions (so hooks can reach them), run, join. */
-static inline int pair_run(struct pair *p)
+/*
+ * Listen (unless listening already), create both sessions (so hooks can
+ * reach them), run the source against @to (NULL: the listener), join.
+ */
+static inline int pair_run_to(struct pair *p, const struct vfmig_addr *to)
 {
 	pthread_t t;
 
-	if (pair_listen(p))
+	if (p->lfd < 0 && pair_listen(p))
 		return -1;
 	p->ds = vfmig_session_new(false, p->dst, p->n, &p->dopt);
 	p->ss = vfmig_session_new(true, p->src, p->n, &p->so);
@@ -122,11 +125,16 @@ static inline int pair_run(struct pair *p)
 		p->src_digest[i] = vfmig_fake_digest(p->src[i]);
 	if (pthread_create(&t, NULL, pair_recv_thread, p))
 		return -1;
-	p->src_rc = vfmig_session_send(p->ss, &p->addr);
+	p->src_rc = vfmig_session_send(p->ss, to ? to : &p->addr);
 	if (p->src_rc)
 		vfmig_session_abort(p->ds, VFMIG_ERR_REMOTE, "source failed");
 	pthread_join(t, NULL);
 	return 0;
+}
+
+static inline int pair_run(struct pair *p)
+{
+	return pair_run_to(p, NULL);
 }
 
 static inline void pair_fini(struct pair *p)

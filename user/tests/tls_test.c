@@ -80,26 +80,7 @@ static void tc_set(struct tls_case *tc, struct vfmig_tls *client, struct vfmig_t
 /* Listen (if not yet), start the destination, run the source against tc->target. */
 static int tc_run(struct tls_case *tc)
 {
-	struct pair *p = &tc->p;
-	pthread_t t;
-
-	if (p->lfd < 0 && pair_listen(p))
-		return -1;
-	if (!tc->target.family)
-		tc->target = p->addr;
-	p->ds = vfmig_session_new(false, p->dst, p->n, &p->dopt);
-	p->ss = vfmig_session_new(true, p->src, p->n, &p->so);
-	if (!p->ds || !p->ss)
-		return -1;
-	for (unsigned i = 0; i < p->n; i++)
-		p->src_digest[i] = vfmig_fake_digest(p->src[i]);
-	if (pthread_create(&t, NULL, pair_recv_thread, p))
-		return -1;
-	p->src_rc = vfmig_session_send(p->ss, &tc->target);
-	if (p->src_rc)
-		vfmig_session_abort(p->ds, VFMIG_ERR_REMOTE, "source failed");
-	pthread_join(t, NULL);
-	return 0;
+	return pair_run_to(&tc->p, tc->target.family ? &tc->target : NULL);
 }
 
 static void tc_fini(struct tls_case *tc)
