@@ -4,9 +4,10 @@
 #
 #   make              build the module, the uAPI header, userspace and selftests
 #   make check        install deps, build, run host tests and the kselftests in a VM
-#                     booting Debian's kernel and in one booting the debug kernel
-#                     (LANE=debian|debug|all, default all)
-#   make debug        build (once, cached) the lockdep/KASAN kernel and the module for it
+#                     booting Debian's 6.12, the debug 6.12 kernel and Linux 7.2
+#                     (LANE='debian debug next' or all, the default)
+#   make debug        build (once, cached) the lockdep/KASAN 6.12 kernel and the module for it
+#   make next         build (once, cached) Linux 7.2 from Debian sid and the module for it
 #   make demo         boot the VM and migrate devices, printing what happened
 #   make bench        run the migration benchmark in the VM
 #   make vm-shell     interactive shell in the test VM
@@ -44,7 +45,7 @@ MODULE		:= $(TOP)/kmod-mtty-mig/mtty_mig.ko
 export TOP BUILD UAPI_DIR KSFT_DIR
 
 .PHONY: all deps module mtty-sample uapi ksft user selftests check check-host check-vm \
-	demo bench vm-shell lint sparse clean install modules_install help debug debug-module
+	demo bench vm-shell lint sparse clean install modules_install help debug debug-module next lane-module
 
 all: module mtty-sample uapi user selftests
 
@@ -64,8 +65,14 @@ kdir-check:
 module: kdir-check
 	$(MAKE) -C $(KDIR) M=$(TOP) modules
 
+# sparse on every source against Debian's 6.12 headers, and against Linux 7.2
+# when the next kernel is built (`make next`) with a sparse that 7.2 accepts
+# (scripts/sparse-build.sh: sid's source, built here and cached).
 sparse: kdir-check
 	$(MAKE) -C $(KDIR) M=$(TOP) C=2 modules
+	@if $(TOP)/scripts/kernel-build.sh next --check >/dev/null; then \
+		$(MAKE) --no-print-directory lane-module KLANE=next C=2 CHECK=$$($(TOP)/scripts/sparse-build.sh); \
+	else echo "sparse: the next kernel is not built (make next): 6.12 only"; fi
 
 modules_install: kdir-check
 	$(MAKE) -C $(KDIR) M=$(TOP) modules_install
@@ -128,32 +135,37 @@ $(MTTY_SAMPLE)/mtty.ko: $(MTTY_SAMPLE)/mtty.c | kdir-check
 	echo 'obj-m := mtty.o' > $(MTTY_SAMPLE)/Kbuild
 	$(MAKE) -C $(KDIR) M=$(MTTY_SAMPLE) modules
 
-# --- the debug lane -------------------------------------------------------------
-# The lockdep/KASAN/kmemleak kernel is built once per (linux-source version,
-# config fragment, compiler) and cached outside the clone by
-# scripts/debug-kernel.sh, which prints its directory. The module is built
-# against that tree from a copy of its sources in $(BUILD)/debug/module:
-# Linux 6.12 has no object directory for M= builds, and the objects of the
-# Debian build must stay where they are. Any compiler, objtool or modpost
-# warning fails the build.
-DEBUG_MOD	:= $(BUILD)/debug/module
-DEBUG_KERNEL	 = $(shell $(TOP)/scripts/debug-kernel.sh --check)
+# --- the VM's own kernels: the debug lane and the next lane ----------------------
+# `make debug`: Debian's linux-source-6.12 with lockdep, KASAN, UBSAN, kmemleak;
+# `make next`: Debian sid's linux-source-7.2 (KNEXT_SERIES), the newest kernel.
+# Each is built once per (source version, config fragments, compiler) and
+# cached outside the clone by scripts/kernel-build.sh, which prints its
+# directory. The module is built against that tree from a copy of its sources
+# in $(BUILD)/<lane>/module: Linux 6.12 has no object directory for M= builds,
+# and the objects of the Debian build must stay where they are. Any compiler,
+# objtool or modpost warning fails the build.
+KLANES		:= debug next
+KLANE		?= debug
 
-debug:
-	@$(TOP)/scripts/debug-kernel.sh >/dev/null
-	@$(MAKE) --no-print-directory debug-module
+$(KLANES):
+	@$(TOP)/scripts/kernel-build.sh $@ >/dev/null
+	@$(MAKE) --no-print-directory lane-module KLANE=$@
 
-debug-module:
-	@test -n "$(DEBUG_KERNEL)" || { echo "debug kernel not built: make debug" >&2; exit 1; }
-	@mkdir -p $(DEBUG_MOD)/kmod-mtty-mig $(DEBUG_MOD)/uapi
-	@rsync -a $(TOP)/Kbuild $(DEBUG_MOD)/
-	@rsync -a --delete --exclude='*.mod.c' --include='*/' --include='*.[ch]' --include=Kbuild --exclude='*' \
-		$(TOP)/kmod-mtty-mig/ $(DEBUG_MOD)/kmod-mtty-mig/
-	@rsync -a --delete $(TOP)/uapi/ $(DEBUG_MOD)/uapi/
-	@$(MAKE) -C $(DEBUG_KERNEL)/tree M=$(DEBUG_MOD) KCFLAGS=-Werror modules \
-		>$(DEBUG_MOD)/build.log 2>&1; rc=$$?; cat $(DEBUG_MOD)/build.log; \
-	if [ $$rc -ne 0 ] || grep -qi 'warning' $(DEBUG_MOD)/build.log; then \
-		echo "debug-module: the build failed or warned (see above)" >&2; exit 1; fi
+debug-module: lane-module
+
+lane-module:
+	@kdir=$$($(TOP)/scripts/kernel-build.sh $(KLANE) --check) || \
+		{ echo "the $(KLANE) kernel is not built: make $(KLANE)" >&2; exit 1; }; \
+	mod=$(BUILD)/$(KLANE)/module; \
+	mkdir -p $$mod/kmod-mtty-mig $$mod/uapi; \
+	rsync -a $(TOP)/Kbuild $$mod/; \
+	rsync -a --delete --exclude='*.mod.c' --include='*/' --include='*.[ch]' --include=Kbuild --exclude='*' \
+		$(TOP)/kmod-mtty-mig/ $$mod/kmod-mtty-mig/; \
+	rsync -a --delete $(TOP)/uapi/ $$mod/uapi/; \
+	$(MAKE) -C $$kdir/tree M=$$mod KCFLAGS=-Werror $(if $(C),C=$(C)) $(if $(CHECK),CHECK=$(CHECK)) modules >$$mod/build.log 2>&1; rc=$$?; \
+	cat $$mod/build.log; \
+	if [ $$rc -ne 0 ] || grep -qi 'warning' $$mod/build.log; then \
+		echo "lane-module: the build for the $(KLANE) kernel failed or warned (see above)" >&2; exit 1; fi
 
 # --- userspace and selftests ----------------------------------------------------
 user: uapi ksft
@@ -166,14 +178,18 @@ selftests: uapi ksft user
 CHECKPATCH = perl $(CP_DIR)/checkpatch.pl --no-tree --strict --terse --show-types
 
 # BIT() does not exist in userspace, so a uAPI header cannot use it.
+# compat.h keys on LINUX_VERSION_CODE by design (an out-of-tree module built
+# against 6.12 to 7.2), which checkpatch flags for in-tree code.
 lint: $(CP_DIR)/checkpatch.pl
-	$(CHECKPATCH) -f $(filter-out %.mod.c,$(wildcard $(TOP)/kmod-mtty-mig/*.[ch]))
+	$(CHECKPATCH) -f $(filter-out %.mod.c %/compat.h,$(wildcard $(TOP)/kmod-mtty-mig/*.[ch]))
+	$(CHECKPATCH) --ignore LINUX_VERSION_CODE,CONSTANT_COMPARISON -f $(TOP)/kmod-mtty-mig/compat.h
 	$(CHECKPATCH) --ignore BIT_MACRO -f $(wildcard $(TOP)/uapi/linux/*.h)
 
 check: deps
 	@$(MAKE) --no-print-directory all
-	@[ "$(LANE)" = debian ] || $(MAKE) --no-print-directory debug
-	@$(TOP)/scripts/check.sh --lane $(LANE)
+	@for l in $(KLANES); do case " $(LANE) " in *" all "*|*" $$l "*) \
+		$(MAKE) --no-print-directory $$l || exit 1 ;; esac; done
+	@$(TOP)/scripts/check.sh --lane '$(LANE)'
 
 # Stream fuzz: mtty_mig_fuzz_test with FUZZ_STREAMS mutated streams (make check
 # runs it with 2000) in the VM of FUZZ_LANE. FUZZ_SEED=0x... replays a run;
@@ -186,7 +202,7 @@ FUZZ_TIMEOUT	?= 7200
 .PHONY: stream-fuzz
 stream-fuzz: deps
 	@$(MAKE) --no-print-directory all
-	@[ "$(FUZZ_LANE)" = debian ] || $(MAKE) --no-print-directory debug
+	@[ "$(FUZZ_LANE)" = debian ] || $(MAKE) --no-print-directory $(FUZZ_LANE)
 	@VM_TIMEOUT=$$(( $(FUZZ_TIMEOUT) + 600 )) VM_TIMEOUT_DEBUG=$$(( $(FUZZ_TIMEOUT) + 600 )) \
 		KSFT_TIMEOUT_DEBUG=$(FUZZ_TIMEOUT) \
 		$(TOP)/scripts/check.sh --lane $(FUZZ_LANE) --tests mtty_mig:mtty_mig_fuzz_test \
@@ -204,7 +220,7 @@ SOAK_TIMEOUT	?= $(shell echo $$(( 600 + $(SOAK_COUNT) * $(if $(filter debug,$(SO
 .PHONY: soak
 soak: deps
 	@$(MAKE) --no-print-directory all
-	@[ "$(SOAK_LANE)" = debian ] || $(MAKE) --no-print-directory debug
+	@[ "$(SOAK_LANE)" = debian ] || $(MAKE) --no-print-directory $(SOAK_LANE)
 	@VM_TIMEOUT=$$(( $(SOAK_TIMEOUT) + 600 )) VM_TIMEOUT_DEBUG=$$(( $(SOAK_TIMEOUT) + 600 )) \
 		KSFT_TIMEOUT_DEBUG=$(SOAK_TIMEOUT) \
 		$(TOP)/scripts/check.sh --lane $(SOAK_LANE) --tests mtty_mig:mtty_mig_soak_test \

@@ -355,37 +355,60 @@ static long mtty_mig_ioctl_get_info(void __user *arg)
 	return copy_to_user(arg, &info, minsz) ? -EFAULT : 0;
 }
 
+/* Fills @info for info->index; the caller checked argsz. */
+static int mtty_mig_region_info(struct mtty_mig_dev *mdev,
+				struct vfio_region_info *info)
+{
+	if (info->index >= VFIO_PCI_NUM_REGIONS)
+		return -EINVAL;
+
+	info->cap_offset = 0;
+	info->offset = MTTY_MIG_INDEX_TO_OFFSET(info->index);
+	info->flags = VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE;
+	switch (info->index) {
+	case MTTY_MIG_CONFIG_REGION:
+		info->size = MTTY_MIG_CONFIG_SIZE;
+		break;
+	case MTTY_MIG_SERIAL_REGION:
+		info->size = mdev->nr_ports * MTTY_MIG_PORT_STRIDE;
+		break;
+	case MTTY_MIG_MEM_REGION:
+		info->size = mtty_mig_mem_size(mdev);
+		break;
+	default:
+		info->size = 0;
+		info->flags = 0;
+		break;
+	}
+	return 0;
+}
+
+#ifdef MTTY_MIG_CORE_REGION_INFO
+/* 6.19+: the core copies the argument in and out (vfio_get_region_info()). */
+static int mtty_mig_get_region_info_caps(struct vfio_device *vdev,
+					 struct vfio_region_info *info,
+					 struct vfio_info_cap *caps)
+{
+	return mtty_mig_region_info(to_mtty_mig(vdev), info);
+}
+#else
 static long mtty_mig_ioctl_region_info(struct mtty_mig_dev *mdev,
 				       void __user *arg)
 {
 	unsigned long minsz = offsetofend(struct vfio_region_info, offset);
 	struct vfio_region_info info;
+	int ret;
 
 	if (copy_from_user(&info, arg, minsz))
 		return -EFAULT;
-	if (info.argsz < minsz || info.index >= VFIO_PCI_NUM_REGIONS)
+	if (info.argsz < minsz)
 		return -EINVAL;
-
-	info.cap_offset = 0;
-	info.offset = MTTY_MIG_INDEX_TO_OFFSET(info.index);
-	info.flags = VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE;
-	switch (info.index) {
-	case MTTY_MIG_CONFIG_REGION:
-		info.size = MTTY_MIG_CONFIG_SIZE;
-		break;
-	case MTTY_MIG_SERIAL_REGION:
-		info.size = mdev->nr_ports * MTTY_MIG_PORT_STRIDE;
-		break;
-	case MTTY_MIG_MEM_REGION:
-		info.size = mtty_mig_mem_size(mdev);
-		break;
-	default:
-		info.size = 0;
-		info.flags = 0;
-		break;
-	}
+	ret = mtty_mig_region_info(mdev, &info);
+	if (ret)
+		return ret;
 	return copy_to_user(arg, &info, minsz) ? -EFAULT : 0;
 }
+#endif
 
 static long mtty_mig_ioctl_irq_info(void __user *arg)
 {
@@ -458,8 +481,10 @@ static long mtty_mig_ioctl(struct vfio_device *vdev, unsigned int cmd,
 	switch (cmd) {
 	case VFIO_DEVICE_GET_INFO:
 		return mtty_mig_ioctl_get_info(uarg);
+#ifndef MTTY_MIG_CORE_REGION_INFO
 	case VFIO_DEVICE_GET_REGION_INFO:
 		return mtty_mig_ioctl_region_info(mdev, uarg);
+#endif
 	case VFIO_DEVICE_GET_IRQ_INFO:
 		return mtty_mig_ioctl_irq_info(uarg);
 	case VFIO_DEVICE_SET_IRQS:
@@ -545,6 +570,10 @@ static void mtty_mig_close_device(struct vfio_device *vdev)
 	mtty_mig_mem_close(mdev);
 	scoped_guard(mutex, &mdev->regs_lock)
 		mtty_mig_irq_disable(mdev);
+#ifndef MTTY_MIG_CORE_PRECOPY_INFO_V2
+	/* The opt-in ends with the open (as vfio_df_close() does in 7.1). */
+	WRITE_ONCE(mdev->precopy_info_v2, false);
+#endif
 }
 
 const struct vfio_device_ops mtty_mig_dev_ops = {
@@ -556,6 +585,12 @@ const struct vfio_device_ops mtty_mig_dev_ops = {
 	.read = mtty_mig_read,
 	.write = mtty_mig_write,
 	.ioctl = mtty_mig_ioctl,
+#ifdef MTTY_MIG_CORE_REGION_INFO
+	.get_region_info_caps = mtty_mig_get_region_info_caps,
+#endif
+#ifndef MTTY_MIG_CORE_PRECOPY_INFO_V2
+	.device_feature = mtty_mig_device_feature,
+#endif
 	.bind_iommufd = vfio_iommufd_emulated_bind,
 	.unbind_iommufd = vfio_iommufd_emulated_unbind,
 	.attach_ioas = vfio_iommufd_emulated_attach_ioas,

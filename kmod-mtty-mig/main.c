@@ -176,6 +176,11 @@ static ssize_t tun_store(struct device *dev, struct device_attribute *attr,
 		return ret;
 	if (val < ta->min || val > ta->max)
 		return -EINVAL;
+	/* A new METADATA size is a device event (REINIT in PRE_COPY). */
+	if (ta->offset == offsetof(struct mtty_mig_tunables, metadata_size)) {
+		ret = mtty_mig_set_metadata_size(attr_mdev(dev), val);
+		return ret ? ret : count;
+	}
 	if (ta->is_u64)
 		WRITE_ONCE(*(u64 *)field, val);
 	else
@@ -369,6 +374,11 @@ static struct mtty_mig_counter_attr dev_attr_p2p_dropped = {
 	.offset = offsetof(struct mtty_mig_counters, p2p_dropped),
 };
 
+static struct mtty_mig_counter_attr dev_attr_reinits = {
+	.attr = __ATTR(reinits, 0444, counter_show, NULL),
+	.offset = offsetof(struct mtty_mig_counters, reinits),
+};
+
 static struct attribute *mtty_mig_dev_attrs[] = {
 	&dev_attr_mem_size.attr,
 	&dev_attr_nr_ports.attr,
@@ -388,6 +398,7 @@ static struct attribute *mtty_mig_dev_attrs[] = {
 	&dev_attr_p2p_rx.attr.attr,
 	&dev_attr_p2p_violations.attr.attr,
 	&dev_attr_p2p_dropped.attr.attr,
+	&dev_attr_reinits.attr.attr,
 	NULL,
 };
 

@@ -21,6 +21,13 @@
  * the SERIAL, DEVICE and END records follow the last page.  In PRE_COPY a
  * read with nothing to give returns -ENOMSG; in STOP_COPY a read after END
  * returns 0.
+ *
+ * REINIT (mtty_mig_save_reinit()): if the user opted in to
+ * VFIO_DEVICE_FEATURE_MIG_PRECOPY_INFOv2 before the session started, a new
+ * metadata_size written in PRE_COPY is new initial data: REINIT and a new
+ * METADATA follow the record being read, the first pass starts again from
+ * page 0 and the dirty bitmap is cleared.  The next PRECOPY_INFO reports
+ * VFIO_PRECOPY_INFO_REINIT with the new initial_bytes and dirty_bytes 0.
  */
 #include <linux/anon_inodes.h>
 #include <linux/file.h>
@@ -51,6 +58,12 @@ struct mtty_mig_file {
 	u8 *initial;			/* HEADER + METADATA records */
 	size_t initial_len;
 	size_t initial_pos;
+	bool reinit_ok;			/* opted in at start: stream 1.1 */
+	bool reinit_report;		/* REINIT not reported yet */
+	u8 *reinit;			/* REINIT + METADATA records */
+	size_t reinit_len;
+	size_t reinit_pos;
+	u32 reinit_seq;			/* seq of the REINIT record */
 	u8 *rec;			/* the record being read */
 	size_t rec_len;
 	size_t rec_pos;
@@ -78,6 +91,7 @@ static const char *migf_name(struct mtty_mig_file *migf)
 static void mtty_mig_file_free(struct mtty_mig_file *migf)
 {
 	kvfree(migf->initial);
+	kvfree(migf->reinit);
 	kfree(migf->rec);
 	mtty_mig_parser_destroy(&migf->parser);
 	kfree(migf->bounce);
@@ -162,6 +176,7 @@ static void mtty_mig_save_owed(struct mtty_mig_file *migf, u64 *initial,
 	mtty_mig_mem_pending(migf->mdev, &first_left, &nr_dirty);
 	*initial = (migf->initial_len - migf->initial_pos) +
 		   (migf->rec_initial ? rec_left : 0) +
+		   (migf->reinit_len - migf->reinit_pos) +
 		   (u64)first_left * MTTY_MIG_PAGE_REC_SIZE;
 	*dirty = (migf->rec_initial ? 0 : rec_left) +
 		 (u64)nr_dirty * MTTY_MIG_PAGE_REC_SIZE;
@@ -203,6 +218,10 @@ static ssize_t mtty_mig_save_read(struct file *filp, char __user *ubuf,
 			src = migf->rec + migf->rec_pos;
 			avail = migf->rec_len - migf->rec_pos;
 			pos = &migf->rec_pos;
+		} else if (migf->reinit_pos < migf->reinit_len) {
+			src = migf->reinit + migf->reinit_pos;
+			avail = migf->reinit_len - migf->reinit_pos;
+			pos = &migf->reinit_pos;
 		} else if (mtty_mig_save_produce(migf)) {
 			continue;
 		} else {
@@ -239,20 +258,38 @@ out_unlock:
 	return ret;
 }
 
+/* The 7.1 core's input checks (vfio_check_precopy_ioctl()), on every kernel. */
+static int mtty_mig_check_precopy_ioctl(struct mtty_mig_dev *mdev,
+					unsigned int cmd, unsigned long arg,
+					struct vfio_precopy_info *info)
+{
+#ifdef MTTY_MIG_CORE_PRECOPY_INFO_V2
+	return vfio_check_precopy_ioctl(&mdev->vdev, cmd, arg, info);
+#else
+	unsigned long minsz = offsetofend(struct vfio_precopy_info, dirty_bytes);
+
+	if (cmd != VFIO_MIG_GET_PRECOPY_INFO)
+		return -ENOTTY;
+	if (copy_from_user(info, (void __user *)arg, minsz))
+		return -EFAULT;
+	if (info->argsz < minsz)
+		return -EINVAL;
+	return 0;
+#endif
+}
+
 static long mtty_mig_precopy_ioctl(struct file *filp, unsigned int cmd,
 				   unsigned long arg)
 {
 	struct mtty_mig_file *migf = filp->private_data;
 	unsigned long minsz = offsetofend(struct vfio_precopy_info, dirty_bytes);
 	struct vfio_precopy_info info;
+	bool reinit;
 	u64 initial, dirty;
+	int ret;
 
 	if (cmd != VFIO_MIG_GET_PRECOPY_INFO)
 		return -ENOTTY;
-	if (copy_from_user(&info, (void __user *)arg, minsz))
-		return -EFAULT;
-	if (info.argsz < minsz)
-		return -EINVAL;
 
 	scoped_guard(mutex, &migf->lock) {
 		/* A reset or close killed the session: -ENODEV. */
@@ -261,12 +298,22 @@ static long mtty_mig_precopy_ioctl(struct file *filp, unsigned int cmd,
 		/* Valid only in PRE_COPY and PRE_COPY_P2P. */
 		if (migf->disabled || migf->stop_copy)
 			return -EINVAL;
+		/* migf->mdev is valid while the file is enabled. */
+		ret = mtty_mig_check_precopy_ioctl(migf->mdev, cmd, arg, &info);
+		if (ret)
+			return ret;
 		mtty_mig_save_owed(migf, &initial, &dirty);
+		/* Reported once, and only to a user who opted in. */
+		reinit = migf->reinit_report;
+		migf->reinit_report = false;
 	}
 	info.initial_bytes = initial;
 	info.dirty_bytes = dirty;
-	/* flags is an input in 6.12; never echo it back. */
-	info.flags = 0;
+	/*
+	 * Without the opt-in flags is reserved: never echo the input back
+	 * (the core's helper leaves it as the user wrote it).
+	 */
+	info.flags = reinit ? VFIO_PRECOPY_INFO_REINIT : 0;
 	return copy_to_user((void __user *)arg, &info, minsz) ? -EFAULT : 0;
 }
 
@@ -455,9 +502,12 @@ struct mtty_mig_file *mtty_mig_save_create(struct mtty_mig_dev *mdev)
 	migf->rec = kmalloc(MTTY_MIG_PAGE_REC_SIZE, GFP_KERNEL_ACCOUNT);
 	if (!migf->rec)
 		goto err_free;
+	/* Only an opted-in user can be told of a REINIT: stream 1.1. */
+	migf->reinit_ok = mtty_mig_precopy_info_v2(mdev);
 	migf->initial = mtty_mig_stream_build_initial(mdev->nr_ports,
 						      mtty_mig_mem_size(mdev),
 						      READ_ONCE(mdev->tun.metadata_size),
+						      migf->reinit_ok ? 1 : 0,
 						      &migf->initial_len);
 	if (!migf->initial)
 		goto err_free;
@@ -498,6 +548,57 @@ void mtty_mig_save_stop_copy(struct mtty_mig_file *migf)
 		migf->final_next = 0;
 	}
 	wake_up_interruptible_all(&migf->wq);
+}
+
+/**
+ * mtty_mig_save_reinit() - the device was reconfigured: new initial data
+ * @migf: saving file of a device in PRE_COPY, state_lock held
+ * @metadata_size: the new METADATA payload size
+ *
+ * Queues REINIT + METADATA after the record being read, restarts the first
+ * pass and clears the dirty bitmap; the record being read becomes part of
+ * the new initial data.  A REINIT queued and not started yet is replaced
+ * (same record numbers).
+ *
+ * Return: 1 if a REINIT was queued, 0 if the session cannot carry one (no
+ * opt-in at its start, or it is ending), -EBUSY while a REINIT is half
+ * read, -ENOMEM.
+ */
+int mtty_mig_save_reinit(struct mtty_mig_file *migf, u32 metadata_size)
+{
+	struct mtty_mig_dev *mdev = migf->mdev;
+	size_t len;
+	u32 seq;
+	u8 *buf;
+
+	lockdep_assert_held(&mdev->state_lock);
+	guard(mutex)(&migf->lock);
+	if (!migf->reinit_ok || migf->disabled || migf->stop_copy)
+		return 0;
+	if (migf->reinit_pos && migf->reinit_pos < migf->reinit_len)
+		return -EBUSY;
+	/* A queued REINIT nobody read yet keeps its record numbers. */
+	seq = migf->reinit && !migf->reinit_pos ? migf->reinit_seq :
+						  migf->next_seq;
+	buf = mtty_mig_stream_build_reinit(mdev->nr_ports,
+					   mtty_mig_mem_size(mdev),
+					   metadata_size, seq, &len);
+	if (!buf)
+		return -ENOMEM;
+	kvfree(migf->reinit);
+	migf->reinit = buf;
+	migf->reinit_len = len;
+	migf->reinit_pos = 0;
+	migf->reinit_seq = seq;
+	migf->next_seq = seq + 2;
+	migf->rec_initial = true;
+	migf->reinit_report = true;
+	mtty_mig_mem_track_start(mdev, &migf->wq);
+	atomic64_inc(&mdev->cnt.reinits);
+	trace_mtty_mig_record(migf_name(migf), true, MTTY_MIG_REC_REINIT, seq,
+			      sizeof(struct mtty_mig_rec_reinit));
+	wake_up_interruptible_all(&migf->wq);
+	return 1;
 }
 
 /**

@@ -433,6 +433,67 @@ void mtty_mig_migration_reset(struct mtty_mig_dev *mdev, bool device)
 }
 
 /**
+ * mtty_mig_set_metadata_size() - reconfigure the METADATA block
+ * @mdev: instance
+ * @size: new METADATA payload size (bounded by the caller)
+ *
+ * The device event behind VFIO_PRECOPY_INFO_REINIT: in PRE_COPY, a saving
+ * session whose user opted in to PRECOPY_INFOv2 gets new initial data
+ * (mtty_mig_save_reinit()).  Anywhere else the size applies to the next
+ * session.  Only PRE_COPY: in PRE_COPY_P2P the device is quiesced, and a
+ * REINIT there would come after the user's switchover decision.
+ *
+ * Return: 0, or -EBUSY/-ENOMEM from mtty_mig_save_reinit() (the size is
+ * then unchanged).
+ */
+int mtty_mig_set_metadata_size(struct mtty_mig_dev *mdev, u32 size)
+{
+	int ret = 0;
+
+	guard(mutex)(&mdev->state_lock);
+	if (mdev->state == VFIO_DEVICE_STATE_PRE_COPY && mdev->saving &&
+	    size != READ_ONCE(mdev->tun.metadata_size))
+		ret = mtty_mig_save_reinit(mdev->saving, size);
+	if (ret < 0)
+		return ret;
+	WRITE_ONCE(mdev->tun.metadata_size, size);
+	return 0;
+}
+
+#ifndef MTTY_MIG_CORE_PRECOPY_INFO_V2
+/**
+ * mtty_mig_device_feature() - VFIO_DEVICE_FEATURE_MIG_PRECOPY_INFOv2 before 7.1
+ * @vdev: device
+ * @flags: VFIO_DEVICE_FEATURE flags, the feature number in the low bits
+ * @arg: feature data (none)
+ * @argsz: its size
+ *
+ * What the 7.1 core does in
+ * vfio_ioctl_device_feature_migration_precopy_info_v2(): SET only, no
+ * data, refused without PRE_COPY; the opt-in lasts until the device is
+ * closed (mtty_mig_close_device()).
+ *
+ * Return: 0 (a PROBE or the opt-in done), or -errno.
+ */
+int mtty_mig_device_feature(struct vfio_device *vdev, u32 flags,
+			    void __user *arg, size_t argsz)
+{
+	int ret;
+
+	if ((flags & VFIO_DEVICE_FEATURE_MASK) !=
+	    MTTY_MIG_FEATURE_PRECOPY_INFO_V2)
+		return -ENOTTY;
+	if (!(vdev->migration_flags & VFIO_MIGRATION_PRE_COPY))
+		return -EINVAL;
+	ret = vfio_check_feature(flags, argsz, VFIO_DEVICE_FEATURE_SET, 0);
+	if (ret != 1)
+		return ret;
+	WRITE_ONCE(to_mtty_mig(vdev)->precopy_info_v2, true);
+	return 0;
+}
+#endif
+
+/**
  * mtty_mig_digest() - xxh64 of the migratable state
  * @mdev: instance
  *

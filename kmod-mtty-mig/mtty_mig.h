@@ -36,6 +36,8 @@
 #include <linux/xxhash.h>
 #include <linux/mtty_mig.h>
 
+#include "compat.h"
+
 #define MTTY_MIG_NR_PAGES(size)	((unsigned long)((size) >> MTTY_MIG_PAGE_SHIFT))
 #define MTTY_MIG_REC_HDR_SIZE	sizeof(struct mtty_mig_rec_hdr)
 #define MTTY_MIG_PAGE_REC_SIZE	(MTTY_MIG_REC_HDR_SIZE + MTTY_MIG_REC_PAGE_PAYLOAD)
@@ -112,6 +114,7 @@ struct mtty_mig_counters {
 	atomic64_t p2p_rx;
 	atomic64_t p2p_violations;
 	atomic64_t p2p_dropped;
+	atomic64_t reinits;		/* REINITs a saving session reported */
 };
 
 /* Tunables set through sysfs, read with READ_ONCE(). */
@@ -149,6 +152,10 @@ struct mtty_mig_dev {
 	struct mtty_mig_file *saving;
 	struct mtty_mig_file *resuming;
 
+#ifndef MTTY_MIG_CORE_PRECOPY_INFO_V2
+	bool precopy_info_v2;		/* opted in (the core's field in 7.1) */
+#endif
+
 	struct mtty_mig_tunables tun;
 	struct mtty_mig_counters cnt;
 	struct mtty_mig_fault fault;
@@ -157,6 +164,16 @@ struct mtty_mig_dev {
 static inline struct mtty_mig_dev *to_mtty_mig(struct vfio_device *vdev)
 {
 	return container_of(vdev, struct mtty_mig_dev, vdev);
+}
+
+/* Did the user opt in to VFIO_DEVICE_FEATURE_MIG_PRECOPY_INFOv2? */
+static inline bool mtty_mig_precopy_info_v2(struct mtty_mig_dev *mdev)
+{
+#ifdef MTTY_MIG_CORE_PRECOPY_INFO_V2
+	return READ_ONCE(mdev->vdev.precopy_info_v2);
+#else
+	return READ_ONCE(mdev->precopy_info_v2);
+#endif
 }
 
 static inline struct device *mtty_mig_dev(struct mtty_mig_dev *mdev)
@@ -228,11 +245,17 @@ const char *mtty_mig_state_name(enum vfio_device_mig_state state);
 int mtty_mig_state_parse(const char *name, enum vfio_device_mig_state *state);
 enum vfio_device_mig_state mtty_mig_get_state_locked(struct mtty_mig_dev *mdev);
 int mtty_mig_digest(struct mtty_mig_dev *mdev, u64 *digest);
+int mtty_mig_set_metadata_size(struct mtty_mig_dev *mdev, u32 size);
+#ifndef MTTY_MIG_CORE_PRECOPY_INFO_V2
+int mtty_mig_device_feature(struct vfio_device *vdev, u32 flags,
+			    void __user *arg, size_t argsz);
+#endif
 
 /* migfile.c */
 struct mtty_mig_file *mtty_mig_save_create(struct mtty_mig_dev *mdev);
 void mtty_mig_save_stop_copy(struct mtty_mig_file *migf);
 u64 mtty_mig_save_pending(struct mtty_mig_file *migf);
+int mtty_mig_save_reinit(struct mtty_mig_file *migf, u32 metadata_size);
 u64 mtty_mig_stop_copy_estimate(struct mtty_mig_dev *mdev);
 struct mtty_mig_file *mtty_mig_resume_create(struct mtty_mig_dev *mdev);
 int mtty_mig_resume_finish(struct mtty_mig_file *migf);

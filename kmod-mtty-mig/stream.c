@@ -10,8 +10,9 @@
  * A record is handed to the caller only once its checksum and its contents
  * have been checked and it is legal at this point of the grammar:
  *
- *   HEADER METADATA PAGE* SERIAL{nr_ports} DEVICE END
+ *   HEADER METADATA (PAGE | REINIT METADATA)* SERIAL{nr_ports} DEVICE END
  *
+ * (REINIT only if the HEADER announced version 1.1).
  * Every refusal is -EINVAL (the uAPI's errno for bad migration data); the
  * reason is kept in p->why for the log.  The first error is latched; every
  * later call returns it.
@@ -45,16 +46,14 @@ static_assert(sizeof(struct mtty_mig_rec_device) == sizeof(struct mtty_mig_rec_e
 size_t mtty_mig_rec_seal(void *rec, u16 type, u32 seq, u32 length)
 {
 	struct mtty_mig_rec_hdr *hdr = rec;
-	struct xxh32_state xs;
 
 	hdr->type = cpu_to_le16(type);
 	hdr->flags = 0;
 	hdr->length = cpu_to_le32(length);
 	hdr->seq = cpu_to_le32(seq);
 	hdr->csum = 0;
-	xxh32_reset(&xs, MTTY_MIG_CSUM_SEED);
-	xxh32_update(&xs, rec, MTTY_MIG_REC_HDR_SIZE + length);
-	hdr->csum = cpu_to_le32(xxh32_digest(&xs));
+	hdr->csum = cpu_to_le32(mtty_mig_xxh32(rec, MTTY_MIG_REC_HDR_SIZE + length,
+					       MTTY_MIG_CSUM_SEED));
 	return MTTY_MIG_REC_HDR_SIZE + length;
 }
 
@@ -84,22 +83,41 @@ size_t mtty_mig_stream_final_size(unsigned int nr_ports)
 	       MTTY_MIG_REC_HDR_SIZE + sizeof(struct mtty_mig_rec_end);
 }
 
+/* The METADATA record (@seq) of @metadata_size payload bytes at @rec. */
+static size_t mtty_mig_seal_metadata(u8 *rec, unsigned int nr_ports,
+				     u64 mem_size, u32 metadata_size, u32 seq)
+{
+	u8 *meta = rec + MTTY_MIG_REC_HDR_SIZE;
+	struct mtty_mig_rec_layout *l = (void *)meta;
+	size_t i;
+
+	l->nr_ports = cpu_to_le32(nr_ports);
+	l->fifo_size = cpu_to_le32(MTTY_MIG_FIFO_SIZE);
+	l->port_stride = cpu_to_le32(MTTY_MIG_PORT_STRIDE);
+	l->config_size = cpu_to_le32(MTTY_MIG_CONFIG_SIZE);
+	l->nr_pages = cpu_to_le64(mem_size >> MTTY_MIG_PAGE_SHIFT);
+	for (i = sizeof(*l); i < metadata_size; i++)
+		meta[i] = i * 7 + 1;
+	return mtty_mig_rec_seal(rec, MTTY_MIG_REC_METADATA, seq,
+				 metadata_size);
+}
+
 /**
  * mtty_mig_stream_build_initial() - build the HEADER and METADATA records
  * @nr_ports: ports of the source device
  * @mem_size: memory size of the source device
  * @metadata_size: METADATA payload size (already bounded by sysfs)
+ * @minor: version_minor to announce (1 only if REINIT may follow)
  * @len: size of the returned buffer
  *
  * Return: kvmalloc'd records (seq 0 and 1), or NULL.
  */
 void *mtty_mig_stream_build_initial(unsigned int nr_ports, u64 mem_size,
-				    u32 metadata_size, size_t *len)
+				    u32 metadata_size, u16 minor, size_t *len)
 {
 	struct mtty_mig_rec_header *h;
-	struct mtty_mig_rec_layout *l;
-	size_t off, i;
-	u8 *buf, *meta;
+	size_t off;
+	u8 *buf;
 
 	*len = mtty_mig_stream_initial_size(metadata_size);
 	buf = kvzalloc(*len, GFP_KERNEL_ACCOUNT);
@@ -109,23 +127,42 @@ void *mtty_mig_stream_build_initial(unsigned int nr_ports, u64 mem_size,
 	h = (void *)(buf + MTTY_MIG_REC_HDR_SIZE);
 	h->magic = cpu_to_le64(MTTY_MIG_STREAM_MAGIC);
 	h->version_major = cpu_to_le16(MTTY_MIG_STREAM_VERSION_MAJOR);
-	h->version_minor = cpu_to_le16(MTTY_MIG_STREAM_VERSION_MINOR);
+	h->version_minor = cpu_to_le16(minor);
 	h->nr_ports = cpu_to_le32(nr_ports);
 	h->page_size = cpu_to_le32(MTTY_MIG_PAGE_SIZE);
 	h->mem_size = cpu_to_le64(mem_size);
 	h->metadata_size = cpu_to_le32(metadata_size);
 	off = mtty_mig_rec_seal(buf, MTTY_MIG_REC_HEADER, 0, sizeof(*h));
+	mtty_mig_seal_metadata(buf + off, nr_ports, mem_size, metadata_size, 1);
+	return buf;
+}
 
-	meta = buf + off + MTTY_MIG_REC_HDR_SIZE;
-	l = (void *)meta;
-	l->nr_ports = cpu_to_le32(nr_ports);
-	l->fifo_size = cpu_to_le32(MTTY_MIG_FIFO_SIZE);
-	l->port_stride = cpu_to_le32(MTTY_MIG_PORT_STRIDE);
-	l->config_size = cpu_to_le32(MTTY_MIG_CONFIG_SIZE);
-	l->nr_pages = cpu_to_le64(mem_size >> MTTY_MIG_PAGE_SHIFT);
-	for (i = sizeof(*l); i < metadata_size; i++)
-		meta[i] = i * 7 + 1;
-	mtty_mig_rec_seal(buf + off, MTTY_MIG_REC_METADATA, 1, metadata_size);
+/**
+ * mtty_mig_stream_build_reinit() - build the REINIT and METADATA records
+ * @nr_ports: ports of the source device
+ * @mem_size: memory size of the source device
+ * @metadata_size: the new METADATA payload size
+ * @seq: record number of REINIT (METADATA is @seq + 1)
+ * @len: size of the returned buffer
+ *
+ * Return: kvmalloc'd records, or NULL.
+ */
+void *mtty_mig_stream_build_reinit(unsigned int nr_ports, u64 mem_size,
+				   u32 metadata_size, u32 seq, size_t *len)
+{
+	struct mtty_mig_rec_reinit *r;
+	size_t off;
+	u8 *buf;
+
+	*len = 2 * MTTY_MIG_REC_HDR_SIZE + sizeof(*r) + metadata_size;
+	buf = kvzalloc(*len, GFP_KERNEL_ACCOUNT);
+	if (!buf)
+		return NULL;
+	r = (void *)(buf + MTTY_MIG_REC_HDR_SIZE);
+	r->metadata_size = cpu_to_le32(metadata_size);
+	off = mtty_mig_rec_seal(buf, MTTY_MIG_REC_REINIT, seq, sizeof(*r));
+	mtty_mig_seal_metadata(buf + off, nr_ports, mem_size, metadata_size,
+			       seq + 1);
 	return buf;
 }
 
@@ -211,10 +248,14 @@ static int mtty_mig_parse_header(struct mtty_mig_parser *p)
 						    "METADATA record expected");
 		break;
 	case MTTY_MIG_EXPECT_BODY:
-		if (p->type != MTTY_MIG_REC_PAGE &&
-		    p->type != MTTY_MIG_REC_SERIAL)
+		if (p->type == MTTY_MIG_REC_REINIT && !p->reinit_ok)
 			return mtty_mig_parser_fail(p, -EINVAL,
-						    "PAGE or SERIAL record expected");
+						    "REINIT record in a version 1.0 stream");
+		if (p->type != MTTY_MIG_REC_PAGE &&
+		    p->type != MTTY_MIG_REC_SERIAL &&
+		    p->type != MTTY_MIG_REC_REINIT)
+			return mtty_mig_parser_fail(p, -EINVAL,
+						    "PAGE, REINIT or SERIAL record expected");
 		break;
 	case MTTY_MIG_EXPECT_SERIAL:
 		if (p->type != MTTY_MIG_REC_SERIAL)
@@ -249,6 +290,9 @@ static int mtty_mig_parse_header(struct mtty_mig_parser *p)
 	case MTTY_MIG_REC_SERIAL:
 		want = sizeof(struct mtty_mig_rec_serial);
 		break;
+	case MTTY_MIG_REC_REINIT:
+		want = sizeof(struct mtty_mig_rec_reinit);
+		break;
 	case MTTY_MIG_REC_DEVICE:
 		want = sizeof(struct mtty_mig_rec_device);
 		break;
@@ -264,8 +308,8 @@ static int mtty_mig_parse_header(struct mtty_mig_parser *p)
 		       sizeof(struct mtty_mig_rec_layout) : p->length;
 
 	zeroed.csum = 0;
-	xxh32_reset(&p->xs, MTTY_MIG_CSUM_SEED);
-	xxh32_update(&p->xs, &zeroed, sizeof(zeroed));
+	mtty_mig_xxh32_reset(&p->xs, MTTY_MIG_CSUM_SEED);
+	mtty_mig_xxh32_update(&p->xs, &zeroed, sizeof(zeroed));
 	return 0;
 }
 
@@ -300,6 +344,22 @@ static int mtty_mig_check_header(struct mtty_mig_parser *p)
 		return mtty_mig_parser_fail(p, -EINVAL,
 					    "metadata size out of bounds");
 	p->metadata_size = meta;
+	p->reinit_ok = le16_to_cpu(h->version_minor) >= 1;
+	return 0;
+}
+
+static int mtty_mig_check_reinit(struct mtty_mig_parser *p)
+{
+	const struct mtty_mig_rec_reinit *r = (const void *)p->stage;
+	u32 meta = le32_to_cpu(r->metadata_size);
+
+	if (r->reserved)
+		return mtty_mig_parser_fail(p, -EINVAL,
+					    "REINIT reserved field set");
+	if (meta < MTTY_MIG_METADATA_MIN || meta > MTTY_MIG_METADATA_MAX)
+		return mtty_mig_parser_fail(p, -EINVAL,
+					    "metadata size out of bounds");
+	p->metadata_size = meta;
 	return 0;
 }
 
@@ -328,7 +388,7 @@ static int mtty_mig_parse_record(struct mtty_mig_parser *p,
 	const struct mtty_mig_rec_end *end = (const void *)p->stage;
 	int ret;
 
-	if (xxh32_digest(&p->xs) != p->csum)
+	if (mtty_mig_xxh32_digest(&p->xs) != p->csum)
 		return mtty_mig_parser_fail(p, -EINVAL, "record checksum mismatch");
 
 	switch (p->type) {
@@ -350,6 +410,12 @@ static int mtty_mig_parse_record(struct mtty_mig_parser *p,
 			return mtty_mig_parser_fail(p, -EINVAL,
 						    "page index beyond device memory");
 		p->nr_page_recs++;
+		break;
+	case MTTY_MIG_REC_REINIT:
+		ret = mtty_mig_check_reinit(p);
+		if (ret)
+			return ret;
+		p->expect = MTTY_MIG_EXPECT_METADATA;
 		break;
 	case MTTY_MIG_REC_SERIAL:
 		if (mtty_mig_serial_check((const void *)p->stage, p->next_port))
@@ -429,7 +495,7 @@ ssize_t mtty_mig_parse(struct mtty_mig_parser *p, const u8 *buf, size_t len,
 			memcpy(p->stage + p->stage_fill, buf + used, m);
 			p->stage_fill += m;
 		}
-		xxh32_update(&p->xs, buf + used, n);
+		mtty_mig_xxh32_update(&p->xs, buf + used, n);
 		used += n;
 		p->payload_done += n;
 		if (p->payload_done < p->length)

@@ -7,8 +7,9 @@
 #define MTTY_MIG_STREAM_H
 
 #include <linux/types.h>
-#include <linux/xxhash.h>
 #include <linux/mtty_mig.h>
+
+#include "csum.h"
 
 /* Where the parser is in the grammar. */
 enum mtty_mig_expect {
@@ -42,7 +43,7 @@ struct mtty_mig_parser {
 	u32 length;
 	u32 csum;
 	u32 payload_done;
-	struct xxh32_state xs;
+	struct mtty_mig_xxh32 xs;
 	u8 *stage;			/* MTTY_MIG_REC_PAGE_PAYLOAD bytes */
 	size_t stage_len;
 	size_t stage_fill;
@@ -51,6 +52,7 @@ struct mtty_mig_parser {
 	enum mtty_mig_expect expect;
 	u32 next_seq;
 	u32 metadata_size;
+	bool reinit_ok;			/* the HEADER announced 1.1 */
 	unsigned int next_port;
 	u64 nr_page_recs;
 
@@ -66,7 +68,9 @@ size_t mtty_mig_rec_seal(void *rec, u16 type, u32 seq, u32 length);
 size_t mtty_mig_stream_initial_size(u32 metadata_size);
 size_t mtty_mig_stream_final_size(unsigned int nr_ports);
 void *mtty_mig_stream_build_initial(unsigned int nr_ports, u64 mem_size,
-				    u32 metadata_size, size_t *len);
+				    u32 metadata_size, u16 minor, size_t *len);
+void *mtty_mig_stream_build_reinit(unsigned int nr_ports, u64 mem_size,
+				   u32 metadata_size, u32 seq, size_t *len);
 
 int mtty_mig_parser_init(struct mtty_mig_parser *p, unsigned int nr_ports,
 			 u64 mem_size);

@@ -2,19 +2,21 @@
 # SPDX-License-Identifier: GPL-2.0-only
 #
 # The body of `make check`: run the host-side tests, boot the VM and run the
-# kselftests there, once on Debian's kernel and once on the debug kernel
-# (lockdep, KASAN, UBSAN, kmemleak, ...; `make debug`), then count every test
+# kselftests there, once per lane: Debian's 6.12 kernel, the debug 6.12 kernel
+# (lockdep, KASAN, UBSAN, kmemleak, ...; `make debug`) and Linux 7.2 built
+# from Debian sid (`make next`), then count every test
 # case once and print the closing line "N passed, N failed, N skipped". Exits
 # non-zero on any failed case, a planned test that did not run, a guest that
 # did not finish, or a kernel splat in either guest.
 #
-# usage: check.sh [--host-only] [--tests coll:prog,...] [--lane debian|debug|all]
+# usage: check.sh [--host-only] [--tests coll:prog,...] [--lane 'LANE...'|all]
 #                 [--append 'k=v ...']
 # --append passes k=v to every guest's kernel command line (vm-run.sh
 # --append): the guest's jobs see them as environment variables.
-# In the TAP, the debug lane's programs are "selftests: COLL-debug: PROG".
-# VM_TIMEOUT (default 1500) bounds the Debian lane's boot, VM_TIMEOUT_DEBUG
-# (default 5400) the debug lane's; KSFT_TIMEOUT_DEBUG (default 3000) is the
+# In the TAP, the debug lane's programs are "selftests: COLL-debug: PROG",
+# the next lane's "selftests: COLL-next: PROG".
+# VM_TIMEOUT (default 1500) bounds the boot of the Debian and next lanes,
+# VM_TIMEOUT_DEBUG (default 5400) the debug lane's; KSFT_TIMEOUT_DEBUG (default 3000) is the
 # kselftest runner's per-program timeout in the debug lane (the settings
 # file's 600 s, scaled for a kernel that runs the tests ~7x slower).
 set -uo pipefail
@@ -34,11 +36,14 @@ while [ $# -gt 0 ]; do
 	esac
 	shift
 done
-case $lane in
-all) lanes="debian debug" ;;
-debian|debug) lanes=$lane ;;
-*) echo "check: bad lane '$lane' (debian, debug or all)" >&2; exit 2 ;;
-esac
+lanes=
+for l in $lane; do
+	case $l in
+	all) lanes="debian debug next" ;;
+	debian|debug|next) lanes="$lanes $l" ;;
+	*) echo "check: bad lane '$l' (debian, debug, next or all)" >&2; exit 2 ;;
+	esac
+done
 
 out=$BUILD/check
 mkdir -p "$out"
@@ -75,8 +80,8 @@ echo "check: ${#host[@]} host test program(s)"
 run_lane() {
 	local kernel=$1 suffix='' vmout args vrc start
 	args=(--mode check --kernel "$kernel" --quiet)
+	[ "$kernel" = debian ] || suffix=-$kernel
 	if [ "$kernel" = debug ]; then
-		suffix=-debug
 		args+=(--timeout "${VM_TIMEOUT_DEBUG:-5400}")
 		case " $extra" in
 		*" mttytimeout="*) ;;

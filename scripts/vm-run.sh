@@ -1,16 +1,17 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0-only
 #
-# Boot a 6.12 kernel under QEMU TCG with the project's initramfs and run one
+# Boot the test kernel under QEMU TCG with the project's initramfs and run one
 # job in it. Needs no terminal and no stdin (except --mode shell), and a
 # host-side timeout bounds every boot: a hung guest is a failed run.
 #
-# usage: vm-run.sh --mode check|demo|bench|shell [--kernel debian|debug]
+# usage: vm-run.sh --mode check|demo|bench|shell [--kernel debian|debug|next]
 #                  [--tests coll:prog,...] [--append 'k=v ...']
 #                  [--timeout SECONDS] [--out DIR]
 # --kernel debian (default) boots Debian's /boot/vmlinuz-$KVER; debug boots
-# the lockdep/KASAN/kmemleak kernel of scripts/debug-kernel.sh (`make debug`)
-# with the module built against it. --append adds to the kernel command line
+# the lockdep/KASAN/kmemleak 6.12 kernel of scripts/kernel-build.sh
+# (`make debug`), next its Linux 7.2 from Debian sid (`make next`), each with
+# the module built against it. --append adds to the kernel command line
 # (the guest's /init sees unknown k=v as environment variables).
 # Results: DIR/result.txt (what the guest job printed, ending with
 # "MTTY-VM-DONE rc=N"), DIR/dmesg.txt, DIR/console.txt. Exit status: 0 if the
@@ -53,24 +54,29 @@ debian)
 	mem=${VM_MEM:-3G}
 	loglevel=4
 	;;
-debug)
-	dk=$("$TOP/scripts/debug-kernel.sh" --check) ||
-		{ echo "vm-run: the debug kernel is not built (make debug)" >&2; exit 1; }
+debug|next)
+	dk=$("$TOP/scripts/kernel-build.sh" "$kernel" --check) ||
+		{ echo "vm-run: the $kernel kernel is not built (make $kernel)" >&2; exit 1; }
 	KVER=$(cat "$dk/krel")
 	vmlinuz=$dk/bzImage
 	MODROOT=$dk/modroot
-	MODULE_KO=${MODULE_KO:-$BUILD/debug/module/kmod-mtty-mig/mtty_mig.ko}
+	MODULE_KO=${MODULE_KO:-$BUILD/$kernel/module/kmod-mtty-mig/mtty_mig.ko}
 	MTTY_KO=$MODROOT/lib/modules/$KVER/kernel/samples/vfio-mdev/mtty.ko
-	cpio=$BUILD/vm/initramfs-debug.cpio.gz
-	suffix=-debug
-	# KASAN's shadow is an eighth of memory, kmemleak and lockdep keep their
-	# own metadata; the tests' device memory comes on top
-	mem=${VM_MEM_DEBUG:-4G}
-	# lockdep reports at KERN_WARNING: get them on the console too, so a
-	# splat that is followed by a hang is not lost
-	loglevel=5
+	cpio=$BUILD/vm/initramfs-$kernel.cpio.gz
+	suffix=-$kernel
+	if [ "$kernel" = debug ]; then
+		# KASAN's shadow is an eighth of memory, kmemleak and lockdep
+		# keep their own metadata; the tests' device memory comes on top
+		mem=${VM_MEM_DEBUG:-4G}
+		# lockdep reports at KERN_WARNING: get them on the console too,
+		# so a splat that is followed by a hang is not lost
+		loglevel=5
+	else
+		mem=${VM_MEM:-3G}
+		loglevel=4
+	fi
 	;;
-*) echo "vm-run: bad kernel '$kernel' (debian or debug)" >&2; exit 2 ;;
+*) echo "vm-run: bad kernel '$kernel' (debian, debug or next)" >&2; exit 2 ;;
 esac
 export TOP BUILD KVER MODROOT MODULE_KO MTTY_KO
 out=${out:-$BUILD/vm/$mode$suffix}
@@ -78,7 +84,7 @@ mkdir -p "$out"
 rm -f "$out"/{result,dmesg,console,splats}.txt
 
 [ -r "$vmlinuz" ] || { echo "vm-run: $vmlinuz missing (make deps)" >&2; exit 1; }
-[ -f "$MODULE_KO" ] || { echo "vm-run: module not built: $MODULE_KO (make${suffix:+ debug})" >&2; exit 1; }
+[ -f "$MODULE_KO" ] || { echo "vm-run: module not built: $MODULE_KO (make${suffix:+ ${suffix#-}})" >&2; exit 1; }
 
 mkdir -p "$(dirname "$cpio")"
 "$TOP/scripts/mkinitramfs.sh" "$cpio"
@@ -92,7 +98,7 @@ append="$append loglevel=$loglevel mttymode=$mode"
 append="$append$extra"
 
 # shellcheck disable=SC2054 # the commas are QEMU's
-qemu=(qemu-system-x86_64 -machine q35,accel=tcg -cpu max -smp 2 -m "$mem"
+qemu=(qemu-system-x86_64 -machine q35,accel=tcg -cpu "${VM_CPU:-max}" -smp 2 -m "$mem"
 	-no-reboot -nodefaults -kernel "$vmlinuz" -initrd "$cpio" -append "$append"
 	-device virtio-serial-pci
 	-chardev "file,id=res,path=$out/result.txt" -device virtserialport,chardev=res,name=result

@@ -29,7 +29,7 @@ prog() { # NAME NR PLAN RESULT-LINES... : one program in runner format
 }
 
 echo "TAP version 13"
-echo "1..28"
+echo "1..31"
 
 { echo "1..1"; prog p 1 3 "ok 1 a" "ok 2 b" "ok 3 c"; echo "ok 1 selftests: c: p"; } >"$tmp/pass"
 expect tap_all_pass_counts_cases 0 "3 passed, 0 failed, 0 skipped" "$tmp/pass"
@@ -96,6 +96,10 @@ if [ "$kernel" = debug ]; then
 	cat "${FAKE_RESULT_DEBUG:-$FAKE_RESULT}" >"$out/result.txt"
 	exit "${FAKE_RC_DEBUG:-$FAKE_RC}"
 fi
+if [ "$kernel" = next ]; then
+	cat "${FAKE_RESULT_NEXT:-$FAKE_RESULT}" >"$out/result.txt"
+	exit "${FAKE_RC_NEXT:-$FAKE_RC}"
+fi
 cat "$FAKE_RESULT" >"$out/result.txt"
 exit "$FAKE_RC"
 EOS
@@ -114,11 +118,19 @@ if FAKE_RC_DEBUG=4 run_check "$tmp/pass.res" 0; then notok check_fails_on_debug_
 else ok check_fails_on_debug_lane_splat; fi
 if FAKE_RESULT_DEBUG=$tmp/fail.res run_check "$tmp/pass.res" 0; then notok check_fails_on_debug_lane_kselftest
 else ok check_fails_on_debug_lane_kselftest; fi
-# both lanes counted, the debug lane's programs named apart
-if run_check "$tmp/pass.res" 0 && [ "$(tail -n1 "$tmp/check.out")" = "6 passed, 0 failed, 0 skipped" ] &&
+if FAKE_RC_NEXT=4 run_check "$tmp/pass.res" 0; then notok check_fails_on_next_lane_splat
+else ok check_fails_on_next_lane_splat; fi
+if FAKE_RESULT_NEXT=$tmp/fail.res run_check "$tmp/pass.res" 0; then notok check_fails_on_next_lane_kselftest
+else ok check_fails_on_next_lane_kselftest; fi
+# every lane counted, the debug and next lanes' programs named apart
+if run_check "$tmp/pass.res" 0 && [ "$(tail -n1 "$tmp/check.out")" = "9 passed, 0 failed, 0 skipped" ] &&
 	grep -qx 'ok 1 selftests: c: p' "$tmp/b/check/results.tap" &&
-	grep -qx 'ok 1 selftests: c-debug: p' "$tmp/b/check/results.tap"; then ok check_counts_both_lanes
-else notok check_counts_both_lanes; fi
+	grep -qx 'ok 1 selftests: c-debug: p' "$tmp/b/check/results.tap" &&
+	grep -qx 'ok 1 selftests: c-next: p' "$tmp/b/check/results.tap"; then ok check_counts_every_lane
+else notok check_counts_every_lane; fi
+if run_check "$tmp/pass.res" 0 --lane 'debian next' && [ "$(tail -n1 "$tmp/check.out")" = "6 passed, 0 failed, 0 skipped" ] &&
+	! grep -q 'c-debug' "$tmp/b/check/results.tap"; then ok check_lane_list
+else notok check_lane_list; fi
 if run_check "$tmp/pass.res" 0 --lane debian && [ "$(tail -n1 "$tmp/check.out")" = "3 passed, 0 failed, 0 skipped" ] &&
 	! grep -q 'c-debug' "$tmp/b/check/results.tap"; then ok check_lane_debian_only
 else notok check_lane_debian_only; fi

@@ -165,6 +165,7 @@
 #define MTTY_MIG_ATTR_P2P_RX		"p2p_rx"
 #define MTTY_MIG_ATTR_P2P_VIOLATIONS	"p2p_violations"
 #define MTTY_MIG_ATTR_P2P_DROPPED	"p2p_dropped"
+#define MTTY_MIG_ATTR_REINITS		"reinits"
 
 #define MTTY_MIG_PEER_NONE		"none"
 #define MTTY_MIG_RATE_MAX		16384U	/* pages per second (64 MiB/s) */
@@ -214,13 +215,23 @@
  *                                        (PRE_COPY dirty_bytes, from zero)
  *   SERIAL{nr_ports} DEVICE END          written once the device is stopped
  *
+ * Version 1.1 adds REINIT (PRE_COPY, after the user opted in with
+ * VFIO_DEVICE_FEATURE_MIG_PRECOPY_INFOv2): wherever a PAGE may follow,
+ *
+ *   REINIT METADATA PAGE{nr_pages}       new initial data: the device was
+ *                                        reconfigured; PRECOPY_INFO reported
+ *                                        VFIO_PRECOPY_INFO_REINIT
+ *
+ * A saving session writes version_minor 1 only if the user had opted in
+ * when it started, so a stream without REINIT stays readable by 1.0.
+ *
  * 'seq' numbers the records from 0 without gaps; 'csum' is xxh32 (seed
  * MTTY_MIG_CSUM_SEED) over the header with csum = 0 followed by the payload.
  * A page may appear several times; the last copy wins.
  */
 #define MTTY_MIG_STREAM_MAGIC		0x0047494d5954544dULL	/* "MTTYMIG\0" */
 #define MTTY_MIG_STREAM_VERSION_MAJOR	1
-#define MTTY_MIG_STREAM_VERSION_MINOR	0
+#define MTTY_MIG_STREAM_VERSION_MINOR	1
 #define MTTY_MIG_CSUM_SEED		0
 
 enum mtty_mig_rec_type {
@@ -230,6 +241,7 @@ enum mtty_mig_rec_type {
 	MTTY_MIG_REC_SERIAL	= 4,
 	MTTY_MIG_REC_DEVICE	= 5,
 	MTTY_MIG_REC_END	= 6,
+	MTTY_MIG_REC_REINIT	= 7,	/* version 1.1 */
 };
 
 struct mtty_mig_rec_hdr {
@@ -298,6 +310,15 @@ struct mtty_mig_rec_serial {
 struct mtty_mig_rec_device {
 	__le64 engine_seq;	/* next own-memory write sequence number */
 	__le64 p2p_seq;		/* next peer write sequence number */
+};
+
+/*
+ * MTTY_MIG_REC_REINIT: new initial data follows: a METADATA record of
+ * metadata_size bytes, then the pages of a new full image.
+ */
+struct mtty_mig_rec_reinit {
+	__le32 metadata_size;	/* payload length of the METADATA that follows */
+	__le32 reserved;	/* 0 */
 };
 
 /* MTTY_MIG_REC_END: last record. */

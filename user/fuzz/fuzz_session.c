@@ -89,9 +89,14 @@ static ssize_t w_write(void *w, const void *buf, size_t len)
 	return INNER(w)->ops->write(INNER(w)->priv, buf, len);
 }
 
-static int w_precopy_info(void *w, uint64_t *i, uint64_t *d)
+static int w_precopy_info(void *w, uint64_t *i, uint64_t *d, uint32_t *fl)
 {
-	return INNER(w)->ops->precopy_info(INNER(w)->priv, i, d);
+	return INNER(w)->ops->precopy_info(INNER(w)->priv, i, d, fl);
+}
+
+static int w_precopy_v2(void *w)
+{
+	return INNER(w)->ops->precopy_v2(INNER(w)->priv);
 }
 
 static int w_data_size(void *w, uint64_t *b)
@@ -131,6 +136,7 @@ static const struct vfmig_device_ops watch_ops = {
 	.read = w_read,
 	.write = w_write,
 	.precopy_info = w_precopy_info,
+	.precopy_v2 = w_precopy_v2,
 	.data_size = w_data_size,
 	.config_read = w_config_read,
 	.config_write = w_config_write,
@@ -268,7 +274,7 @@ static void handshake(struct run *R)
 	h.proto_version = h.min_proto_version = VFMIG_PROTO_VERSION;
 	h.session_id = FZS_SESSION_ID;
 	h.options = (R->nch ? VFMIG_OPT_MULTIFD : 0) |
-		    ((R->cfg & FZS_SACK) ? VFMIG_OPT_SWITCHOVER_ACK : 0);
+		    ((R->cfg & FZS_SACK) ? VFMIG_OPT_SWITCHOVER_ACK | VFMIG_OPT_PRECOPY_REINIT : 0);
 	h.nchannels = R->nch;
 	h.chunk_size = FZS_CHUNK;
 	h.ndevices = R->ndev;

@@ -48,6 +48,7 @@ static void local_from(struct fz *z, struct local *L)
 	L->o.multifd = (enum vfmig_onoff)((b >> 5) % 3);
 	L->o.switchover_ack = (enum vfmig_onoff)(c % 3);
 	L->o.load_config_after_iter = (enum vfmig_onoff)((c >> 2) % 3);
+	L->o.precopy_reinit = (enum vfmig_onoff)((c >> 4) % 3);
 	L->o.channels = fz_u8(z) % 70;
 	L->o.max_channels = fz_u8(z) % 70;
 	L->o.max_chunk = fz_u32(z);
@@ -135,8 +136,15 @@ static void fuzz_hello(const uint8_t *in, size_t inlen)
 			   h.proto_version >= VFMIG_PROTO_MIN_VERSION,
 		   "protocol %u..%u accepted", h.min_proto_version, h.proto_version);
 	FUZZ_CHECK(!(h.options & ~VFMIG_OPT_ALL) && !(agreed & ~VFMIG_OPT_ALL) &&
-			   (agreed & h.options) == h.options,
+			   (agreed & h.options & ~VFMIG_OPT_PRECOPY_REINIT) ==
+				   (h.options & ~VFMIG_OPT_PRECOPY_REINIT),
 		   "options 0x%x agreed as 0x%x", h.options, agreed);
+	/* PRECOPY_REINIT: kept unless the destination declines it (precopy_reinit off). */
+	FUZZ_CHECK(!(agreed & VFMIG_OPT_PRECOPY_REINIT) ==
+			   (!(h.options & VFMIG_OPT_PRECOPY_REINIT) ||
+			    L.o.precopy_reinit == VFMIG_OFF),
+		   "PRECOPY_REINIT 0x%x agreed as 0x%x (precopy_reinit %d)", h.options, agreed,
+		   L.o.precopy_reinit);
 	FUZZ_CHECK((agreed & ~h.options) == 0 ||
 			   (agreed & ~h.options) == VFMIG_OPT_LOAD_CONFIG_AFTER_ITER,
 		   "the destination added options 0x%x", agreed & ~h.options);

@@ -50,6 +50,14 @@ enum vfmig_state {
 #define VFMIG_MIG_P2P (1u << 1)
 #define VFMIG_MIG_PRE_COPY (1u << 2)
 
+/*
+ * Same value as VFIO_PRECOPY_INFO_REINIT (Linux 7.1): an output flag of
+ * PRECOPY_INFO after the PRECOPY_INFOv2 opt-in.  The driver restarted its
+ * initial data: initial_bytes is the new (larger) amount, dirty_bytes 0, and
+ * the data stream carries the new initial data next.
+ */
+#define VFMIG_PRECOPY_REINIT (1u << 0)
+
 /* Hard limits; the wire format rejects anything larger. */
 #define VFMIG_MAX_DEVICES 32
 #define VFMIG_MAX_CHANNELS 64
@@ -143,7 +151,21 @@ struct vfmig_device_ops {
 	ssize_t (*read)(void *priv, void *buf, size_t len);
 	/* Bytes consumed (may be short), <0 error. */
 	ssize_t (*write)(void *priv, const void *buf, size_t len);
-	int (*precopy_info)(void *priv, uint64_t *initial_bytes, uint64_t *dirty_bytes);
+	/*
+	 * VFIO_MIG_GET_PRECOPY_INFO.  *flags gets the driver's output flags
+	 * (VFMIG_PRECOPY_REINIT); the engine trusts them only on a device that
+	 * accepted precopy_v2, and ignores them otherwise (reserved in v1).
+	 */
+	int (*precopy_info)(void *priv, uint64_t *initial_bytes, uint64_t *dirty_bytes,
+			    uint32_t *flags);
+	/*
+	 * Opt in to VFIO_DEVICE_FEATURE_MIG_PRECOPY_INFOv2 (Linux 7.1): from then
+	 * on, until the device is closed, precopy_info may report
+	 * VFMIG_PRECOPY_REINIT.  0 when the device is opted in, <0 when it
+	 * refused (an older kernel or driver: -ENOTTY, -EINVAL); may be NULL
+	 * (never opted in).  Idempotent.
+	 */
+	int (*precopy_v2)(void *priv);
 	int (*data_size)(void *priv, uint64_t *stop_copy_bytes);
 	/* Bytes of device config state (0 if none); <0 error. */
 	ssize_t (*config_read)(void *priv, void *buf, size_t len);
@@ -214,6 +236,14 @@ struct vfmig_fake_cfg {
 	/* Called before the N-th STOP_COPY read (N counted from 1). */
 	void (*stopcopy_read_hook)(void *opaque, unsigned n);
 	void *hook_opaque;
+	/* PRECOPY_INFOv2: refuse the opt-in with -ENOTTY (a pre-7.1 kernel or driver). */
+	bool refuse_precopy_v2;
+	/* Flags precopy_info reports while not opted in (v1: reserved, to be ignored). */
+	uint32_t v1_flags_out;
+	/* N>0: the N-th precopy_info call (from 1) finds a device event: REINIT. */
+	unsigned reinit_at_info;
+	/* Called before the N-th precopy_info call (N from 1), without the device's lock. */
+	void (*precopy_info_hook)(void *opaque, unsigned n);
 };
 void vfmig_fake_cfg_init(struct vfmig_fake_cfg *cfg);
 struct vfmig_device *vfmig_fake_new(const char *name, const struct vfmig_fake_cfg *cfg);
@@ -228,6 +258,15 @@ int vfmig_fake_poke(struct vfmig_device *dev, size_t off, const void *buf, size_
 unsigned vfmig_fake_resets(struct vfmig_device *dev);
 /* Current state without going through the ops (for tests). */
 enum vfmig_state vfmig_fake_state(struct vfmig_device *dev);
+/*
+ * A device event: once opted in to PRECOPY_INFOv2, the next precopy_info
+ * in PRE_COPY reports VFMIG_PRECOPY_REINIT and every page is initial data
+ * again (the memory does not change).  Pending until then; -EINVAL if not fake.
+ */
+int vfmig_fake_reinit(struct vfmig_device *dev);
+/* REINITs the fake device has reported; whether it is opted in to PRECOPY_INFOv2. */
+unsigned vfmig_fake_reinits(struct vfmig_device *dev);
+bool vfmig_fake_precopy_v2(struct vfmig_device *dev);
 
 /* ---- transport addresses (transport.c) ---------------------------------- */
 
@@ -292,6 +331,12 @@ enum vfmig_phase {
 	VFMIG_PHASE_LOADING,
 	VFMIG_PHASE_COMPLETING,
 	VFMIG_PHASE_DONE,
+	/*
+	 * Source: the switchover is decided; reported before the devices'
+	 * last VFIO_MIG_GET_PRECOPY_INFO (a REINIT from here on fails the
+	 * migration with switchover-ack) and before any device stops.
+	 */
+	VFMIG_PHASE_SWITCHOVER,
 };
 
 struct vfmig_progress {
@@ -309,6 +354,12 @@ struct vfmig_options {
 	unsigned channels;		 /* multifd channels (default 2) */
 	enum vfmig_onoff switchover_ack; /* source: auto = on; destination: auto = accept */
 	enum vfmig_onoff load_config_after_iter;
+	/*
+	 * PRECOPY_INFOv2 REINIT handling (HELLO option PRECOPY_REINIT).  Source:
+	 * auto/on offer it and opt precopying devices in; off neither.
+	 * Destination: auto/on accept it, off decline it (as an older peer).
+	 */
+	enum vfmig_onoff precopy_reinit;
 	unsigned downtime_limit_ms; /* default 300 */
 	unsigned max_iterations;    /* default 30 */
 	uint64_t max_queued_bytes;  /* destination reorder budget (default 256 MiB) */
@@ -357,6 +408,10 @@ struct vfmig_stats {
 	uint64_t stopcopy_ns; /* source: STOP_COPY data transfer; dest: load time */
 	uint64_t switchover_ack_wait_ns;
 	unsigned precopy_iterations;
+	bool precopy_reinit; /* the PRECOPY_REINIT option was agreed */
+	/* source: REINITs reported by devices; destination: fresh acks (generations > 0) */
+	unsigned precopy_reinits;
+	unsigned switchover_acks_stale; /* source: acks of an older initial-data generation */
 	uint64_t precopy_bytes;
 	uint64_t stopcopy_bytes;
 	uint64_t config_bytes;

@@ -198,6 +198,7 @@ static int setup_loader(struct vfmig_session *s)
 		.main = &s->main,
 		.devs = s->devs,
 		.sack = s->options & VFMIG_OPT_SWITCHOVER_ACK,
+		.reinit_ok = s->options & VFMIG_OPT_PRECOPY_REINIT,
 		.st = &s->st,
 	};
 	ret = vfmig_loader_init(&dst->ld);

@@ -15,7 +15,13 @@
  *     matches (so lost or reordered data is caught);
  *   - spec "fake:SIZE[:stop_copy+p2p+pre_copy][:seedN]" (vfmig_fake_new_from_spec);
  *   - fault injection: a failing STOP_COPY read, RESUMING write or arc, and
- *     a hook called before a given STOP_COPY read.
+ *     a hook called before a given STOP_COPY read;
+ *   - PRECOPY_INFOv2 (Linux 7.1): the opt-in (precopy_v2, or refused like a
+ *     pre-7.1 kernel), and device events (vfmig_fake_reinit(), the N-th
+ *     precopy_info call): once opted in, the next precopy_info in PRE_COPY
+ *     (not PRE_COPY_P2P, like mtty_mig) reports REINIT, and every page is
+ *     initial data again: the stream carries a full new image, so what the
+ *     destination loads still ends equal to the source.
  *
  * Stream record (little-endian): u32 magic "FFAK", u32 page (0xffffffff =
  * END), u64 value (END: digest), then 4096 bytes for page records.
@@ -60,6 +66,9 @@ struct fake {
 	bool rec_initial;
 	bool end_sent;
 	unsigned sc_reads, info_calls, dirty_seq;
+	/* PRECOPY_INFOv2: opted in (until closed), a device event pending, REINITs reported */
+	bool v2, reinit_pending;
+	unsigned reinits;
 	/* resume session */
 	bool resuming;
 	uint8_t rbuf[FAKE_REC];
@@ -349,10 +358,32 @@ static void dirty_page_locked(struct fake *f, uint32_t p)
 	}
 }
 
-static int fake_precopy_info(void *priv, uint64_t *initial, uint64_t *dirty)
+/* A device event after the opt-in: the initial data starts over (a full new image). */
+static void reinit_locked(struct fake *f)
+{
+	memset(f->initial, 1, f->npages);
+	memset(f->dirty, 0, f->npages);
+	f->n_initial = f->npages;
+	f->n_dirty = 0;
+	/* The rest of a record being read is the first of the new initial bytes. */
+	f->rec_initial = true;
+	f->reinit_pending = false;
+	f->reinits++;
+}
+
+static int fake_precopy_info(void *priv, uint64_t *initial, uint64_t *dirty, uint32_t *flags)
 {
 	struct fake *f = priv;
+	void (*hook)(void *, unsigned) = NULL;
 	uint64_t partial;
+	unsigned n;
+
+	pthread_mutex_lock(&f->lock);
+	n = f->info_calls + 1;
+	hook = f->cfg.precopy_info_hook;
+	pthread_mutex_unlock(&f->lock);
+	if (hook)
+		hook(f->cfg.hook_opaque, n);
 
 	pthread_mutex_lock(&f->lock);
 	if (!f->saving ||
@@ -369,11 +400,35 @@ static int fake_precopy_info(void *priv, uint64_t *initial, uint64_t *dirty)
 			dirty_page_locked(f, p);
 		}
 	}
+	if (f->cfg.reinit_at_info && f->info_calls == f->cfg.reinit_at_info)
+		f->reinit_pending = true;
+	*flags = f->v2 ? 0 : f->cfg.v1_flags_out;
+	/* Without the opt-in a driver never starts its initial data over. */
+	if (f->v2 && f->reinit_pending && f->state == VFMIG_STATE_PRE_COPY) {
+		reinit_locked(f);
+		*flags = VFMIG_PRECOPY_REINIT;
+	}
 	partial = f->rec_len - f->rec_off;
 	*initial = (uint64_t)f->n_initial * FAKE_REC + (f->rec_initial ? partial : 0);
 	*dirty = (uint64_t)f->n_dirty * FAKE_REC + (f->rec_initial ? 0 : partial);
 	pthread_mutex_unlock(&f->lock);
 	return 0;
+}
+
+static int fake_precopy_v2(void *priv)
+{
+	struct fake *f = priv;
+	int ret = 0;
+
+	pthread_mutex_lock(&f->lock);
+	if (f->cfg.refuse_precopy_v2)
+		ret = -ENOTTY;
+	else if (!(f->cfg.flags & VFMIG_MIG_PRE_COPY))
+		ret = -EINVAL; /* the core refuses it without PRE_COPY */
+	else
+		f->v2 = true;
+	pthread_mutex_unlock(&f->lock);
+	return ret;
 }
 
 static int fake_data_size(void *priv, uint64_t *bytes)
@@ -444,6 +499,7 @@ static const struct vfmig_device_ops fake_ops = {
 	.read = fake_read,
 	.write = fake_write,
 	.precopy_info = fake_precopy_info,
+	.precopy_v2 = fake_precopy_v2,
 	.data_size = fake_data_size,
 	.config_read = fake_config_read,
 	.config_write = fake_config_write,
@@ -642,4 +698,45 @@ enum vfmig_state vfmig_fake_state(struct vfmig_device *dev)
 		return VFMIG_STATE_ERROR;
 	fake_get_state(dev->priv, &st);
 	return st;
+}
+
+int vfmig_fake_reinit(struct vfmig_device *dev)
+{
+	struct fake *f;
+
+	if (!vfmig_is_fake(dev))
+		return -EINVAL;
+	f = dev->priv;
+	pthread_mutex_lock(&f->lock);
+	f->reinit_pending = true;
+	pthread_mutex_unlock(&f->lock);
+	return 0;
+}
+
+unsigned vfmig_fake_reinits(struct vfmig_device *dev)
+{
+	struct fake *f;
+	unsigned n;
+
+	if (!vfmig_is_fake(dev))
+		return 0;
+	f = dev->priv;
+	pthread_mutex_lock(&f->lock);
+	n = f->reinits;
+	pthread_mutex_unlock(&f->lock);
+	return n;
+}
+
+bool vfmig_fake_precopy_v2(struct vfmig_device *dev)
+{
+	struct fake *f;
+	bool v2;
+
+	if (!vfmig_is_fake(dev))
+		return false;
+	f = dev->priv;
+	pthread_mutex_lock(&f->lock);
+	v2 = f->v2;
+	pthread_mutex_unlock(&f->lock);
+	return v2;
 }

@@ -42,8 +42,9 @@ static const struct ftype_rule {
 				    VFMIG_CHANNEL_HELLO_LEN, VFMIG_CHANNEL_HELLO_LEN },
 	[VFMIG_F_READY] = { "READY", false, false, 0, LEN_FIXED, 0, 0 },
 	[VFMIG_F_PRECOPY_DATA] = { "PRECOPY_DATA", true, true, 0, LEN_CHUNK, 1, 0 },
-	[VFMIG_F_INIT_DATA_SENT] = { "INIT_DATA_SENT", true, false, 0, LEN_FIXED, 0, 0 },
-	[VFMIG_F_SWITCHOVER_ACK] = { "SWITCHOVER_ACK", true, false, 0, LEN_FIXED, 0, 0 },
+	/* idx: the generation of the device's initial bytes (PRECOPY_REINIT) */
+	[VFMIG_F_INIT_DATA_SENT] = { "INIT_DATA_SENT", true, true, 0, LEN_FIXED, 0, 0 },
+	[VFMIG_F_SWITCHOVER_ACK] = { "SWITCHOVER_ACK", true, true, 0, LEN_FIXED, 0, 0 },
 	[VFMIG_F_SWITCHOVER_START] = { "SWITCHOVER_START", false, false, 0, LEN_FIXED, 0, 0 },
 	[VFMIG_F_DEVICE_STATE] = { "DEVICE_STATE", true, true, VFMIG_FLAG_CONFIG, LEN_CHUNK, 0,
 				   0 },

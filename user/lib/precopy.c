@@ -27,6 +27,15 @@
  * An iteration that moved nothing waits 20 ms on the condvar (woken at once
  * by an ack or an abort).  Liveness PINGs are the keepalive thread's.
  *
+ * PRECOPY_INFOv2 (Linux 7.1): each precopying device is opted in at the
+ * start; a REINIT it then reports makes its initial bytes unsent again: the
+ * new ones go out, then INIT_DATA_SENT with the next generation in its idx,
+ * and with switchover-ack the switchover waits for a SWITCHOVER_ACK echoing
+ * that generation (an ack of an older one is stale and ignored).  Once the
+ * switchover is decided, PRECOPY_INFO is asked once more: a REINIT there
+ * fails the migration when switchover-ack is on (QEMU master (2026) fails
+ * a migration whose device requests an ack after the switchover decision).
+ *
  * It sees no session: struct vfmig_precopy holds the main connection, the
  * devices, the error object and the ack state it shares with the source's
  * return-path thread (under *lock).
@@ -52,6 +61,14 @@ int vfmig_precopy_start(struct vfmig_precopy *pc)
 		if (!(d->flags & VFMIG_MIG_PRE_COPY) || vfmig_device_get_state(d, &st) ||
 		    st != VFMIG_STATE_RUNNING)
 			continue;
+		/* PRECOPY_INFOv2: refused by pre-7.1 kernels and drivers, which is no error. */
+		if (pc->opt_in) {
+			ret = d->ops->precopy_v2 ? d->ops->precopy_v2(d->priv) : -EOPNOTSUPP;
+			pc->v2[i] = !ret;
+			log_dbg(pc->log, "%s: PRECOPY_INFOv2 %s%s", d->name,
+				ret ? "not available: " : "opted in (REINIT handled)",
+				ret ? strerror(-ret) : "");
+		}
 		/* No recovery or reset here: the rollback puts every device back. */
 		ret = vfmig_device_set_state_keep(d, VFMIG_STATE_PRE_COPY, &e);
 		if (ret) {
@@ -72,31 +89,118 @@ unsigned vfmig_precopy_acks_needed(const struct vfmig_precopy *pc)
 	return n;
 }
 
-int vfmig_precopy_ack(struct vfmig_precopy *pc, unsigned dev)
+int vfmig_precopy_ack(struct vfmig_precopy *pc, unsigned dev, uint32_t gen)
 {
-	int ret = 0;
+	int ret = -EPROTO;
 
 	pthread_mutex_lock(pc->lock);
-	if (dev >= pc->ndev || pc->acked[dev] || !pc->init_sent[dev] || !pc->sack) {
-		ret = -EPROTO;
-	} else {
-		pc->acked[dev] = true;
-		pc->acks++;
-		pthread_cond_broadcast(pc->cond);
+	/* One ack per INIT_DATA_SENT sent, in order: generation ack_next. */
+	if (dev < pc->ndev && pc->sack && gen == pc->ack_next[dev] &&
+	    (gen < pc->gen[dev] || (pc->init_sent[dev] && !pc->acked[dev]))) {
+		pc->ack_next[dev]++;
+		if (gen < pc->gen[dev]) {
+			/* The destination acked initial bytes a REINIT has replaced since. */
+			pc->st->switchover_acks_stale++;
+			ret = 1;
+		} else {
+			pc->acked[dev] = true;
+			pc->acks++;
+			pthread_cond_broadcast(pc->cond);
+			ret = 0;
+		}
 	}
 	pthread_mutex_unlock(pc->lock);
+	if (ret == 1)
+		log_dbg(pc->log, "%s: stale switchover-ack (generation %u) ignored",
+			pc->devs[dev]->name, gen);
 	return ret;
 }
 
-static int precopy_info(struct vfmig_precopy *pc, unsigned i, uint64_t *init, uint64_t *dirty)
+/* VFIO_MIG_GET_PRECOPY_INFO; *reinit only from a device opted in to PRECOPY_INFOv2. */
+static int precopy_info(struct vfmig_precopy *pc, unsigned i, uint64_t *init, uint64_t *dirty,
+			bool *reinit)
 {
 	struct vfmig_device *d = pc->devs[i];
-	int ret = d->ops->precopy_info(d->priv, init, dirty);
+	uint32_t flags = 0;
+	int ret = d->ops->precopy_info(d->priv, init, dirty, &flags);
 
 	if (ret)
 		vfmig_fail(pc->ctl, VFMIG_ERR_DEVICE, -ret, (int)i, d->name,
 			   "%s: VFIO_MIG_GET_PRECOPY_INFO: %s", d->name, strerror(-ret));
+	/* The flags are reserved without the opt-in: whatever is there means nothing. */
+	*reinit = !ret && pc->v2[i] && (flags & VFMIG_PRECOPY_REINIT);
 	return ret;
+}
+
+/*
+ * Device @i restarted its initial data (REINIT, @init new initial bytes):
+ * they are unsent again, and an INIT_DATA_SENT already sent for the old ones
+ * is superseded by the next generation, whose ack the switchover waits for.
+ */
+static int on_reinit(struct vfmig_precopy *pc, unsigned i, uint64_t init)
+{
+	struct vfmig_device *d = pc->devs[i];
+	bool decided;
+
+	pc->st->precopy_reinits++;
+	pthread_mutex_lock(pc->lock);
+	decided = pc->decided;
+	pthread_mutex_unlock(pc->lock);
+	if (decided && pc->sack) {
+		vfmig_fail(pc->ctl, VFMIG_ERR_DEVICE, EAGAIN, (int)i, d->name,
+			   "%s: PRECOPY_INFO reported REINIT after the switchover decision: its "
+			   "new initial bytes would need a fresh switchover-ack; migration "
+			   "cancelled, devices back to RUNNING (retry the migration)",
+			   d->name);
+		return -1;
+	}
+	if (decided) {
+		log_info(pc->log,
+			 "%s: REINIT at the switchover decision (%llu new initial bytes): "
+			 "STOP_COPY carries them (switchover-ack off)",
+			 d->name, (unsigned long long)init);
+		return 0;
+	}
+	if (pc->sack && !pc->reinit_ok) {
+		vfmig_fail(pc->ctl, VFMIG_ERR_INCOMPATIBLE, EPROTO, (int)i, d->name,
+			   "%s: PRECOPY_INFO reported REINIT (new initial bytes) but the "
+			   "destination did not agree to PRECOPY_REINIT (an older vfio-mig, or "
+			   "precopy-reinit off there): it cannot acknowledge them again; "
+			   "migration cancelled, devices back to RUNNING",
+			   d->name);
+		return -1;
+	}
+	pthread_mutex_lock(pc->lock);
+	if (pc->init_sent[i]) {
+		if (pc->gen[i] == VFMIG_IDX_INVALID - 1) {
+			pthread_mutex_unlock(pc->lock);
+			vfmig_fail(pc->ctl, VFMIG_ERR_PROTOCOL, ERANGE, (int)i, d->name,
+				   "%s: too many REINITs", d->name);
+			return -1;
+		}
+		pc->gen[i]++;
+		pc->init_sent[i] = false;
+		if (pc->acked[i]) {
+			pc->acked[i] = false;
+			pc->acks--;
+		}
+	}
+	pthread_mutex_unlock(pc->lock);
+	pc->reinit_seen = true;
+	log_info(pc->log, "%s: REINIT: %llu new initial bytes (generation %u)%s", d->name,
+		 (unsigned long long)init, pc->gen[i],
+		 pc->sack ? "; a fresh switchover-ack is needed" : "");
+	return 0;
+}
+
+/* precopy_info(), and a REINIT handled. */
+static int precopy_query(struct vfmig_precopy *pc, unsigned i, uint64_t *init, uint64_t *dirty)
+{
+	bool reinit;
+
+	if (precopy_info(pc, i, init, dirty, &reinit))
+		return -1;
+	return reinit ? on_reinit(pc, i, *init) : 0;
 }
 
 /* Read up to @budget bytes of precopy data from device @i and send them. */
@@ -148,12 +252,13 @@ static int mark_init_sent(struct vfmig_precopy *pc, unsigned i)
 	pthread_mutex_unlock(pc->lock);
 	if (!pc->sack)
 		return 0;
-	ret = vfmig_send_frame(pc->main, VFMIG_F_INIT_DATA_SENT, 0, i, 0, NULL, 0);
+	/* The generation only changes on this thread: no lock needed to read it. */
+	ret = vfmig_send_frame(pc->main, VFMIG_F_INIT_DATA_SENT, 0, i, pc->gen[i], NULL, 0);
 	if (ret) {
 		vfmig_fail_send(pc->ctl, "main channel", "send", ret);
 		return -1;
 	}
-	log_dbg(pc->log, "%s: initial bytes sent", pc->devs[i]->name);
+	log_dbg(pc->log, "%s: initial bytes sent (generation %u)", pc->devs[i]->name, pc->gen[i]);
 	return 0;
 }
 
@@ -167,12 +272,12 @@ static int send_device_precopy(struct vfmig_precopy *pc, unsigned i, uint8_t *bu
 {
 	uint64_t init, dirty;
 
-	if (precopy_info(pc, i, &init, &dirty))
+	if (precopy_query(pc, i, &init, &dirty))
 		return -1;
 	if (!pc->init_sent[i]) {
 		if (init && send_chunks(pc, i, buf, init, moved))
 			return -1;
-		if (init && precopy_info(pc, i, &init, &dirty))
+		if (init && precopy_query(pc, i, &init, &dirty))
 			return -1;
 		if (!init && mark_init_sent(pc, i))
 			return -1;
@@ -194,12 +299,37 @@ static uint64_t estimate_stopcopy(struct vfmig_precopy *pc)
 	return total;
 }
 
+/*
+ * The switchover is decided: ask every precopying device once more, before
+ * anything leaves PRE_COPY (it reports REINIT only there).  With
+ * switchover-ack a REINIT now fails the migration: the new initial bytes
+ * would need an ack the decision no longer waits for.
+ */
+static int switchover_check(struct vfmig_precopy *pc)
+{
+	pthread_mutex_lock(pc->lock);
+	pc->decided = true;
+	pthread_mutex_unlock(pc->lock);
+	pc->progress(pc->progress_arg, VFMIG_PHASE_SWITCHOVER);
+	for (unsigned i = 0; i < pc->ndev; i++) {
+		uint64_t init, dirty;
+		enum vfmig_state st;
+
+		if (!pc->precopy[i] || !pc->v2[i] || vfmig_device_get_state(pc->devs[i], &st) ||
+		    st != VFMIG_STATE_PRE_COPY)
+			continue;
+		if (precopy_query(pc, i, &init, &dirty))
+			return -1;
+	}
+	return 0;
+}
+
 int vfmig_precopy_run(struct vfmig_precopy *pc)
 {
 	const struct vfmig_options *o = pc->o;
 	struct vfmig_stats *st = pc->st;
 	unsigned npre = 0, acks_needed = vfmig_precopy_acks_needed(pc);
-	uint64_t busy_ns = 0, t0 = vfmig_now_ns(), ack_wait_start = 0;
+	uint64_t busy_ns = 0, t0 = vfmig_now_ns(), ack_wait_start = 0, ack_waited = 0;
 	uint64_t tmo_ns = (uint64_t)o->timeout_ms * 1000000ull;
 	uint8_t *buf;
 	int ret = -1;
@@ -274,8 +404,20 @@ int vfmig_precopy_run(struct vfmig_precopy *pc)
 		 */
 		if (why != VFMIG_CONVERGE_NONE && acked && (all_init || !acks_needed)) {
 			st->converge = why;
+			if (switchover_check(pc))
+				goto out;
 			break;
 		}
+		/*
+		 * A REINIT made initial bytes unsent again: their acks are due once
+		 * they are sent.  Not at a limit: from there on the acks' deadline
+		 * stands, so a device that keeps restarting cannot hold precopy open.
+		 */
+		if (pc->reinit_seen && !at_limit && ack_wait_start) {
+			ack_waited += now - ack_wait_start;
+			ack_wait_start = 0;
+		}
+		pc->reinit_seen = false;
 		if ((all_init || at_limit) && !acked && !ack_wait_start)
 			ack_wait_start = now;
 		if (ack_wait_start && !acked && now - ack_wait_start > tmo_ns) {
@@ -299,8 +441,9 @@ int vfmig_precopy_run(struct vfmig_precopy *pc)
 	if (!vfmig_aborted(pc->ctl))
 		ret = 0;
 out:
+	st->switchover_ack_wait_ns = ack_waited;
 	if (ack_wait_start)
-		st->switchover_ack_wait_ns = vfmig_now_ns() - ack_wait_start;
+		st->switchover_ack_wait_ns += vfmig_now_ns() - ack_wait_start;
 	st->precopy_ns = vfmig_now_ns() - t0;
 	free(buf);
 	return ret;
@@ -315,19 +458,29 @@ int vfmig_precopy_load(struct vfmig_precopy_load *pl, const struct vfmig_frame *
 	int ret;
 
 	if (f->h.type == VFMIG_F_INIT_DATA_SENT) {
-		if (!pl->sack || pl->acked[i]) {
+		uint32_t gen = f->h.idx;
+
+		/*
+		 * Generations 0, 1, 2, ... each once; after 0 only with PRECOPY_REINIT
+		 * (the device restarted its initial data: a fresh ack is due).
+		 */
+		if (!pl->sack || gen != pl->next_gen[i] || (gen && !pl->reinit_ok)) {
 			vfmig_fail(pl->ctl, VFMIG_ERR_PROTOCOL, EPROTO, (int)i, "main channel",
-				   "unexpected INIT_DATA_SENT for device %u", i);
+				   "unexpected INIT_DATA_SENT for device %u (generation %u%s)", i,
+				   gen, pl->sack ? "" : ", switchover-ack off");
 			return -1;
 		}
+		pl->next_gen[i] = gen + 1;
+		if (gen)
+			pl->st->precopy_reinits++;
 		/* Every initial byte before this marker is already written to the device. */
-		pl->acked[i] = true;
-		ret = vfmig_send_frame(pl->main, VFMIG_F_SWITCHOVER_ACK, 0, i, 0, NULL, 0);
+		ret = vfmig_send_frame(pl->main, VFMIG_F_SWITCHOVER_ACK, 0, i, gen, NULL, 0);
 		if (ret) {
 			vfmig_fail_send(pl->ctl, "main channel", "send ack", ret);
 			return -1;
 		}
-		log_dbg(pl->log, "%s: initial bytes loaded, switchover-ack sent", d->name);
+		log_dbg(pl->log, "%s: initial bytes loaded (generation %u), switchover-ack sent",
+			d->name, gen);
 		return 0;
 	}
 	if (f->h.idx != pl->pre_idx[i]) {

@@ -167,10 +167,12 @@ static void return_path(void *arg, unsigned unused)
 			break;
 		case VFMIG_F_SWITCHOVER_ACK:
 			if (!expect(s, &src->ready, false, "SWITCHOVER_ACK") ||
-			    vfmig_precopy_ack(&src->pc, f.h.device)) {
-				vfmig_fail(&s->ctl, VFMIG_ERR_PROTOCOL, EPROTO, (int)f.h.device,
-					   "main channel",
-					   "unexpected switchover-ack for device %u", f.h.device);
+			    vfmig_precopy_ack(&src->pc, f.h.device, f.h.idx) < 0) {
+				vfmig_fail(
+					&s->ctl, VFMIG_ERR_PROTOCOL, EPROTO, (int)f.h.device,
+					"main channel",
+					"unexpected switchover-ack for device %u (generation %u)",
+					f.h.device, f.h.idx);
 				goto bad;
 			}
 			break;
@@ -340,6 +342,9 @@ static int start_return_path(struct vfmig_session *s)
 		.ndev = s->ndev,
 		.chunk = s->chunk,
 		.sack = s->options & VFMIG_OPT_SWITCHOVER_ACK,
+		.reinit_ok = s->options & VFMIG_OPT_PRECOPY_REINIT,
+		/* Whatever the destination answered: a REINIT it cannot ack fails cleanly. */
+		.opt_in = s->o.precopy_reinit != VFMIG_OFF,
 		.o = &s->o,
 		.lock = &s->lock,
 		.cond = &s->cond,
@@ -374,7 +379,8 @@ static int handshake(struct vfmig_session *s, const struct vfmig_addr *peer)
 	s->options =
 		(s->nch ? VFMIG_OPT_MULTIFD : 0) |
 		(s->o.switchover_ack != VFMIG_OFF && any_pre ? VFMIG_OPT_SWITCHOVER_ACK : 0) |
-		(s->o.load_config_after_iter == VFMIG_ON ? VFMIG_OPT_LOAD_CONFIG_AFTER_ITER : 0);
+		(s->o.load_config_after_iter == VFMIG_ON ? VFMIG_OPT_LOAD_CONFIG_AFTER_ITER : 0) |
+		(s->o.precopy_reinit != VFMIG_OFF && any_pre ? VFMIG_OPT_PRECOPY_REINIT : 0);
 	s->chunk = s->o.chunk_size;
 	if (s->chunk < VFMIG_MIN_CHUNK || s->chunk > VFMIG_MAX_CHUNK) {
 		vfmig_fail(&s->ctl, VFMIG_ERR_USAGE, EINVAL, -1, "source",
@@ -421,9 +427,10 @@ static int handshake(struct vfmig_session *s, const struct vfmig_addr *peer)
 	s->lim.max_chunk = s->chunk;
 	if (recv_hello_ack(s, &opts))
 		return -1;
-	if ((opts & ~VFMIG_OPT_LOAD_CONFIG_AFTER_ITER) !=
-		    (s->options & ~VFMIG_OPT_LOAD_CONFIG_AFTER_ITER) ||
-	    (opts & ~VFMIG_OPT_ALL)) {
+	/* The destination may add LOAD_CONFIG_AFTER_ITER and drop PRECOPY_REINIT. */
+	if ((opts & ~(VFMIG_OPT_LOAD_CONFIG_AFTER_ITER | VFMIG_OPT_PRECOPY_REINIT)) !=
+		    (s->options & ~(VFMIG_OPT_LOAD_CONFIG_AFTER_ITER | VFMIG_OPT_PRECOPY_REINIT)) ||
+	    (opts & VFMIG_OPT_PRECOPY_REINIT & ~s->options) || (opts & ~VFMIG_OPT_ALL)) {
 		vfmig_fail(&s->ctl, VFMIG_ERR_PROTOCOL, EPROTO, -1, "handshake",
 			   "destination changed options 0x%x to 0x%x", s->options, opts);
 		return -1;
@@ -564,6 +571,26 @@ static int restore(struct vfmig_session *s, enum vfmig_go why, char *note, size_
 	return vfmig_devset_restore(s->devs, s->ndev, s->src->orig, why, &s->log, note, len);
 }
 
+bool vfmig_test_switchover_decided(struct vfmig_session *s)
+{
+	bool d;
+
+	pthread_mutex_lock(&s->lock);
+	d = s->source && s->src->pc.decided;
+	pthread_mutex_unlock(&s->lock);
+	return d;
+}
+
+uint32_t vfmig_test_init_gen(struct vfmig_session *s, unsigned dev)
+{
+	uint32_t g;
+
+	pthread_mutex_lock(&s->lock);
+	g = s->source && dev < VFMIG_MAX_DEVICES ? s->src->pc.gen[dev] : 0;
+	pthread_mutex_unlock(&s->lock);
+	return g;
+}
+
 enum vfmig_owner vfmig_session_owner(const struct vfmig_session *s)
 {
 	return s->source ? s->src->owner : vfmig_dst_owner(s);
@@ -601,9 +628,12 @@ enum vfmig_errclass vfmig_session_send(struct vfmig_session *s, const struct vfm
 	if (start_multifd(s))
 		goto fail;
 	s->st.setup_ns = vfmig_now_ns() - s->t_start;
-	log_info(&s->log, "connected: %u device(s), multifd %s (%u channel(s)), switchover-ack %s",
+	log_info(&s->log,
+		 "connected: %u device(s), multifd %s (%u channel(s)), switchover-ack %s, "
+		 "precopy-reinit %s",
 		 s->ndev, s->nch ? "on" : "off", s->nch,
-		 s->options & VFMIG_OPT_SWITCHOVER_ACK ? "on" : "off");
+		 s->options & VFMIG_OPT_SWITCHOVER_ACK ? "on" : "off",
+		 s->options & VFMIG_OPT_PRECOPY_REINIT ? "on" : "off");
 
 	/* Precopy: no device has left RUNNING/PRE_COPY yet. */
 	if (vfmig_precopy_start(&src->pc) || vfmig_precopy_run(&src->pc))

@@ -29,6 +29,7 @@ void vfmig_stats_finish(struct vfmig_session *s, uint64_t data_bytes, uint64_t c
 	st->nchannels = s->nch;
 	st->switchover_ack = s->options & VFMIG_OPT_SWITCHOVER_ACK;
 	st->load_config_after_iter = s->options & VFMIG_OPT_LOAD_CONFIG_AFTER_ITER;
+	st->precopy_reinit = s->options & VFMIG_OPT_PRECOPY_REINIT;
 	st->chunk_size = s->chunk;
 	st->stopcopy_bytes = data_bytes;
 	st->config_bytes = config_bytes;
@@ -98,11 +99,17 @@ void vfmig_stats_print(FILE *f, const struct vfmig_stats *st)
 			vfmig_fmt_bytes(b2, sizeof(b2), (uint64_t)st->bandwidth_Bps));
 		fprintf(f, "  switchover-ack    %10.1f ms waited\n",
 			ms(st->switchover_ack_wait_ns));
+		if (st->precopy_reinits)
+			fprintf(f, "  precopy reinit    %10u REINIT(s), %u stale ack(s) ignored\n",
+				st->precopy_reinits, st->switchover_acks_stale);
 	} else {
 		fprintf(f, "  downtime (local)  %10.1f ms (loading %.1f ms)\n",
 			ms(st->dest_downtime_ns), ms(st->stopcopy_ns));
 		fprintf(f, "  precopy           %10s loaded\n",
 			vfmig_fmt_bytes(b1, sizeof(b1), st->precopy_bytes));
+		if (st->precopy_reinits)
+			fprintf(f, "  precopy reinit    %10u fresh switchover-ack(s)\n",
+				st->precopy_reinits);
 	}
 	fprintf(f, "  stop-copy         %10s + %s config, reorder peak %s\n",
 		vfmig_fmt_bytes(b1, sizeof(b1), st->stopcopy_bytes),
@@ -162,6 +169,9 @@ void *vfmig_stats_json(const struct vfmig_stats *st, const struct vfmig_error *e
 	add_u64(o, "stopcopy_ns", st->stopcopy_ns);
 	add_u64(o, "switchover_ack_wait_ns", st->switchover_ack_wait_ns);
 	add_u64(o, "precopy_iterations", st->precopy_iterations);
+	json_object_object_add(o, "precopy_reinit", json_object_new_boolean(st->precopy_reinit));
+	add_u64(o, "precopy_reinits", st->precopy_reinits);
+	add_u64(o, "switchover_acks_stale", st->switchover_acks_stale);
 	add_u64(o, "precopy_bytes", st->precopy_bytes);
 	add_u64(o, "stopcopy_bytes", st->stopcopy_bytes);
 	add_u64(o, "config_bytes", st->config_bytes);

@@ -34,8 +34,10 @@ enum vfmig_ftype {
 	VFMIG_F_CHANNEL_HELLO = 3,    /* src->dst multifd: session id, channel id */
 	VFMIG_F_READY = 4,	      /* dst->src main: channels up, devices RESUMING */
 	VFMIG_F_PRECOPY_DATA = 5,     /* src->dst main: device, idx, PRE_COPY bytes */
-	VFMIG_F_INIT_DATA_SENT = 6,   /* src->dst main: device's initial bytes all sent */
-	VFMIG_F_SWITCHOVER_ACK = 7,   /* dst->src main: device's initial bytes loaded */
+	VFMIG_F_INIT_DATA_SENT = 6,   /* src->dst main: device's initial bytes all sent (idx:
+				       * their generation, 0 unless PRECOPY_REINIT) */
+	VFMIG_F_SWITCHOVER_ACK = 7,   /* dst->src main: device's initial bytes loaded (idx:
+				       * the generation it acknowledges) */
 	VFMIG_F_SWITCHOVER_START = 8, /* src->dst main: precopy over, start loading */
 	VFMIG_F_DEVICE_STATE = 9,     /* src->dst multifd (or main): STOP_COPY chunk */
 	VFMIG_F_CHANNEL_END = 10,     /* src->dst multifd: no more packets here */
@@ -56,8 +58,18 @@ enum vfmig_ftype {
 #define VFMIG_OPT_MULTIFD (1u << 0)
 #define VFMIG_OPT_SWITCHOVER_ACK (1u << 1)
 #define VFMIG_OPT_LOAD_CONFIG_AFTER_ITER (1u << 2)
-#define VFMIG_OPT_ALL \
-	(VFMIG_OPT_MULTIFD | VFMIG_OPT_SWITCHOVER_ACK | VFMIG_OPT_LOAD_CONFIG_AFTER_ITER)
+/*
+ * PRECOPY_INFOv2 REINIT: a device's initial data may start over, so
+ * INIT_DATA_SENT may come again with a higher generation in its idx, each
+ * answered by a SWITCHOVER_ACK echoing it.  The source offers it; the
+ * destination may drop it from the agreed options (it then accepts only
+ * generation 0, and the source fails a migration whose device asks for a
+ * fresh ack).
+ */
+#define VFMIG_OPT_PRECOPY_REINIT (1u << 3)
+#define VFMIG_OPT_ALL                                                                      \
+	(VFMIG_OPT_MULTIFD | VFMIG_OPT_SWITCHOVER_ACK | VFMIG_OPT_LOAD_CONFIG_AFTER_ITER | \
+	 VFMIG_OPT_PRECOPY_REINIT)
 
 #define VFMIG_HELLO_FIXED 32
 #define VFMIG_HELLO_DEV_LEN 120

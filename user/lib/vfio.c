@@ -33,6 +33,22 @@
 
 #include "vfmig_internal.h"
 
+/*
+ * Linux 7.1 (include/uapi/linux/vfio.h); the build's 6.12 header lacks them.
+ * PRECOPY_INFOv2 is set (VFIO_DEVICE_FEATURE_SET, no data) to opt in until
+ * the device fd is closed; the core refuses it (-EINVAL) on a device without
+ * VFIO_MIGRATION_PRE_COPY, older kernels and drivers with -ENOTTY or -EINVAL.
+ * REINIT is an output bit of struct vfio_precopy_info.flags, meaningful only
+ * after the opt-in (the flags are reserved before it: 0 in, ignored out).
+ */
+#ifndef VFIO_DEVICE_FEATURE_MIG_PRECOPY_INFOv2
+#define VFIO_DEVICE_FEATURE_MIG_PRECOPY_INFOv2 12
+#endif
+#ifndef VFIO_PRECOPY_INFO_REINIT
+#define VFIO_PRECOPY_INFO_REINIT (1 << 0)
+#endif
+
+_Static_assert(VFMIG_PRECOPY_REINIT == VFIO_PRECOPY_INFO_REINIT, "flag values");
 _Static_assert((int)VFMIG_STATE_PRE_COPY_P2P == (int)VFIO_DEVICE_STATE_PRE_COPY_P2P,
 	       "state numbering");
 _Static_assert((int)VFMIG_STATE_RUNNING_P2P == (int)VFIO_DEVICE_STATE_RUNNING_P2P,
@@ -59,6 +75,7 @@ struct vfio_dev {
 	struct vfio_group *group;
 	int fd;
 	int data_fd;
+	int precopy_v2; /* 0 not tried yet on this fd, 1 opted in, else -errno of the refusal */
 	bool has_config;
 	uint64_t cfg_offset;
 	uint32_t cfg_size;
@@ -173,10 +190,10 @@ static ssize_t vfio_write(void *priv, const void *buf, size_t len)
 	return n < 0 ? -errno : n;
 }
 
-static int vfio_precopy_info(void *priv, uint64_t *initial, uint64_t *dirty)
+static int vfio_precopy_info(void *priv, uint64_t *initial, uint64_t *dirty, uint32_t *flags)
 {
 	struct vfio_dev *d = priv;
-	struct vfio_precopy_info info = { .argsz = sizeof(info) };
+	struct vfio_precopy_info info = { .argsz = sizeof(info), .flags = 0 };
 
 	if (d->data_fd < 0)
 		return -EBADF;
@@ -184,7 +201,23 @@ static int vfio_precopy_info(void *priv, uint64_t *initial, uint64_t *dirty)
 		return -errno;
 	*initial = info.initial_bytes;
 	*dirty = info.dirty_bytes;
+	/* Reserved without the opt-in: whatever a v1 driver left there means nothing. */
+	*flags = d->precopy_v2 == 1 ? info.flags & VFIO_PRECOPY_INFO_REINIT : 0;
 	return 0;
+}
+
+/* Opt in to PRECOPY_INFOv2 once per device fd; the answer is remembered. */
+static int vfio_precopy_v2(void *priv)
+{
+	struct vfio_dev *d = priv;
+	struct vfio_device_feature f = {
+		.argsz = sizeof(f),
+		.flags = VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_MIG_PRECOPY_INFOv2,
+	};
+
+	if (!d->precopy_v2)
+		d->precopy_v2 = ioctl(d->fd, VFIO_DEVICE_FEATURE, &f) ? -errno : 1;
+	return d->precopy_v2 == 1 ? 0 : d->precopy_v2;
 }
 
 static int vfio_data_size(void *priv, uint64_t *bytes)
@@ -328,6 +361,7 @@ static const struct vfmig_device_ops vfio_ops = {
 	.read = vfio_read,
 	.write = vfio_write,
 	.precopy_info = vfio_precopy_info,
+	.precopy_v2 = vfio_precopy_v2,
 	.data_size = vfio_data_size,
 	.config_read = vfio_config_read,
 	.config_write = vfio_config_write,

@@ -426,15 +426,28 @@ struct vfmig_precopy {
 	unsigned ndev;
 	uint32_t chunk;
 	bool sack;	  /* switchover-ack agreed */
+	bool reinit_ok;	  /* PRECOPY_REINIT agreed: the destination acks a new generation */
+	bool opt_in;	  /* opt precopying devices in to PRECOPY_INFOv2 */
 	uint64_t stop_ns; /* 0, or when reading must pause for a limit to be judged */
 	const struct vfmig_options *o;
 	/* Shared with the return-path thread, under *lock; *cond wakes the loop. */
 	pthread_mutex_t *lock;
 	pthread_cond_t *cond;
 	bool precopy[VFMIG_MAX_DEVICES]; /* device is in a PRE_COPY state */
+	bool v2[VFMIG_MAX_DEVICES];	 /* device opted in to PRECOPY_INFOv2: REINIT is trusted */
 	bool init_sent[VFMIG_MAX_DEVICES];
 	bool acked[VFMIG_MAX_DEVICES];
+	/*
+	 * Generation of each device's initial bytes: the idx of its INIT_DATA_SENT,
+	 * bumped by a REINIT that follows one; ack_next is the generation the next
+	 * SWITCHOVER_ACK must carry (the destination answers each INIT_DATA_SENT
+	 * once, in order): one below gen is stale, never counted.
+	 */
+	uint32_t gen[VFMIG_MAX_DEVICES];
+	uint32_t ack_next[VFMIG_MAX_DEVICES];
 	unsigned acks;
+	bool decided;	  /* under *lock: switching over; any REINIT now fails (sack) */
+	bool reinit_seen; /* a REINIT in this pass: the acks are due again */
 	uint32_t pre_idx[VFMIG_MAX_DEVICES];
 	struct vfmig_stats *st;
 	void (*progress)(void *arg, enum vfmig_phase ph);
@@ -442,9 +455,13 @@ struct vfmig_precopy {
 };
 
 int vfmig_precopy_start(struct vfmig_precopy *pc);
+/* Precopy until the switchover decision, then the REINIT check (engine-design.rst). */
 int vfmig_precopy_run(struct vfmig_precopy *pc);
-/* A SWITCHOVER_ACK for @dev arrived (return-path thread): 0, or -EPROTO if unexpected. */
-int vfmig_precopy_ack(struct vfmig_precopy *pc, unsigned dev);
+/*
+ * A SWITCHOVER_ACK for @dev, generation @gen, arrived (return-path thread):
+ * 0 counted, 1 stale (an older generation, ignored), -EPROTO if unexpected.
+ */
+int vfmig_precopy_ack(struct vfmig_precopy *pc, unsigned dev, uint32_t gen);
 unsigned vfmig_precopy_acks_needed(const struct vfmig_precopy *pc);
 
 /* The destination's side of precopy: applies PRECOPY_DATA in stream order and
@@ -455,8 +472,9 @@ struct vfmig_precopy_load {
 	struct vfmig_conn *main;
 	struct vfmig_device **devs;
 	bool sack;
+	bool reinit_ok; /* PRECOPY_REINIT agreed: generations after 0 are acked too */
 	struct vfmig_stats *st;
-	bool acked[VFMIG_MAX_DEVICES];
+	uint32_t next_gen[VFMIG_MAX_DEVICES]; /* the INIT_DATA_SENT generation due next */
 	uint32_t pre_idx[VFMIG_MAX_DEVICES];
 };
 int vfmig_precopy_load(struct vfmig_precopy_load *pl, const struct vfmig_frame *f);
@@ -510,5 +528,8 @@ unsigned vfmig_loads_done(struct vfmig_loader *ld);
 struct vfmig_session;
 /* Connection @id of a session (0 the main channel, 1..n multifd), NULL if none. */
 struct vfmig_conn *vfmig_test_conn(struct vfmig_session *s, unsigned id);
+/* Source (source.c): the switchover is decided; device @dev's initial-data generation. */
+bool vfmig_test_switchover_decided(struct vfmig_session *s);
+uint32_t vfmig_test_init_gen(struct vfmig_session *s, unsigned dev);
 
 #endif /* VFMIG_INTERNAL_H */

@@ -215,6 +215,9 @@ enum vfmig_errclass vfmig_hello_check(const struct vfmig_hello *h, const struct 
 	}
 	if (o->load_config_after_iter == VFMIG_ON)
 		opts |= VFMIG_OPT_LOAD_CONFIG_AFTER_ITER;
+	/* Declined as an older destination would (the source copes, see precopy.c). */
+	if (o->precopy_reinit == VFMIG_OFF)
+		opts &= ~VFMIG_OPT_PRECOPY_REINIT;
 	*agreed = opts;
 	return VFMIG_OK;
 }

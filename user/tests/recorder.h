@@ -235,14 +235,22 @@ static inline ssize_t rec_op_write(void *priv, const void *buf, size_t len)
 	return d->inner->ops->write(d->inner->priv, buf, len);
 }
 
-static inline int rec_op_precopy_info(void *priv, uint64_t *initial_bytes, uint64_t *dirty_bytes)
+static inline int rec_op_precopy_info(void *priv, uint64_t *initial_bytes, uint64_t *dirty_bytes,
+				      uint32_t *flags)
 {
 	struct rec_dev *d = priv;
-	int ret = d->inner->ops->precopy_info(d->inner->priv, initial_bytes, dirty_bytes);
+	int ret = d->inner->ops->precopy_info(d->inner->priv, initial_bytes, dirty_bytes, flags);
 
 	if (!ret && *initial_bytes < d->initial_floor)
 		*initial_bytes = d->initial_floor; /* a driver whose initial bytes never reach 0 */
 	return ret;
+}
+
+static inline int rec_op_precopy_v2(void *priv)
+{
+	struct rec_dev *d = priv;
+
+	return d->inner->ops->precopy_v2 ? d->inner->ops->precopy_v2(d->inner->priv) : -ENOTTY;
 }
 
 static inline int rec_op_data_size(void *priv, uint64_t *stop_copy_bytes)
@@ -300,6 +308,7 @@ static const struct vfmig_device_ops rec_ops = {
 	.read = rec_op_read,
 	.write = rec_op_write,
 	.precopy_info = rec_op_precopy_info,
+	.precopy_v2 = rec_op_precopy_v2,
 	.data_size = rec_op_data_size,
 	.config_read = rec_op_config_read,
 	.config_write = rec_op_config_write,

@@ -106,6 +106,9 @@ static void progress(const struct vfmig_progress *p, void *opaque)
 			vfmig_fmt_bytes(b2, sizeof(b2), p->est_stopcopy_bytes), p->acks,
 			p->acks_needed);
 		break;
+	case VFMIG_PHASE_SWITCHOVER:
+		fprintf(stderr, "\r%s: switching over%60s", pc->who, "");
+		break;
 	case VFMIG_PHASE_STOPCOPY:
 		fprintf(stderr, "\r%s: stop-copy (downtime started)%40s", pc->who, "");
 		break;
