@@ -220,8 +220,7 @@ static int unix_connect(const char *path)
 /* 127.0.0.1:@port */
 static struct sockaddr_in loopback(unsigned port)
 {
-	return (struct sockaddr_in){ .sin_family = AF_INET,
-				     .sin_port = htons(port),
+	return (struct sockaddr_in){ .sin_family = AF_INET, .sin_port = htons(port),
 				     .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 }
 
@@ -269,9 +268,7 @@ static void *proxy_main(void *arg)
 				size_t want = sizeof(buf);
 
 				if (i == p->kill_conn && !p->killed)
-					want = p->kill_after - fwd[i] < want ?
-						       p->kill_after - fwd[i] :
-						       want;
+					want = p->kill_after - fwd[i] < want ? p->kill_after - fwd[i] : want;
 				r = want ? read(src[i], buf, want) : 0;
 				if (r > 0 && send(dst[i], buf, r, MSG_NOSIGNAL) == r)
 					fwd[i] += r;
@@ -448,26 +445,22 @@ FIXTURE_VARIANT(mig)
 	bool multifd, ack;
 };
 
-FIXTURE_VARIANT_ADD(mig, dev1_multifd_ack){ .ndev = 1, .multifd = true, .ack = true };
-FIXTURE_VARIANT_ADD(mig, dev1_multifd_noack){ .ndev = 1, .multifd = true, .ack = false };
-FIXTURE_VARIANT_ADD(mig, dev1_main_only_ack){ .ndev = 1, .multifd = false, .ack = true };
-FIXTURE_VARIANT_ADD(mig, dev1_main_only_noack){ .ndev = 1, .multifd = false, .ack = false };
-FIXTURE_VARIANT_ADD(mig, dev4_p2p_multifd_ack){ .ndev = 4, .multifd = true, .ack = true };
-FIXTURE_VARIANT_ADD(mig, dev4_p2p_multifd_noack){ .ndev = 4, .multifd = true, .ack = false };
-FIXTURE_VARIANT_ADD(mig, dev4_p2p_main_only_ack){ .ndev = 4, .multifd = false, .ack = true };
-FIXTURE_VARIANT_ADD(mig, dev4_p2p_main_only_noack){ .ndev = 4, .multifd = false, .ack = false };
+FIXTURE_VARIANT_ADD(mig, dev1_multifd_ack) { .ndev = 1, .multifd = true, .ack = true };
+FIXTURE_VARIANT_ADD(mig, dev1_multifd_noack) { .ndev = 1, .multifd = true, .ack = false };
+FIXTURE_VARIANT_ADD(mig, dev1_main_only_ack) { .ndev = 1, .multifd = false, .ack = true };
+FIXTURE_VARIANT_ADD(mig, dev1_main_only_noack) { .ndev = 1, .multifd = false, .ack = false };
+FIXTURE_VARIANT_ADD(mig, dev4_p2p_multifd_ack) { .ndev = 4, .multifd = true, .ack = true };
+FIXTURE_VARIANT_ADD(mig, dev4_p2p_multifd_noack) { .ndev = 4, .multifd = true, .ack = false };
+FIXTURE_VARIANT_ADD(mig, dev4_p2p_main_only_ack) { .ndev = 4, .multifd = false, .ack = true };
+FIXTURE_VARIANT_ADD(mig, dev4_p2p_main_only_noack) { .ndev = 4, .multifd = false, .ack = false };
 
 FIXTURE_SETUP(mig)
 {
 	static const char *const src_attrs[] = {
-		MTTY_MIG_ATTR_METADATA_SIZE,
-		"65536",
-		NULL,
+		MTTY_MIG_ATTR_METADATA_SIZE, "65536", NULL,
 	};
 	static const char *const dst_attrs[] = {
-		MTTY_MIG_ATTR_INITIAL_LOAD_MS,
-		"50",
-		NULL,
+		MTTY_MIG_ATTR_INITIAL_LOAD_MS, "50", NULL,
 	};
 
 	ASSERT_EQ(0, mt_module_load());
@@ -560,8 +553,8 @@ FIXTURE_SETUP(fail)
 	ASSERT_EQ(0, side_open(&self->dst));
 	/* engines off: the source's digest must come back unchanged */
 	for (i = 0; i < self->src.n; i++)
-		ASSERT_EQ(0,
-			  mt_digest(self->src.uuid[i], self->digest0[i], sizeof(self->digest0[i])));
+		ASSERT_EQ(0, mt_digest(self->src.uuid[i], self->digest0[i],
+				       sizeof(self->digest0[i])));
 }
 
 FIXTURE_TEARDOWN(fail)
@@ -571,7 +564,7 @@ FIXTURE_TEARDOWN(fail)
 }
 
 /* after a failed migration: source RUNNING and intact, destination reset, nothing leaked */
-static void check_rolled_back(struct __test_metadata *_metadata, FIXTURE_DATA(fail) * self)
+static void check_rolled_back(struct __test_metadata *_metadata, FIXTURE_DATA(fail) *self)
 {
 	unsigned i;
 
@@ -580,13 +573,12 @@ static void check_rolled_back(struct __test_metadata *_metadata, FIXTURE_DATA(fa
 		char d[32];
 
 		ASSERT_EQ(0, vfmig_device_get_state(self->src.dev[i], &ss));
-		EXPECT_EQ(VFMIG_STATE_RUNNING, ss)
-		TH_LOG("source %u is %s", i, vfmig_state_name(ss));
+		EXPECT_EQ(VFMIG_STATE_RUNNING, ss) TH_LOG("source %u is %s", i, vfmig_state_name(ss));
 		ASSERT_EQ(0, mt_digest(self->src.uuid[i], d, sizeof(d)));
 		EXPECT_STREQ(self->digest0[i], d) TH_LOG("source %u changed", i);
 		ASSERT_EQ(0, vfmig_device_get_state(self->dst.dev[i], &ds));
-		EXPECT_EQ(VFMIG_STATE_RUNNING, ds)
-		TH_LOG("destination %u is %s", i, vfmig_state_name(ds));
+		EXPECT_EQ(VFMIG_STATE_RUNNING, ds) TH_LOG("destination %u is %s", i,
+							 vfmig_state_name(ds));
 	}
 	side_close(&self->src);
 	side_close(&self->dst);
@@ -655,8 +647,7 @@ TEST_F_TIMEOUT(fail, source_read_error_in_stop_copy_rolls_back, 300)
 		 (unsigned long)(2 * sizeof(struct mtty_mig_rec_hdr) +
 				 sizeof(struct mtty_mig_rec_header) + MTTY_MIG_METADATA_DEFAULT +
 				 (8u << 20) / MTTY_MIG_PAGE_SIZE *
-					 (sizeof(struct mtty_mig_rec_hdr) +
-					  MTTY_MIG_REC_PAGE_PAYLOAD) +
+					 (sizeof(struct mtty_mig_rec_hdr) + MTTY_MIG_REC_PAGE_PAYLOAD) +
 				 8));
 	ASSERT_EQ(0, mt_fault_write(self->src.uuid[0], MTTY_MIG_FAULT_FAIL_SAVE_AFTER, val));
 	options(&o, true, true);
@@ -1023,15 +1014,14 @@ FIXTURE_SETUP(cli)
 	ASSERT_EQ(0, mt_write_psk_file(PSK_FILE));
 	/* two hosts: network namespaces joined by a veth pair */
 	sh("/sbin/ip netns del mtsrc 2>/dev/null; /sbin/ip netns del mtdst 2>/dev/null");
-	ASSERT_EQ(0,
-		  sh("/sbin/ip netns add mtsrc && /sbin/ip netns add mtdst && "
-		     "/sbin/ip link add mtv0 netns mtsrc type veth peer name mtv1 netns mtdst && "
-		     "/sbin/ip -n mtsrc link set lo up && /sbin/ip -n mtdst link set lo up && "
-		     "/sbin/ip -n mtsrc addr add 192.0.2.1/24 dev mtv0 && "
-		     "/sbin/ip -n mtdst addr add 192.0.2.2/24 dev mtv1 && "
-		     "/sbin/ip -n mtsrc addr add 2001:db8::1/64 dev mtv0 nodad && "
-		     "/sbin/ip -n mtdst addr add 2001:db8::2/64 dev mtv1 nodad && "
-		     "/sbin/ip -n mtsrc link set mtv0 up && /sbin/ip -n mtdst link set mtv1 up"));
+	ASSERT_EQ(0, sh("/sbin/ip netns add mtsrc && /sbin/ip netns add mtdst && "
+			"/sbin/ip link add mtv0 netns mtsrc type veth peer name mtv1 netns mtdst && "
+			"/sbin/ip -n mtsrc link set lo up && /sbin/ip -n mtdst link set lo up && "
+			"/sbin/ip -n mtsrc addr add 192.0.2.1/24 dev mtv0 && "
+			"/sbin/ip -n mtdst addr add 192.0.2.2/24 dev mtv1 && "
+			"/sbin/ip -n mtsrc addr add 2001:db8::1/64 dev mtv0 nodad && "
+			"/sbin/ip -n mtdst addr add 2001:db8::2/64 dev mtv1 nodad && "
+			"/sbin/ip -n mtsrc link set mtv0 up && /sbin/ip -n mtdst link set mtv1 up"));
 }
 
 FIXTURE_TEARDOWN(cli)
@@ -1042,8 +1032,8 @@ FIXTURE_TEARDOWN(cli)
 }
 
 /* the source's engines write @dirty pages/s, its data_fds yield @save bytes/s ("0": no limit) */
-static void src_tune(struct __test_metadata *_metadata, FIXTURE_DATA(cli) * self, const char *dirty,
-		     const char *save)
+static void src_tune(struct __test_metadata *_metadata, FIXTURE_DATA(cli) *self,
+		     const char *dirty, const char *save)
 {
 	unsigned i;
 
@@ -1053,7 +1043,8 @@ static void src_tune(struct __test_metadata *_metadata, FIXTURE_DATA(cli) * self
 	}
 }
 
-static void src_digests(struct __test_metadata *_metadata, FIXTURE_DATA(cli) * self, char d[][32])
+static void src_digests(struct __test_metadata *_metadata, FIXTURE_DATA(cli) *self,
+			char d[][32])
 {
 	unsigned i;
 
@@ -1062,7 +1053,7 @@ static void src_digests(struct __test_metadata *_metadata, FIXTURE_DATA(cli) * s
 }
 
 /* a source whose state does not change (engines off), saving at @save bytes/s; its digests */
-static void quiet_source(struct __test_metadata *_metadata, FIXTURE_DATA(cli) * self,
+static void quiet_source(struct __test_metadata *_metadata, FIXTURE_DATA(cli) *self,
 			 const char *save, char d0[][32])
 {
 	src_tune(_metadata, self, "0", save);
@@ -1070,14 +1061,14 @@ static void quiet_source(struct __test_metadata *_metadata, FIXTURE_DATA(cli) * 
 }
 
 /* every device of @s reads @state within @secs seconds (0: reads it now) */
-static void expect_state(struct __test_metadata *_metadata, const struct side *s, const char *state,
-			 double secs)
+static void expect_state(struct __test_metadata *_metadata, const struct side *s,
+			 const char *state, double secs)
 {
 	unsigned i;
 
 	for (i = 0; i < s->n; i++)
 		EXPECT_EQ(0, mt_wait_attr_is(s->uuid[i], MTTY_MIG_ATTR_STATE, state, secs))
-	TH_LOG("%s is not %s", s->uuid[i], state);
+			TH_LOG("%s is not %s", s->uuid[i], state);
 }
 
 /*
@@ -1086,7 +1077,7 @@ static void expect_state(struct __test_metadata *_metadata, const struct side *s
  * RESUMING. A device that its process closed reads RUNNING whatever state it
  * was left in: the digests are what proves the source came back intact.
  */
-static void cli_rolled_back(struct __test_metadata *_metadata, FIXTURE_DATA(cli) * self,
+static void cli_rolled_back(struct __test_metadata *_metadata, FIXTURE_DATA(cli) *self,
 			    char d0[][32])
 {
 	char d[MAXDEV][32];
@@ -1136,7 +1127,7 @@ static int veth(const char *updown)
  * RUNNING_P2P, the first step of starting a device, which disarms itself
  * when it fires. Still armed afterwards: nothing tried to start the device.
  */
-static void dst_arm_start_tripwire(struct __test_metadata *_metadata, FIXTURE_DATA(cli) * self)
+static void dst_arm_start_tripwire(struct __test_metadata *_metadata, FIXTURE_DATA(cli) *self)
 {
 	unsigned i;
 
@@ -1145,7 +1136,7 @@ static void dst_arm_start_tripwire(struct __test_metadata *_metadata, FIXTURE_DA
 					    "running_p2p 5"));
 }
 
-static void dst_never_started(struct __test_metadata *_metadata, FIXTURE_DATA(cli) * self)
+static void dst_never_started(struct __test_metadata *_metadata, FIXTURE_DATA(cli) *self)
 {
 	char armed[64];
 	unsigned i;
@@ -1154,7 +1145,7 @@ static void dst_never_started(struct __test_metadata *_metadata, FIXTURE_DATA(cl
 		ASSERT_EQ(0, mt_fault_read(self->dst.uuid[i], MTTY_MIG_FAULT_FAIL_STATE, armed,
 					   sizeof(armed)));
 		EXPECT_EQ(0, strncasecmp(armed, "RUNNING_P2P", 11))
-		TH_LOG("destination %u was started (fault now reads %s)", i, armed);
+			TH_LOG("destination %u was started (fault now reads %s)", i, armed);
 		mt_fault_write(self->dst.uuid[i], MTTY_MIG_FAULT_FAIL_STATE, "none");
 	}
 }
@@ -1179,34 +1170,15 @@ static bool log_has(const char *log, const char *what)
  * shows it, or plain TCP with --insecure, which a non-loopback listener
  * needs without TLS.
  */
-static void cli_two_hosts(struct __test_metadata *_metadata, FIXTURE_DATA(cli) * self,
+static void cli_two_hosts(struct __test_metadata *_metadata, FIXTURE_DATA(cli) *self,
 			  const char *listen, const char *to, bool tls)
 {
-	char *recv_argv[] = { VFIO_MIG,
-			      "recv",
-			      "--listen",
-			      (char *)listen,
-			      "--timeout",
-			      "60",
-			      "--quiet",
-			      tls ? "--tls-psk" : "--insecure",
-			      tls ? PSK_FILE : "-q",
-			      self->dst.uuid[0],
-			      self->dst.uuid[1],
-			      NULL };
-	char *send_argv[] = { VFIO_MIG,
-			      "send",
-			      "--to",
-			      (char *)to,
-			      "--channels",
-			      "3",
-			      "--timeout",
-			      "60",
-			      "--json",
-			      tls ? "--tls-psk" : "--quiet",
-			      tls ? PSK_FILE : "--quiet",
-			      self->src.uuid[0],
-			      self->src.uuid[1],
+	char *recv_argv[] = { VFIO_MIG, "recv", "--listen", (char *)listen, "--timeout", "60",
+			      "--quiet", tls ? "--tls-psk" : "--insecure", tls ? PSK_FILE : "-q",
+			      self->dst.uuid[0], self->dst.uuid[1], NULL };
+	char *send_argv[] = { VFIO_MIG, "send", "--to", (char *)to, "--channels", "3",
+			      "--timeout", "60", "--json", tls ? "--tls-psk" : "--quiet",
+			      tls ? PSK_FILE : "--quiet", self->src.uuid[0], self->src.uuid[1],
 			      NULL };
 	pid_t rp, sp;
 	int rrc, src;
@@ -1244,9 +1216,8 @@ TEST_F_TIMEOUT(cli, two_hosts_over_veth_ipv6_insecure, 300)
 /* secure by default: no TLS on a non-loopback address without --insecure */
 TEST_F_TIMEOUT(cli, plain_listen_on_the_network_is_refused, 120)
 {
-	char *recv_argv[] = { VFIO_MIG,	   "recv", "--listen",	      "tcp:192.0.2.2:4450",
-			      "--timeout", "10",   self->dst.uuid[0], self->dst.uuid[1],
-			      NULL };
+	char *recv_argv[] = { VFIO_MIG, "recv", "--listen", "tcp:192.0.2.2:4450", "--timeout",
+			      "10", self->dst.uuid[0], self->dst.uuid[1], NULL };
 	pid_t rp;
 
 	rp = spawn("mtdst", recv_argv, RECV_LOG);
@@ -1262,25 +1233,15 @@ TEST_F_TIMEOUT(cli, plain_listen_on_the_network_is_refused, 120)
  * to the destination (@to_recv) or the source, and check the exit codes and
  * that the source is back, unchanged.
  */
-static void interrupt_mid_migration(struct __test_metadata *_metadata, FIXTURE_DATA(cli) * self,
+static void interrupt_mid_migration(struct __test_metadata *_metadata, FIXTURE_DATA(cli) *self,
 				    const char *port, bool to_recv, int sig, int want_src,
 				    int want_dst, int or_dst)
 {
 	char addr[64];
-	char *recv_argv[] = { VFIO_MIG,		 "recv", "--listen",  addr,	"--quiet",
-			      "--timeout",	 "30",	 "--tls-psk", PSK_FILE, self->dst.uuid[0],
-			      self->dst.uuid[1], NULL };
-	char *send_argv[] = { VFIO_MIG,
-			      "send",
-			      "--to",
-			      addr,
-			      "--timeout",
-			      "30",
-			      "--tls-psk",
-			      PSK_FILE,
-			      self->src.uuid[0],
-			      self->src.uuid[1],
-			      NULL };
+	char *recv_argv[] = { VFIO_MIG, "recv", "--listen", addr, "--quiet", "--timeout", "30",
+			      "--tls-psk", PSK_FILE, self->dst.uuid[0], self->dst.uuid[1], NULL };
+	char *send_argv[] = { VFIO_MIG, "send", "--to", addr, "--timeout", "30",
+			      "--tls-psk", PSK_FILE, self->src.uuid[0], self->src.uuid[1], NULL };
 	char d0[2][32];
 	pid_t rp, sp;
 	int src, dst;
@@ -1338,25 +1299,12 @@ TEST_F_TIMEOUT(cli, sigint_on_destination_cancels_both_sides, 300)
  */
 TEST_F_TIMEOUT(cli, silent_network_mid_stop_copy_both_exit_within_timeout, 300)
 {
-	char *recv_argv[] = { VFIO_MIG,	   "recv",   "--listen",	"tcp:192.0.2.2:4449",
-			      "--quiet",   "-v",     "--timeout",	SILENT_TIMEOUT,
-			      "--tls-psk", PSK_FILE, self->dst.uuid[0], self->dst.uuid[1],
-			      NULL };
-	char *send_argv[] = { VFIO_MIG,
-			      "send",
-			      "--to",
-			      "tcp:192.0.2.2:4449",
-			      "--quiet",
-			      "-v",
-			      "--timeout",
-			      SILENT_TIMEOUT,
-			      "--max-iterations",
-			      "1",
-			      "--tls-psk",
-			      PSK_FILE,
-			      self->src.uuid[0],
-			      self->src.uuid[1],
-			      NULL };
+	char *recv_argv[] = { VFIO_MIG, "recv", "--listen", "tcp:192.0.2.2:4449", "--quiet", "-v",
+			      "--timeout", SILENT_TIMEOUT, "--tls-psk", PSK_FILE,
+			      self->dst.uuid[0], self->dst.uuid[1], NULL };
+	char *send_argv[] = { VFIO_MIG, "send", "--to", "tcp:192.0.2.2:4449", "--quiet", "-v",
+			      "--timeout", SILENT_TIMEOUT, "--max-iterations", "1", "--tls-psk",
+			      PSK_FILE, self->src.uuid[0], self->src.uuid[1], NULL };
 	char d0[2][32], reset[MT_UUID_LEN + 8];
 	double t0, ts, td;
 	pid_t rp, sp;
@@ -1374,9 +1322,8 @@ TEST_F_TIMEOUT(cli, silent_network_mid_stop_copy_both_exit_within_timeout, 300)
 	sp = spawn("mtsrc", send_argv, SEND_LOG);
 	ASSERT_LT(0, sp);
 	for (i = 0; i < self->src.n; i++)
-		ASSERT_EQ(0,
-			  mt_wait_attr_is(self->src.uuid[i], MTTY_MIG_ATTR_STATE, "STOP_COPY", 120))
-		show(SEND_LOG);
+		ASSERT_EQ(0, mt_wait_attr_is(self->src.uuid[i], MTTY_MIG_ATTR_STATE, "STOP_COPY",
+					     120)) show(SEND_LOG);
 	/* now, not before: RUNNING -> RESUMING went through RUNNING_P2P */
 	expect_state(_metadata, &self->dst, "RESUMING", 0);
 	dst_arm_start_tripwire(_metadata, self);
@@ -1392,10 +1339,10 @@ TEST_F_TIMEOUT(cli, silent_network_mid_stop_copy_both_exit_within_timeout, 300)
 	       ts - t0, dst, td - t0);
 	EXPECT_EQ(0, veth("up"));
 	/* -1: still running at the bound (then killed) */
-	EXPECT_NE(-1, src)
-	TH_LOG("source still running %d s after the network went silent", SILENT_BOUND_S);
-	EXPECT_NE(-1, dst)
-	TH_LOG("destination still running %d s after the network went silent", SILENT_BOUND_S);
+	EXPECT_NE(-1, src) TH_LOG("source still running %d s after the network went silent",
+				  SILENT_BOUND_S);
+	EXPECT_NE(-1, dst) TH_LOG("destination still running %d s after the network went silent",
+				  SILENT_BOUND_S);
 	/* a failure before COMMIT: codes 1..10 say the source runs again */
 	EXPECT_TRUE(src > 0 && src < VFMIG_ERR_ROLLBACK) show(SEND_LOG);
 	EXPECT_TRUE(dst > 0 && dst < VFMIG_ERR_ROLLBACK) show(RECV_LOG);
@@ -1411,15 +1358,8 @@ TEST_F_TIMEOUT(cli, silent_network_mid_stop_copy_both_exit_within_timeout, 300)
 /* SIGINT while the source retries a refused connection: nobody listens */
 TEST_F_TIMEOUT(cli, sigint_during_connect_exits_within_a_second, 120)
 {
-	char *argv[] = { VFIO_MIG,
-			 "send",
-			 "--to",
-			 "tcp:192.0.2.2:4460",
-			 "--timeout",
-			 "60",
-			 self->src.uuid[0],
-			 self->src.uuid[1],
-			 NULL };
+	char *argv[] = { VFIO_MIG, "send", "--to", "tcp:192.0.2.2:4460", "--timeout", "60",
+			 self->src.uuid[0], self->src.uuid[1], NULL };
 	/* a connection is refused every 50 ms: ten of them, half a second of retries */
 	struct proc_wait w = { .n = 10 };
 	char d0[2][32];
@@ -1437,15 +1377,8 @@ TEST_F_TIMEOUT(cli, sigint_during_connect_exits_within_a_second, 120)
 /* SIGINT while the source waits for a HELLO_ACK that never comes */
 TEST_F_TIMEOUT(cli, sigint_during_handshake_exits_within_a_second, 120)
 {
-	char *argv[] = { VFIO_MIG,
-			 "send",
-			 "--to",
-			 "tcp:127.0.0.1:4461",
-			 "--timeout",
-			 "60",
-			 self->src.uuid[0],
-			 self->src.uuid[1],
-			 NULL };
+	char *argv[] = { VFIO_MIG, "send", "--to", "tcp:127.0.0.1:4461", "--timeout", "60",
+			 self->src.uuid[0], self->src.uuid[1], NULL };
 	struct sockaddr_in a = loopback(4461);
 	char d0[2][32];
 	int lfd, c;
@@ -1472,9 +1405,8 @@ TEST_F_TIMEOUT(cli, sigint_during_handshake_exits_within_a_second, 120)
 /* SIGINT while the destination waits for the HELLO of a source that connected */
 TEST_F_TIMEOUT(cli, sigint_during_handshake_on_destination_exits_within_a_second, 120)
 {
-	char *argv[] = { VFIO_MIG,    "recv", "--listen",	 "tcp:127.0.0.1:4462",
-			 "--timeout", "60",   self->dst.uuid[0], self->dst.uuid[1],
-			 NULL };
+	char *argv[] = { VFIO_MIG, "recv", "--listen", "tcp:127.0.0.1:4462", "--timeout", "60",
+			 self->dst.uuid[0], self->dst.uuid[1], NULL };
 	struct sockaddr_in a = loopback(4462);
 	struct connect_wait cw = { .a = &a };
 	/* its listening socket and the accepted connection */
@@ -1501,7 +1433,7 @@ TEST_F_TIMEOUT(cli, incompatible_destination_exit_code, 120)
 	snprintf(spec0, sizeof(spec0), "%s=%s", self->src.uuid[0], other);
 	snprintf(spec1, sizeof(spec1), "%s=%s", self->src.uuid[1], self->dst.uuid[1]);
 	EXPECT_EQ(VFMIG_ERR_INCOMPATIBLE, wait_exit(spawn(NULL, argv, "/tmp/mtty-mig.log"), 120))
-	sh("cat /tmp/mtty-mig.log");
+		sh("cat /tmp/mtty-mig.log");
 	EXPECT_EQ(0, mt_mdev_remove(other));
 }
 
@@ -1545,7 +1477,7 @@ TEST_F_TIMEOUT(cli, crossed_device_labels_refused_at_the_handshake, 120)
 	snprintf(spec0, sizeof(spec0), "%s@nic0=%s@gpu0", self->src.uuid[0], self->dst.uuid[0]);
 	snprintf(spec1, sizeof(spec1), "%s@gpu0=%s@nic0", self->src.uuid[1], self->dst.uuid[1]);
 	EXPECT_EQ(VFMIG_ERR_INCOMPATIBLE, wait_exit(spawn(NULL, argv, "/tmp/mtty-mig.log"), 120))
-	sh("cat /tmp/mtty-mig.log");
+		sh("cat /tmp/mtty-mig.log");
 	EXPECT_EQ(0, sh("grep -q 'same order' /tmp/mtty-mig.log")) sh("cat /tmp/mtty-mig.log");
 	/* The destination was never touched. */
 	for (int i = 0; i < 2; i++) {
@@ -1578,8 +1510,7 @@ TEST_F_TIMEOUT(cli, migrates_the_kernel_mtty_sample, 300)
 	struct mt_vfio v;
 	int port, k;
 
-	ASSERT_EQ(0,
-		  sh("/sbin/insmod /opt/mtty-mig/mtty.ko 2>/dev/null || test -d /sys/module/mtty"));
+	ASSERT_EQ(0, sh("/sbin/insmod /opt/mtty-mig/mtty.ko 2>/dev/null || test -d /sys/module/mtty"));
 	mt_uuid_random(a);
 	mt_uuid_random(b);
 	ASSERT_EQ(0, mt_sysfs_write(types, a));
@@ -1589,12 +1520,9 @@ TEST_F_TIMEOUT(cli, migrates_the_kernel_mtty_sample, 300)
 	for (port = 0; port < 2; port++) {
 		uint8_t scr = (uint8_t)(0x3c + port), lcr = 0x1b, ier = 0x05;
 
-		ASSERT_EQ(1,
-			  mt_region_write(v.device, VFIO_PCI_BAR0_REGION_INDEX + port, 7, &scr, 1));
-		ASSERT_EQ(1,
-			  mt_region_write(v.device, VFIO_PCI_BAR0_REGION_INDEX + port, 3, &lcr, 1));
-		ASSERT_EQ(1,
-			  mt_region_write(v.device, VFIO_PCI_BAR0_REGION_INDEX + port, 1, &ier, 1));
+		ASSERT_EQ(1, mt_region_write(v.device, VFIO_PCI_BAR0_REGION_INDEX + port, 7, &scr, 1));
+		ASSERT_EQ(1, mt_region_write(v.device, VFIO_PCI_BAR0_REGION_INDEX + port, 3, &lcr, 1));
+		ASSERT_EQ(1, mt_region_write(v.device, VFIO_PCI_BAR0_REGION_INDEX + port, 1, &ier, 1));
 		for (k = 1; k < 8; k++)
 			ASSERT_EQ(1, mt_region_read(v.device, VFIO_PCI_BAR0_REGION_INDEX + port, k,
 						    &regs[port][k], 1));
@@ -1603,7 +1531,7 @@ TEST_F_TIMEOUT(cli, migrates_the_kernel_mtty_sample, 300)
 
 	snprintf(spec, sizeof(spec), "%s=%s", a, b);
 	EXPECT_EQ(0, wait_exit(spawn(NULL, argv, "/tmp/mtty-sample.log"), 240))
-	sh("cat /tmp/mtty-sample.log");
+		sh("cat /tmp/mtty-sample.log");
 
 	ASSERT_EQ(0, mt_vfio_open(&v, b));
 	for (port = 0; port < 2; port++) {

@@ -43,14 +43,14 @@
 #include "lib/stream.h"
 #include <linux/mtty_mig.h>
 
-#define FUZZ_STREAMS 2000
-#define FUZZ_SEED 0x6d7474795f6d6967ULL
-#define HANG_S 60	/* one stream may take this long, not more */
-#define CHECK_EVERY 500 /* streams between two clean migrations */
-#define HDR_SIZE MT_REC_HDR_SIZE
-#define MAX_RECS 128 /* records of a mutated stream */
-#define READ_CHUNK (64 * 1024)
-#define SAVE_READS_MAX 4096
+#define FUZZ_STREAMS		2000
+#define FUZZ_SEED		0x6d7474795f6d6967ULL
+#define HANG_S			60	/* one stream may take this long, not more */
+#define CHECK_EVERY		500	/* streams between two clean migrations */
+#define HDR_SIZE		MT_REC_HDR_SIZE
+#define MAX_RECS		128	/* records of a mutated stream */
+#define READ_CHUNK		(64 * 1024)
+#define SAVE_READS_MAX		4096
 
 /* 16550 registers */
 #define UART_RX 0
@@ -65,8 +65,8 @@
  * there are records between METADATA and END but no more than a mutated
  * stream holds, and (if @ports) the HEADER's ports and mem_size are right.
  */
-static int recs_parse(const uint8_t *p, size_t len, struct mt_recs *r, uint32_t ports, uint64_t mem,
-		      char *why, size_t wl)
+static int recs_parse(const uint8_t *p, size_t len, struct mt_recs *r, uint32_t ports,
+		      uint64_t mem, char *why, size_t wl)
 {
 	const struct mtty_mig_rec_header *hh = (const void *)(p + HDR_SIZE);
 
@@ -132,11 +132,12 @@ static unsigned int below(struct rng *g, unsigned int n)
 /* what the mutations of one stream did, and so what must happen to it */
 struct verdict {
 	bool must_refuse;
-	bool legal_only; /* only legal changes so far */
+	bool legal_only;	/* only legal changes so far */
 	char what[256];
 };
 
-static void note(struct verdict *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void note(struct verdict *v, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 
 static void note(struct verdict *v, const char *fmt, ...)
 {
@@ -213,8 +214,8 @@ static int pick_type(struct mut *m, struct rng *g, uint16_t type)
 }
 
 /* a random record (of @type if nonzero) of a random base stream */
-static const uint8_t *pick_other(const struct base *b, struct rng *g, uint16_t type, size_t *size,
-				 int *cfg)
+static const uint8_t *pick_other(const struct base *b, struct rng *g, uint16_t type,
+				 size_t *size, int *cfg)
 {
 	const struct base *o = &b[below(g, NR_BASE)];
 	size_t i = below(g, o->r.nr), k;
@@ -327,27 +328,9 @@ static void *payload_at(struct mut *m, size_t i)
 static uint64_t interesting(struct rng *g, uint64_t orig)
 {
 	static const uint64_t vals[] = {
-		0,
-		1,
-		2,
-		0x7f,
-		0x80,
-		0xff,
-		0x100,
-		0x7fff,
-		0xffff,
-		0x10000,
-		4096,
-		4104,
-		0x7fffffff,
-		0x80000000ULL,
-		0xffffffffULL,
-		0x100000000ULL,
-		16U << 20,
-		(16U << 20) + 1,
-		0x7fffffffffffffffULL,
-		0x8000000000000000ULL,
-		~0ULL,
+		0, 1, 2, 0x7f, 0x80, 0xff, 0x100, 0x7fff, 0xffff, 0x10000, 4096, 4104,
+		0x7fffffff, 0x80000000ULL, 0xffffffffULL, 0x100000000ULL, 16U << 20,
+		(16U << 20) + 1, 0x7fffffffffffffffULL, 0x8000000000000000ULL, ~0ULL,
 	};
 
 	switch (below(g, 4)) {
@@ -362,16 +345,16 @@ static uint64_t interesting(struct rng *g, uint64_t orig)
 	}
 }
 
-#define SET_FIELD(v, ptr, field, g, refuse_if_changed)                          \
-	do {                                                                    \
-		__typeof__((ptr)->field) __old = (ptr)->field;                  \
-		(ptr)->field = (__typeof__((ptr)->field))interesting(g, __old); \
-		if ((ptr)->field != __old) {                                    \
-			(v)->legal_only = false;                                \
-			if (refuse_if_changed)                                  \
-				(v)->must_refuse = true;                        \
-		}                                                               \
-		note(v, "%s", #field);                                          \
+#define SET_FIELD(v, ptr, field, g, refuse_if_changed)				\
+	do {									\
+		__typeof__((ptr)->field) __old = (ptr)->field;			\
+		(ptr)->field = (__typeof__((ptr)->field))interesting(g, __old);	\
+		if ((ptr)->field != __old) {					\
+			(v)->legal_only = false;				\
+			if (refuse_if_changed)					\
+				(v)->must_refuse = true;			\
+		}								\
+		note(v, "%s", #field);						\
 	} while (0)
 
 /* the first record of @type in the serialised stream from a random one on, or -1 */
@@ -398,35 +381,19 @@ static void mutate_fields(struct mut *m, const struct cfg *c, struct rng *g, str
 			break;
 		h = payload_at(m, 0);
 		switch (below(g, 9)) {
-		case 0:
-			SET_FIELD(v, h, magic, g, true);
-			break;
-		case 1:
-			SET_FIELD(v, h, version_major, g, true);
-			break;
+		case 0: SET_FIELD(v, h, magic, g, true); break;
+		case 1: SET_FIELD(v, h, version_major, g, true); break;
 		case 2: /* a lower or equal minor is legal (1.0 streams say 0) */
 			SET_FIELD(v, h, version_minor, g, false);
 			if (h->version_minor > MTTY_MIG_STREAM_VERSION_MINOR)
 				v->must_refuse = true;
 			break;
-		case 3:
-			SET_FIELD(v, h, flags, g, true);
-			break;
-		case 4:
-			SET_FIELD(v, h, nr_ports, g, true);
-			break;
-		case 5:
-			SET_FIELD(v, h, page_size, g, true);
-			break;
-		case 6:
-			SET_FIELD(v, h, mem_size, g, true);
-			break;
-		case 7:
-			SET_FIELD(v, h, metadata_size, g, true);
-			break;
-		default:
-			SET_FIELD(v, h, reserved, g, true);
-			break;
+		case 3: SET_FIELD(v, h, flags, g, true); break;
+		case 4: SET_FIELD(v, h, nr_ports, g, true); break;
+		case 5: SET_FIELD(v, h, page_size, g, true); break;
+		case 6: SET_FIELD(v, h, mem_size, g, true); break;
+		case 7: SET_FIELD(v, h, metadata_size, g, true); break;
+		default: SET_FIELD(v, h, reserved, g, true); break;
 		}
 		break;
 	}
@@ -439,28 +406,15 @@ static void mutate_fields(struct mut *m, const struct cfg *c, struct rng *g, str
 		l = payload_at(m, 1);
 		len = m->r.size[1] - HDR_SIZE;
 		switch (below(g, 7)) {
-		case 0:
-			SET_FIELD(v, l, nr_ports, g, true);
-			break;
-		case 1:
-			SET_FIELD(v, l, fifo_size, g, true);
-			break;
-		case 2:
-			SET_FIELD(v, l, port_stride, g, true);
-			break;
-		case 3:
-			SET_FIELD(v, l, config_size, g, true);
-			break;
-		case 4:
-			SET_FIELD(v, l, nr_pages, g, true);
-			break;
-		case 5:
-			SET_FIELD(v, l, reserved, g, true);
-			break;
+		case 0: SET_FIELD(v, l, nr_ports, g, true); break;
+		case 1: SET_FIELD(v, l, fifo_size, g, true); break;
+		case 2: SET_FIELD(v, l, port_stride, g, true); break;
+		case 3: SET_FIELD(v, l, config_size, g, true); break;
+		case 4: SET_FIELD(v, l, nr_pages, g, true); break;
+		case 5: SET_FIELD(v, l, reserved, g, true); break;
 		default:
 			if (len > sizeof(*l)) {
-				((uint8_t *)l)[sizeof(*l) + below(g, len - sizeof(*l))] ^=
-					1 + below(g, 255);
+				((uint8_t *)l)[sizeof(*l) + below(g, len - sizeof(*l))] ^= 1 + below(g, 255);
 				v->legal_only = false;
 				note(v, "filler");
 			}
@@ -493,13 +447,11 @@ static void mutate_fields(struct mut *m, const struct cfg *c, struct rng *g, str
 		i = find_from_random(m, g, MTTY_MIG_REC_PAGE);
 		if (i < 0)
 			break;
-		((uint8_t *)payload_at(m, i))[8 + below(g, MTTY_MIG_PAGE_SIZE)] ^=
-			1 + below(g, 255);
+		((uint8_t *)payload_at(m, i))[8 + below(g, MTTY_MIG_PAGE_SIZE)] ^= 1 + below(g, 255);
 		note(v, "page-data");
 		break;
 	}
-	case 4:
-	case 5: { /* SERIAL: any field, or a consistent random state */
+	case 4: case 5: { /* SERIAL: any field, or a consistent random state */
 		struct mtty_mig_rec_serial *sr;
 
 		i = find_from_random(m, g, MTTY_MIG_REC_SERIAL);
@@ -508,33 +460,15 @@ static void mutate_fields(struct mut *m, const struct cfg *c, struct rng *g, str
 		sr = payload_at(m, i);
 		v->legal_only = false;
 		switch (below(g, 12)) {
-		case 0:
-			SET_FIELD(v, sr, port, g, false);
-			break;
-		case 1:
-			SET_FIELD(v, sr, flags, g, false);
-			break;
-		case 2:
-			SET_FIELD(v, sr, fcr, g, false);
-			break;
-		case 3:
-			SET_FIELD(v, sr, max_fifo_size, g, false);
-			break;
-		case 4:
-			SET_FIELD(v, sr, trigger_level, g, false);
-			break;
-		case 5:
-			SET_FIELD(v, sr, count, g, false);
-			break;
-		case 6:
-			SET_FIELD(v, sr, head, g, false);
-			break;
-		case 7:
-			SET_FIELD(v, sr, tail, g, false);
-			break;
-		case 8:
-			SET_FIELD(v, sr, divisor, g, false);
-			break;
+		case 0: SET_FIELD(v, sr, port, g, false); break;
+		case 1: SET_FIELD(v, sr, flags, g, false); break;
+		case 2: SET_FIELD(v, sr, fcr, g, false); break;
+		case 3: SET_FIELD(v, sr, max_fifo_size, g, false); break;
+		case 4: SET_FIELD(v, sr, trigger_level, g, false); break;
+		case 5: SET_FIELD(v, sr, count, g, false); break;
+		case 6: SET_FIELD(v, sr, head, g, false); break;
+		case 7: SET_FIELD(v, sr, tail, g, false); break;
+		case 8: SET_FIELD(v, sr, divisor, g, false); break;
 		case 9:
 			sr->regs[below(g, 8)] = (uint8_t)rnd(g);
 			sr->fifo[below(g, MTTY_MIG_FIFO_SIZE)] = (uint8_t)rnd(g);
@@ -690,9 +624,8 @@ static int build(struct mut *m, const struct base *bases, uint64_t seed, uint64_
 			abort();
 		for (k = 1 + below(&g, 4); k; k--) {
 			/* half of them in record headers */
-			size_t at = below(&g, 2) ?
-					    m->r.off[below(&g, m->r.nr)] + below(&g, HDR_SIZE) :
-					    below(&g, m->out.len);
+			size_t at = below(&g, 2) ? m->r.off[below(&g, m->r.nr)] + below(&g, HDR_SIZE) :
+						   below(&g, m->out.len);
 
 			if (at < m->out.len)
 				m->out.p[at] ^= 1 << below(&g, 8);
@@ -777,7 +710,7 @@ static int save(struct mt_inst *d, struct mt_buf *out)
 }
 
 struct watchdog {
-	atomic_ulong beat; /* bumped after every stream */
+	atomic_ulong beat;	/* bumped after every stream */
 	_Atomic(const char *) op;
 	atomic_ulong current;
 	atomic_bool stop;
@@ -800,8 +733,7 @@ static void *watchdog_thread(void *arg)
 			last = b;
 			since = mt_now_s();
 		} else if (mt_now_s() - since > HANG_S) {
-			fprintf(stderr,
-				"# HANG: stream %lu stuck in %s for %d s (replay: MTTY_FUZZ_SEED=0x%llx MTTY_FUZZ_FIRST=%lu MTTY_FUZZ_STREAMS=1)\n",
+			fprintf(stderr, "# HANG: stream %lu stuck in %s for %d s (replay: MTTY_FUZZ_SEED=0x%llx MTTY_FUZZ_FIRST=%lu MTTY_FUZZ_STREAMS=1)\n",
 				atomic_load(&w->current), atomic_load(&w->op), HANG_S,
 				(unsigned long long)w->seed, atomic_load(&w->current));
 			abort();
@@ -877,17 +809,14 @@ FIXTURE_SETUP(fuzz)
 			uint8_t page[MTTY_MIG_PAGE_SIZE];
 			int fd = -1;
 
-			ASSERT_EQ(0,
-				  mt_mig_set_state(src.v.device, VFIO_DEVICE_STATE_PRE_COPY, &fd));
+			ASSERT_EQ(0, mt_mig_set_state(src.v.device, VFIO_DEVICE_STATE_PRE_COPY, &fd));
 			ASSERT_LE(0, fd);
 			ASSERT_EQ(0, mt_read_precopy(fd, READ_CHUNK, &b->s, NULL));
 			memset(page, 0x5a, sizeof(page));
-			ASSERT_EQ((ssize_t)sizeof(page),
-				  mt_region_write(src.v.device, MTTY_MIG_MEM_REGION, 0, page,
-						  sizeof(page)));
-			ASSERT_EQ((ssize_t)sizeof(page),
-				  mt_region_write(src.v.device, MTTY_MIG_MEM_REGION,
-						  c->mem - sizeof(page), page, sizeof(page)));
+			ASSERT_EQ((ssize_t)sizeof(page), mt_region_write(src.v.device,
+				MTTY_MIG_MEM_REGION, 0, page, sizeof(page)));
+			ASSERT_EQ((ssize_t)sizeof(page), mt_region_write(src.v.device,
+				MTTY_MIG_MEM_REGION, c->mem - sizeof(page), page, sizeof(page)));
 			ASSERT_EQ(0, mt_read_precopy(fd, READ_CHUNK, &b->s, NULL));
 			ASSERT_EQ(0, mt_mig_set_state(src.v.device, VFIO_DEVICE_STATE_PRE_COPY_P2P,
 						      NULL));
@@ -898,9 +827,8 @@ FIXTURE_SETUP(fuzz)
 			close(fd);
 		}
 		ASSERT_EQ(0, mt_inst_down(&src));
-		ASSERT_EQ(0,
-			  recs_parse(b->s.p, b->s.len, &b->r, c->ports, c->mem, why, sizeof(why)))
-		TH_LOG("base stream %zu: %s", k, why);
+		ASSERT_EQ(0, recs_parse(b->s.p, b->s.len, &b->r, c->ports, c->mem, why,
+					sizeof(why))) TH_LOG("base stream %zu: %s", k, why);
 	}
 	for (k = 0; k < NR_CFG; k++)
 		ASSERT_EQ(0, mt_inst_up(&self->dst[k], cfgs[k].type, cfgs[k].mem, NULL));
@@ -924,7 +852,7 @@ FIXTURE_TEARDOWN(fuzz)
 }
 
 /* Each destination still takes a good stream and gives its source's digest. */
-static int still_migratable(FIXTURE_DATA(fuzz) * self, char *why, size_t wl)
+static int still_migratable(FIXTURE_DATA(fuzz) *self, char *why, size_t wl)
 {
 	char d[64];
 	size_t k;
@@ -958,8 +886,8 @@ static int still_migratable(FIXTURE_DATA(fuzz) * self, char *why, size_t wl)
  * its stream parses; resumed again, the digest is the same; its registers
  * answer.
  */
-static int check_accepted(struct mt_inst *d, const struct cfg *c, struct mt_buf *tmp, char *why,
-			  size_t wl)
+static int check_accepted(struct mt_inst *d, const struct cfg *c, struct mt_buf *tmp,
+			  char *why, size_t wl)
 {
 	struct mt_recs *r = calloc(1, sizeof(*r));
 	char d1[64], d2[64];
@@ -1058,8 +986,7 @@ TEST_F_TIMEOUT(fuzz, mutated_streams_are_refused_or_leave_a_valid_device, 86400)
 		case 0:
 			seg = 1 + (size_t)(n % 997);
 			break;
-		case 1:
-		case 2:
+		case 1: case 2:
 			seg = MTTY_MIG_PAGE_SIZE;
 			break;
 		default:
@@ -1070,73 +997,71 @@ TEST_F_TIMEOUT(fuzz, mutated_streams_are_refused_or_leave_a_valid_device, 86400)
 
 		self->wd.op = "RUNNING -> RESUMING";
 		ASSERT_EQ(0, mt_mig_set_state(d->v.device, VFIO_DEVICE_STATE_RESUMING, &fd))
-		TH_LOG("stream %llu", (unsigned long long)n);
+			TH_LOG("stream %llu", (unsigned long long)n);
 		ASSERT_LE(0, fd);
 		self->wd.op = "data_fd write";
 		wret = mt_write_all(fd, self->m->out.p, len, seg);
 		/* a refusal is -EINVAL, latched */
 		ASSERT_TRUE(wret == 0 || wret == -EINVAL)
-		TH_LOG("stream %llu (%s): write: %s", (unsigned long long)n, v.what,
-		       strerror(-wret));
+			TH_LOG("stream %llu (%s): write: %s", (unsigned long long)n, v.what,
+			       strerror(-wret));
 		if (wret) {
 			uint8_t b = 0;
 
 			ASSERT_EQ(-1, write(fd, &b, 1));
-			ASSERT_EQ(EINVAL, errno)
-			TH_LOG("stream %llu: refusal not latched", (unsigned long long)n);
+			ASSERT_EQ(EINVAL, errno) TH_LOG("stream %llu: refusal not latched",
+							(unsigned long long)n);
 			refused_write++;
 		}
 		self->wd.op = "RESUMING -> STOP";
 		sret = mt_mig_set_state(d->v.device, VFIO_DEVICE_STATE_STOP, NULL);
 		ASSERT_TRUE(sret == 0 || sret == -EINVAL)
-		TH_LOG("stream %llu (%s): RESUMING -> STOP: %s", (unsigned long long)n, v.what,
-		       strerror(-sret));
+			TH_LOG("stream %llu (%s): RESUMING -> STOP: %s", (unsigned long long)n,
+			       v.what, strerror(-sret));
 		if (wret)
-			ASSERT_EQ(-EINVAL, sret)
-			TH_LOG("stream %llu (%s): write refused, STOP took it",
-			       (unsigned long long)n, v.what);
+			ASSERT_EQ(-EINVAL, sret) TH_LOG("stream %llu (%s): write refused, STOP took it",
+							(unsigned long long)n, v.what);
 		ASSERT_EQ(0, mt_mig_get_state(d->v.device, &st));
 		if (sret) {
 			uint8_t b = 0;
 
 			if (!wret)
 				refused_stop++;
-			ASSERT_EQ(VFIO_DEVICE_STATE_ERROR, st)
-			TH_LOG("stream %llu: %s after a refusal", (unsigned long long)n,
-			       mt_state_name(st));
+			ASSERT_EQ(VFIO_DEVICE_STATE_ERROR, st) TH_LOG("stream %llu: %s after a refusal",
+					(unsigned long long)n, mt_state_name(st));
 			ASSERT_EQ(-1, write(fd, &b, 1));
 			ASSERT_EQ(ENODEV, errno);
-			ASSERT_EQ(-EINVAL,
-				  mt_mig_set_state(d->v.device, VFIO_DEVICE_STATE_RUNNING, NULL));
+			ASSERT_EQ(-EINVAL, mt_mig_set_state(d->v.device, VFIO_DEVICE_STATE_RUNNING,
+							    NULL));
 			/* the only reason a stream of legal changes is refused: a kernel bug */
 			ASSERT_FALSE(v.legal_only && !v.must_refuse)
-			TH_LOG("stream %llu (%s): a valid stream was refused (replay: MTTY_FUZZ_SEED=0x%llx MTTY_FUZZ_FIRST=%llu MTTY_FUZZ_STREAMS=1)",
-			       (unsigned long long)n, v.what, (unsigned long long)seed,
-			       (unsigned long long)n);
+				TH_LOG("stream %llu (%s): a valid stream was refused (replay: MTTY_FUZZ_SEED=0x%llx MTTY_FUZZ_FIRST=%llu MTTY_FUZZ_STREAMS=1)",
+				       (unsigned long long)n, v.what, (unsigned long long)seed,
+				       (unsigned long long)n);
 		} else {
 			accepted++;
 			ASSERT_EQ(VFIO_DEVICE_STATE_STOP, st);
 			ASSERT_FALSE(v.must_refuse)
-			TH_LOG("stream %llu (%s): accepted a stream that must be refused (replay: MTTY_FUZZ_SEED=0x%llx MTTY_FUZZ_FIRST=%llu MTTY_FUZZ_STREAMS=1)",
-			       (unsigned long long)n, v.what, (unsigned long long)seed,
-			       (unsigned long long)n);
+				TH_LOG("stream %llu (%s): accepted a stream that must be refused (replay: MTTY_FUZZ_SEED=0x%llx MTTY_FUZZ_FIRST=%llu MTTY_FUZZ_STREAMS=1)",
+				       (unsigned long long)n, v.what, (unsigned long long)seed,
+				       (unsigned long long)n);
 			self->wd.op = "checking an accepted state";
 			ASSERT_EQ(0, check_accepted(d, c, &tmp, why, sizeof(why)))
-			TH_LOG("stream %llu (%s): %s (replay: MTTY_FUZZ_SEED=0x%llx MTTY_FUZZ_FIRST=%llu MTTY_FUZZ_STREAMS=1)",
-			       (unsigned long long)n, v.what, why, (unsigned long long)seed,
-			       (unsigned long long)n);
+				TH_LOG("stream %llu (%s): %s (replay: MTTY_FUZZ_SEED=0x%llx MTTY_FUZZ_FIRST=%llu MTTY_FUZZ_STREAMS=1)",
+				       (unsigned long long)n, v.what, why, (unsigned long long)seed,
+				       (unsigned long long)n);
 		}
 		legal += v.legal_only && !v.must_refuse;
 		forced += v.must_refuse;
 		close(fd);
 		self->wd.op = "VFIO_DEVICE_RESET";
 		ASSERT_EQ(0, ioctl(d->v.device, VFIO_DEVICE_RESET))
-		TH_LOG("stream %llu: reset: %s", (unsigned long long)n, strerror(errno));
+			TH_LOG("stream %llu: reset: %s", (unsigned long long)n, strerror(errno));
 		ASSERT_EQ(VFIO_DEVICE_STATE_RUNNING, mt_inst_state(d));
 		if ((n - first + 1) % CHECK_EVERY == 0) {
 			self->wd.op = "clean migrations";
 			ASSERT_EQ(0, still_migratable(self, why, sizeof(why)))
-			TH_LOG("after stream %llu: %s", (unsigned long long)n, why);
+				TH_LOG("after stream %llu: %s", (unsigned long long)n, why);
 		}
 		atomic_fetch_add(&self->wd.beat, 1);
 	}

@@ -55,10 +55,10 @@
 
 #define CONF_SAMPLE_KO "/opt/mtty-mig/mtty.ko"
 #define CONF_SAMPLE_CREATE "/sys/class/mdev_bus/mtty/mdev_supported_types/mtty-2/create"
-#define CONF_MTTY_MIG_MEM (1024 * 1024) /* small: the checks are about the uAPI */
+#define CONF_MTTY_MIG_MEM (1024 * 1024)	/* small: the checks are about the uAPI */
 #define CONF_MAX_STREAM (1UL << 30)	/* no device stream here is larger */
 #define CONF_READ_CHUNK (64 * 1024)
-#define CONF_WRITE_CHUNK 4093 /* odd, to split any record a driver has */
+#define CONF_WRITE_CHUNK 4093		/* odd, to split any record a driver has */
 
 /*
  * A deviation from a recommendation: logged, the first one becomes the
@@ -90,24 +90,23 @@ static const struct {
 static bool conf_known_here;
 static int conf_known_seen;
 
-#define DEVIATION(fmt, ...)                                                                       \
-	do {                                                                                      \
-		TH_LOG("DEVIATION: " fmt, ##__VA_ARGS__);                                         \
-		if (conf_strict) {                                                                \
-			_metadata->exit_code = KSFT_FAIL;                                         \
-			break;                                                                    \
-		}                                                                                 \
-		if (conf_known_here) {                                                            \
-			TH_LOG("the documented deviation of this target: asserted, not excused"); \
-			conf_known_seen++;                                                        \
-			break;                                                                    \
-		}                                                                                 \
-		if (!_metadata->results->reason[0])                                               \
-			snprintf(_metadata->results->reason, sizeof(_metadata->results->reason),  \
-				 "deviation: " fmt, ##__VA_ARGS__);                               \
-		if (_metadata->exit_code == KSFT_PASS)                                            \
-			_metadata->exit_code = KSFT_XFAIL;                                        \
-	} while (0)
+#define DEVIATION(fmt, ...) do { \
+	TH_LOG("DEVIATION: " fmt, ##__VA_ARGS__); \
+	if (conf_strict) { \
+		_metadata->exit_code = KSFT_FAIL; \
+		break; \
+	} \
+	if (conf_known_here) { \
+		TH_LOG("the documented deviation of this target: asserted, not excused"); \
+		conf_known_seen++; \
+		break; \
+	} \
+	if (!_metadata->results->reason[0]) \
+		snprintf(_metadata->results->reason, sizeof(_metadata->results->reason), \
+			 "deviation: " fmt, ##__VA_ARGS__); \
+	if (_metadata->exit_code == KSFT_PASS) \
+		_metadata->exit_code = KSFT_XFAIL; \
+} while (0)
 
 /* the devices named on the command line, as sysfs paths */
 static char conf_named[2][PATH_MAX];
@@ -265,6 +264,7 @@ static int conf_resume(int dev, const uint8_t *p, size_t len)
 
 /* ---- targets ------------------------------------------------------------------------ */
 
+
 struct conf_dev {
 	char sysfs[PATH_MAX];
 	struct mt_vfio v;
@@ -284,9 +284,9 @@ FIXTURE_VARIANT(vfio_mig)
 	enum conf_target target;
 };
 
-FIXTURE_VARIANT_ADD(vfio_mig, named){ .target = CONF_NAMED };
-FIXTURE_VARIANT_ADD(vfio_mig, mtty_mig){ .target = CONF_MTTY_MIG };
-FIXTURE_VARIANT_ADD(vfio_mig, mtty_sample){ .target = CONF_SAMPLE };
+FIXTURE_VARIANT_ADD(vfio_mig, named) { .target = CONF_NAMED };
+FIXTURE_VARIANT_ADD(vfio_mig, mtty_mig) { .target = CONF_MTTY_MIG };
+FIXTURE_VARIANT_ADD(vfio_mig, mtty_sample) { .target = CONF_SAMPLE };
 
 static const char *conf_sample_ko(void)
 {
@@ -326,7 +326,7 @@ static int conf_remove(struct conf_dev *d)
 	return mt_sysfs_write(path, "1");
 }
 
-static void conf_teardown(FIXTURE_DATA(vfio_mig) * self, int *err)
+static void conf_teardown(FIXTURE_DATA(vfio_mig) *self, int *err)
 {
 	int i, ret;
 
@@ -339,8 +339,8 @@ static void conf_teardown(FIXTURE_DATA(vfio_mig) * self, int *err)
 }
 
 /* 0, or an error explained in @why; on error nothing is left behind */
-static int conf_setup(FIXTURE_DATA(vfio_mig) * self, enum conf_target target, char *why,
-		      size_t wlen)
+static int conf_setup(FIXTURE_DATA(vfio_mig) *self, enum conf_target target,
+		      char *why, size_t wlen)
 {
 	int i, ret = 0, ignored = 0;
 
@@ -397,8 +397,8 @@ static int conf_setup(FIXTURE_DATA(vfio_mig) * self, enum conf_target target, ch
 			ret = conf_state(d->v.device, &state);
 		if (!ret && state != RUN)
 			ret = -EPROTO;
-		snprintf(why, wlen, "%s: reset to RUNNING: %s (state %s)", d->sysfs, strerror(-ret),
-			 mt_state_name(state));
+		snprintf(why, wlen, "%s: reset to RUNNING: %s (state %s)", d->sysfs,
+			 strerror(-ret), mt_state_name(state));
 	}
 	if (ret) {
 		conf_teardown(self, &ignored);
@@ -440,12 +440,10 @@ FIXTURE_TEARDOWN(vfio_mig)
 		EXPECT_LT(0, conf_known_seen);
 }
 
-#define NEED(f)                                                                  \
-	do {                                                                     \
-		if ((self->flags & (f)) != (f))                                  \
-			SKIP(return, "the device does not advertise flags 0x%x", \
-				   (unsigned int)(f));                           \
-	} while (0)
+#define NEED(f) do { \
+	if ((self->flags & (f)) != (f)) \
+		SKIP(return, "the device does not advertise flags 0x%x", (unsigned int)(f)); \
+} while (0)
 
 /* ---- flags and the state machine ------------------------------------------------------ */
 
@@ -481,11 +479,10 @@ TEST_F(vfio_mig, optional_states_reachable_iff_advertised)
 			EXPECT_EQ(0, ret) TH_LOG("advertised %s refused", mt_state_name(s));
 			EXPECT_EQ(s, state) TH_LOG("in %s", mt_state_name(state));
 		} else {
-			EXPECT_NE(0, ret)
-			TH_LOG("%s reachable but not advertised", mt_state_name(s));
-			EXPECT_EQ(RUN, state)
-			TH_LOG("refused %s left RUNNING for %s", mt_state_name(s),
-			       mt_state_name(state));
+			EXPECT_NE(0, ret) TH_LOG("%s reachable but not advertised",
+						 mt_state_name(s));
+			EXPECT_EQ(RUN, state) TH_LOG("refused %s left RUNNING for %s",
+						     mt_state_name(s), mt_state_name(state));
 			if (ret && ret != -EINVAL)
 				DEVIATION("unsupported %s refused with %s, the core says EINVAL",
 					  mt_state_name(s), strerror(-ret));
@@ -527,7 +524,7 @@ TEST_F_TIMEOUT(vfio_mig, every_state_pair_follows_the_core_fsm, 240)
 			int src_fd = -1, fd = -1, n, ret;
 
 			ASSERT_EQ(0, conf_enter(self->a, from, &src_fd))
-			TH_LOG("reaching %s", mt_state_name(from));
+				TH_LOG("reaching %s", mt_state_name(from));
 			ASSERT_EQ(0, conf_state(self->a, &state));
 			ASSERT_EQ(from, state);
 
@@ -535,12 +532,12 @@ TEST_F_TIMEOUT(vfio_mig, every_state_pair_follows_the_core_fsm, 240)
 			ret = mt_mig_set_state(self->a, to, &fd);
 			ASSERT_EQ(0, conf_state(self->a, &state));
 			if (n < 0) {
-				EXPECT_NE(0, ret)
-				TH_LOG("%s -> %s must be refused", mt_state_name(from),
-				       mt_state_name(to));
-				EXPECT_EQ(from, state)
-				TH_LOG("refused %s -> %s left %s", mt_state_name(from),
-				       mt_state_name(to), mt_state_name(state));
+				EXPECT_NE(0, ret) TH_LOG("%s -> %s must be refused",
+							 mt_state_name(from), mt_state_name(to));
+				EXPECT_EQ(from, state) TH_LOG("refused %s -> %s left %s",
+							      mt_state_name(from),
+							      mt_state_name(to),
+							      mt_state_name(state));
 				if (ret && ret != -EINVAL)
 					DEVIATION("%s -> %s refused with %s, the core says EINVAL",
 						  mt_state_name(from), mt_state_name(to),
@@ -548,26 +545,26 @@ TEST_F_TIMEOUT(vfio_mig, every_state_pair_follows_the_core_fsm, 240)
 			} else if (from == RES && to != RES) {
 				if (ret) {
 					EXPECT_TRUE(state == RES || state == ERR)
-					TH_LOG("failed RESUMING -> %s left %s", mt_state_name(to),
-					       mt_state_name(state));
+						TH_LOG("failed RESUMING -> %s left %s",
+						       mt_state_name(to), mt_state_name(state));
 				} else {
 					DEVIATION("RESUMING -> %s accepted an empty stream",
 						  mt_state_name(to));
 					EXPECT_EQ(to, state);
 				}
 			} else {
-				bool want_fd =
-					n > 0 && conf_opens_session(n > 1 ? path[n - 2] : from, to);
+				bool want_fd = n > 0 &&
+					conf_opens_session(n > 1 ? path[n - 2] : from, to);
 
-				EXPECT_EQ(0, ret)
-				TH_LOG("%s -> %s: %s", mt_state_name(from), mt_state_name(to),
-				       strerror(-ret));
-				EXPECT_EQ(to, state)
-				TH_LOG("%s -> %s ended in %s", mt_state_name(from),
-				       mt_state_name(to), mt_state_name(state));
+				EXPECT_EQ(0, ret) TH_LOG("%s -> %s: %s", mt_state_name(from),
+							 mt_state_name(to), strerror(-ret));
+				EXPECT_EQ(to, state) TH_LOG("%s -> %s ended in %s",
+							    mt_state_name(from), mt_state_name(to),
+							    mt_state_name(state));
 				EXPECT_EQ(want_fd, fd >= 0)
-				TH_LOG("%s -> %s: data_fd %d, expected %s", mt_state_name(from),
-				       mt_state_name(to), fd, want_fd ? "a new one" : "none");
+					TH_LOG("%s -> %s: data_fd %d, expected %s",
+					       mt_state_name(from), mt_state_name(to), fd,
+					       want_fd ? "a new one" : "none");
 			}
 			conf_close(&fd);
 			conf_close(&src_fd);
@@ -597,14 +594,14 @@ TEST_F_TIMEOUT(vfio_mig, reset_from_every_state_returns_to_running, 120)
 		ASSERT_EQ(0, conf_enter(self->a, s, &fd)) TH_LOG("reaching %s", mt_state_name(s));
 		ASSERT_EQ(0, mt_dev_reset(self->a)) TH_LOG("reset in %s", mt_state_name(s));
 		ASSERT_EQ(0, conf_state(self->a, &state));
-		EXPECT_EQ(RUN, state)
-		TH_LOG("reset in %s left %s", mt_state_name(s), mt_state_name(state));
+		EXPECT_EQ(RUN, state) TH_LOG("reset in %s left %s", mt_state_name(s),
+					     mt_state_name(state));
 		if (fd >= 0 && s == RES) {
 			EXPECT_GE(0, write(fd, &byte, 1))
-			TH_LOG("the RESUMING fd took data after reset");
+				TH_LOG("the RESUMING fd took data after reset");
 		} else if (fd >= 0) {
-			EXPECT_GE(0, read(fd, &byte, 1))
-			TH_LOG("the %s fd gave data after reset", mt_state_name(s));
+			EXPECT_GE(0, read(fd, &byte, 1)) TH_LOG("the %s fd gave data after reset",
+								mt_state_name(s));
 		}
 		conf_close(&fd);
 	}
@@ -620,7 +617,7 @@ TEST_F_TIMEOUT(vfio_mig, reset_from_every_state_returns_to_running, 120)
 	}
 	conf_close(&fd);
 	TH_LOG("ERROR %s", reached_error ? "reached and left by reset" :
-					   "not reachable from userspace on this device");
+		"not reachable from userspace on this device");
 
 	/* and the device migrates again */
 	EXPECT_EQ(0, conf_save(self->a, NULL));
@@ -644,11 +641,12 @@ TEST_F_TIMEOUT(vfio_mig, stop_copy_stream_ends_with_permanent_eof, 120)
 	ASSERT_EQ(0, mt_mig_set_state(self->a, SC, &fd));
 	ASSERT_LE(0, fd);
 	ASSERT_EQ(0, conf_drain(fd, NULL, CONF_MAX_STREAM, &total, &end));
-	EXPECT_EQ(0, end) TH_LOG("STOP_COPY read ended with %s, not end of stream", strerror(end));
+	EXPECT_EQ(0, end) TH_LOG("STOP_COPY read ended with %s, not end of stream",
+				 strerror(end));
 	TH_LOG("%zu bytes of STOP_COPY stream", total);
 	for (i = 0; i < 3; i++)
-		EXPECT_EQ(0, read(fd, &byte, 1))
-		TH_LOG("read %d after the end: %s", i, strerror(errno));
+		EXPECT_EQ(0, read(fd, &byte, 1)) TH_LOG("read %d after the end: %s", i,
+							 strerror(errno));
 	p = (struct pollfd){ .fd = fd, .events = POLLIN };
 	EXPECT_EQ(1, poll(&p, 1, 0));
 	EXPECT_TRUE(p.revents & POLLIN) TH_LOG("poll at the end: revents 0x%x", p.revents);
@@ -681,14 +679,14 @@ TEST_F_TIMEOUT(vfio_mig, data_fd_moves_nothing_after_its_session_ends, 120)
 		ASSERT_EQ(0, conf_enter(self->a, in, &fd));
 		ASSERT_LE(0, fd);
 		ASSERT_EQ(0, mt_mig_set_state(self->a, out, NULL))
-		TH_LOG("%s -> %s", mt_state_name(in), mt_state_name(out));
-		EXPECT_GE(0, read(fd, &byte, 1))
-		TH_LOG("data after %s -> %s", mt_state_name(in), mt_state_name(out));
+			TH_LOG("%s -> %s", mt_state_name(in), mt_state_name(out));
+		EXPECT_GE(0, read(fd, &byte, 1)) TH_LOG("data after %s -> %s",
+							 mt_state_name(in), mt_state_name(out));
 		/* a new session does not feed the old fd */
 		ASSERT_EQ(0, mt_mig_set_state(self->a, in, &fd2));
 		EXPECT_LE(0, fd2);
-		EXPECT_GE(0, read(fd, &byte, 1))
-		TH_LOG("old %s fd gave a new session's data", mt_state_name(in));
+		EXPECT_GE(0, read(fd, &byte, 1)) TH_LOG("old %s fd gave a new session's data",
+							 mt_state_name(in));
 		conf_close(&fd2);
 		conf_close(&fd);
 	}
@@ -774,16 +772,14 @@ TEST_F_TIMEOUT(vfio_mig, closing_data_fd_mid_stream_keeps_device_usable, 120)
 
 /* ---- PRECOPY_INFO and the PRE_COPY stream ------------------------------------------------ */
 
-#define INFO_REFUSED(fd, where)                                                        \
-	do {                                                                           \
-		struct vfio_precopy_info __i = { .argsz = sizeof(__i) };               \
-		int __r = ioctl(fd, VFIO_MIG_GET_PRECOPY_INFO, &__i);                  \
-		int __e = errno;                                                       \
-		EXPECT_EQ(-1, __r) TH_LOG("PRECOPY_INFO succeeded %s", where);         \
-		if (__r == -1 && __e != EINVAL)                                        \
-			DEVIATION("PRECOPY_INFO %s failed with %s, not EINVAL", where, \
-				  strerror(__e));                                      \
-	} while (0)
+#define INFO_REFUSED(fd, where) do { \
+	struct vfio_precopy_info __i = { .argsz = sizeof(__i) }; \
+	int __r = ioctl(fd, VFIO_MIG_GET_PRECOPY_INFO, &__i); \
+	int __e = errno; \
+	EXPECT_EQ(-1, __r) TH_LOG("PRECOPY_INFO succeeded %s", where); \
+	if (__r == -1 && __e != EINVAL) \
+		DEVIATION("PRECOPY_INFO %s failed with %s, not EINVAL", where, strerror(__e)); \
+} while (0)
 
 /*
  * "This ioctl is valid only in PRE_COPY states and kernel driver should
@@ -955,9 +951,9 @@ TEST_F(vfio_mig, precopy_dirty_bytes_start_at_zero)
 			ASSERT_LE(0, fd);
 			ASSERT_EQ(0, mt_precopy_info(fd, &init, &dirty));
 			EXPECT_EQ(0, dirty)
-			TH_LOG("%s -> %s, session %d: dirty_bytes %llu, initial_bytes %llu",
-			       mt_state_name(from), mt_state_name(to), round + 1,
-			       (unsigned long long)dirty, (unsigned long long)init);
+				TH_LOG("%s -> %s, session %d: dirty_bytes %llu, initial_bytes %llu",
+				       mt_state_name(from), mt_state_name(to), round + 1,
+				       (unsigned long long)dirty, (unsigned long long)init);
 			conf_close(&fd);
 		}
 	}
@@ -1038,7 +1034,7 @@ TEST_F_TIMEOUT(vfio_mig, precopy_temporary_end_is_enomsg, 120)
 	ASSERT_EQ(0, mt_mig_set_state(self->a, PC, &fd));
 	ASSERT_LE(0, fd);
 	ASSERT_EQ(0, conf_drain(fd, NULL, CONF_MAX_STREAM, &total, &end))
-	TH_LOG("no temporary end of stream on an idle device");
+		TH_LOG("no temporary end of stream on an idle device");
 	if (end == 0) {
 		DEVIATION("read() at the PRE_COPY temporary end of stream returned 0, not ENOMSG");
 	} else {
@@ -1122,8 +1118,8 @@ TEST_F_TIMEOUT(vfio_mig, mig_data_size_bounds_the_stop_copy_stream, 120)
 		TH_LOG("after PRE_COPY: estimated %llu, STOP_COPY gave %zu bytes",
 		       (unsigned long long)est, total);
 		if (total > est)
-			DEVIATION("after PRE_COPY, STOP_COPY gave %zu bytes, estimated %llu", total,
-				  (unsigned long long)est);
+			DEVIATION("after PRE_COPY, STOP_COPY gave %zu bytes, estimated %llu",
+				  total, (unsigned long long)est);
 	}
 	ASSERT_EQ(0, mt_dev_reset(self->a));
 }
@@ -1140,11 +1136,10 @@ static void conf_digest(const struct conf_dev *d, char *buf, size_t len)
 		buf[0] = '\0';
 }
 
-#define NEED_TWO()                                                                         \
-	do {                                                                               \
-		if (self->ndev < 2)                                                        \
-			SKIP(return, "needs a second device of the same type: -d A -d B"); \
-	} while (0)
+#define NEED_TWO() do { \
+	if (self->ndev < 2) \
+		SKIP(return, "needs a second device of the same type: -d A -d B"); \
+} while (0)
 
 /*
  * "The data stream fed into the data_fd should be taken from the data
@@ -1219,7 +1214,7 @@ TEST_F_TIMEOUT(vfio_mig, round_trip_through_precopy, 120)
 			if (n == 0)
 				break;
 			ASSERT_EQ(0, conf_write_stream(dfd, buf, n))
-			TH_LOG("after %zu bytes", moved);
+				TH_LOG("after %zu bytes", moved);
 			moved += n;
 			ASSERT_GT(CONF_MAX_STREAM, moved);
 		}
@@ -1257,7 +1252,7 @@ static const char *const conf_bad_name[] = {
  * ERROR VFIO_DEVICE_RESET must be used to return the device_state back to
  * RUNNING": after the reset the device runs, migrates and resumes again.
  */
-static void conf_bad_stream(struct __test_metadata *_metadata, FIXTURE_DATA(vfio_mig) * self,
+static void conf_bad_stream(struct __test_metadata *_metadata, FIXTURE_DATA(vfio_mig) *self,
 			    enum conf_bad kind)
 {
 	struct mt_buf s = { 0 }, bad = { 0 };
@@ -1296,21 +1291,21 @@ static void conf_bad_stream(struct __test_metadata *_metadata, FIXTURE_DATA(vfio
 	serr = mt_mig_set_state(self->b, STOP, NULL);
 	ASSERT_EQ(0, conf_state(self->b, &state));
 	conf_close(&fd);
-	TH_LOG("%s stream of %zu bytes: write %s, RESUMING -> STOP %s, now %s", conf_bad_name[kind],
-	       bad.len, werr ? strerror(-werr) : "ok", serr ? strerror(-serr) : "ok",
-	       mt_state_name(state));
+	TH_LOG("%s stream of %zu bytes: write %s, RESUMING -> STOP %s, now %s",
+	       conf_bad_name[kind], bad.len, werr ? strerror(-werr) : "ok",
+	       serr ? strerror(-serr) : "ok", mt_state_name(state));
 	if (!werr && !serr) {
 		DEVIATION("a %s stream was accepted", conf_bad_name[kind]);
 		EXPECT_EQ(STOP, state);
 	} else if (serr) {
 		EXPECT_TRUE(state == RES || state == ERR)
-		TH_LOG("failed RESUMING -> STOP left %s", mt_state_name(state));
+			TH_LOG("failed RESUMING -> STOP left %s", mt_state_name(state));
 	}
 
 	ASSERT_EQ(0, mt_dev_reset(self->b));
 	ASSERT_EQ(0, conf_state(self->b, &state));
-	EXPECT_EQ(RUN, state)
-	TH_LOG("reset after a %s stream left %s", conf_bad_name[kind], mt_state_name(state));
+	EXPECT_EQ(RUN, state) TH_LOG("reset after a %s stream left %s", conf_bad_name[kind],
+				     mt_state_name(state));
 	EXPECT_EQ(0, conf_save(self->b, NULL)) TH_LOG("no migration after a bad stream");
 	EXPECT_EQ(0, conf_resume(self->b, s.p, s.len)) TH_LOG("no good resume after a bad one");
 	mt_buf_free(&bad);

@@ -33,8 +33,8 @@ bool mt_module_loaded(void)
 	return access("/sys/module/mtty_mig", F_OK) == 0;
 }
 
-static void mt_kmod_quiet(void *data, int priority, const char *file, int line, const char *fn,
-			  const char *format, va_list args)
+static void mt_kmod_quiet(void *data, int priority, const char *file, int line,
+			  const char *fn, const char *format, va_list args)
 {
 	(void)data, (void)priority, (void)file, (void)line, (void)fn;
 	(void)format, (void)args;
@@ -99,8 +99,7 @@ int mt_module_load(void)
 	ret = kmod_module_get_info(mod, &info);
 	if (ret < 0)
 		goto out;
-	kmod_list_foreach(l, info)
-	{
+	kmod_list_foreach(l, info) {
 		char deps[256], *tok, *save = NULL;
 
 		if (strcmp(kmod_module_info_get_key(l), "depends"))
@@ -121,12 +120,11 @@ int mt_module_load(void)
 				ret = -ENOENT;
 				goto out;
 			}
-			kmod_list_foreach(f, found)
-			{
+			kmod_list_foreach(f, found) {
 				struct kmod_module *dep = kmod_module_get_module(f);
 
-				ret = kmod_module_probe_insert_module(
-					dep, KMOD_PROBE_IGNORE_COMMAND, NULL, NULL, NULL, NULL);
+				ret = kmod_module_probe_insert_module(dep, KMOD_PROBE_IGNORE_COMMAND,
+								      NULL, NULL, NULL, NULL);
 				kmod_module_unref(dep);
 				if (ret < 0 && ret != -EEXIST)
 					break;
@@ -281,9 +279,9 @@ void mt_uuid_random(char uuid[MT_UUID_LEN])
 	b[6] = (b[6] & 0x0f) | 0x40; /* version 4 */
 	b[8] = (b[8] & 0x3f) | 0x80; /* RFC 4122 variant */
 	snprintf(uuid, MT_UUID_LEN,
-		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
-		 b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
-		 b[15]);
+		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+		 b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11],
+		 b[12], b[13], b[14], b[15]);
 }
 
 int mt_mdev_create_uuid(const char *type, const char *uuid)
@@ -425,7 +423,7 @@ static ssize_t mt_region_rw(int device, uint32_t index, uint64_t off, void *buf,
 	if (ret)
 		return ret;
 	n = wr ? pwrite(device, buf, len, info.offset + off) :
-		 pread(device, buf, len, info.offset + off);
+		    pread(device, buf, len, info.offset + off);
 	return n < 0 ? -errno : n;
 }
 
@@ -462,8 +460,8 @@ static int mt_feature(int device, uint32_t flags, void *payload, size_t len)
 int mt_mig_flags(int device, uint64_t *flags)
 {
 	struct vfio_device_feature_migration mig = { 0 };
-	int ret = mt_feature(device, VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_MIGRATION, &mig,
-			     sizeof(mig));
+	int ret = mt_feature(device, VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_MIGRATION,
+			     &mig, sizeof(mig));
 
 	if (!ret)
 		*flags = mig.flags;
@@ -473,7 +471,8 @@ int mt_mig_flags(int device, uint64_t *flags)
 int mt_mig_get_state(int device, uint32_t *state)
 {
 	struct vfio_device_feature_mig_state mig = { 0 };
-	int ret = mt_feature(device, VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE,
+	int ret = mt_feature(device,
+			     VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE,
 			     &mig, sizeof(mig));
 
 	if (!ret)
@@ -484,7 +483,8 @@ int mt_mig_get_state(int device, uint32_t *state)
 int mt_mig_set_state(int device, uint32_t state, int *data_fd)
 {
 	struct vfio_device_feature_mig_state mig = { .device_state = state, .data_fd = -1 };
-	int ret = mt_feature(device, VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE,
+	int ret = mt_feature(device,
+			     VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE,
 			     &mig, sizeof(mig));
 
 	if (ret)
@@ -570,7 +570,8 @@ void mt_inst_init(struct mt_inst *d)
 	mt_vfio_init(&d->v);
 }
 
-int mt_inst_create(struct mt_inst *d, const char *type, uint64_t mem_size, const char *const *attrs)
+int mt_inst_create(struct mt_inst *d, const char *type, uint64_t mem_size,
+		   const char *const *attrs)
 {
 	char val[32];
 	int ret;
@@ -587,7 +588,8 @@ int mt_inst_create(struct mt_inst *d, const char *type, uint64_t mem_size, const
 	return ret;
 }
 
-int mt_inst_up(struct mt_inst *d, const char *type, uint64_t mem_size, const char *const *attrs)
+int mt_inst_up(struct mt_inst *d, const char *type, uint64_t mem_size,
+	       const char *const *attrs)
 {
 	int ret = mt_inst_create(d, type, mem_size, attrs);
 

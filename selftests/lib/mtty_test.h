@@ -53,8 +53,8 @@ struct mt_buf {
 	size_t len, cap;
 };
 
-#define MT_NO_STATE (~0U)   /* mt_inst_state() could not read the state */
-#define MT_NO_VALUE (~0ULL) /* mt_dev_attr_u64() could not read the attribute */
+#define MT_NO_STATE (~0U)    /* mt_inst_state() could not read the state */
+#define MT_NO_VALUE (~0ULL)  /* mt_dev_attr_u64() could not read the attribute */
 
 /* module (libkmod; $MTTY_MIG_KO or /opt/mtty-mig/mtty_mig.ko) */
 const char *mt_module_path(void);
@@ -114,7 +114,7 @@ int mt_precopy_info_flags(int data_fd, uint32_t flags_in, uint64_t *initial, uin
 /*
  * VFIO_DEVICE_FEATURE_MIG_PRECOPY_INFOv2 (Linux 7.1): @feature_flags is
  * VFIO_DEVICE_FEATURE_SET (the opt-in), _GET or _PROBE|_SET; @extra payload
- * bytes after the header (0 for a well-formed call). 0 or -errno.
+ * bytes after the header. 0 or -errno.
  */
 int mt_precopy_v2(int device, uint32_t feature_flags, size_t extra);
 const char *mt_state_name(uint32_t state);
@@ -128,7 +128,8 @@ const char *mt_state_name(uint32_t state);
 void mt_inst_init(struct mt_inst *d);
 int mt_inst_create(struct mt_inst *d, const char *type, uint64_t mem_size,
 		   const char *const *attrs);
-int mt_inst_up(struct mt_inst *d, const char *type, uint64_t mem_size, const char *const *attrs);
+int mt_inst_up(struct mt_inst *d, const char *type, uint64_t mem_size,
+	       const char *const *attrs);
 int mt_inst_down(struct mt_inst *d);
 /* the migration state of an open instance, or MT_NO_STATE */
 uint32_t mt_inst_state(const struct mt_inst *d);
