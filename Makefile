@@ -243,7 +243,8 @@ demo: deps
 
 bench: deps
 	@$(MAKE) --no-print-directory all
-	@$(TOP)/scripts/vm-run.sh --mode bench --timeout $(VM_TIMEOUT)
+	@$(TOP)/scripts/vm-run.sh --mode bench --timeout $(VM_TIMEOUT) \
+		$(if $(BENCH_SECTIONS),--append 'BENCH_SECTIONS=$(BENCH_SECTIONS)')
 
 vm-shell: all
 	@$(TOP)/scripts/vm-run.sh --mode shell

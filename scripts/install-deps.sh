@@ -10,12 +10,14 @@
 # so the module we build and the kernel we boot always share one ABI.
 set -eu
 
-# The second line is what building the debug lane's kernel from
-# linux-source-6.12 needs (scripts/debug-kernel.sh; libelf-dev for objtool).
+# The second line is what building the debug and next lanes' kernels from
+# Debian's linux-source packages need (scripts/kernel-build.sh; libelf-dev for
+# objtool); debian-archive-keyring checks sid's packages (scripts/debian-pkg.sh).
 PKGS="build-essential linux-headers-6.12-amd64 pahole libkmod-dev kmod pkgconf
 flex bison bc libelf-dev util-linux
 qemu-system-x86 busybox-static cpio xz-utils rsync linux-source-6.12 sparse
-coreutils iproute2 gzip libxxhash-dev libjson-c-dev libgnutls28-dev gnutls-bin"
+coreutils iproute2 gzip libxxhash-dev libjson-c-dev libgnutls28-dev gnutls-bin
+debian-archive-keyring"
 
 missing=
 for p in $PKGS; do

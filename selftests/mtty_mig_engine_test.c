@@ -46,6 +46,7 @@
 #include "kselftest_harness.h"
 #include "lib/mtty_test.h"
 #include "vfmig.h"
+#include "tlsgen.h"
 
 #define MAXDEV 4
 #define MEM "8388608"
@@ -1166,23 +1167,69 @@ static bool log_has(const char *log, const char *what)
 }
 
 /*
- * Between the two hosts: TLS with a pre-shared key (@tls), as the README
- * shows it, or plain TCP with --insecure, which a non-loopback listener
- * needs without TLS.
+ * Between the two hosts: TLS with a pre-shared key, as the README shows it,
+ * TLS with X.509 certificates in QEMU's layout (a CA, the destination's
+ * server and the source's client certificate, made at run time with the
+ * GnuTLS API; the source verifies the destination's name with
+ * --tls-hostname and the destination allows only the source's DN), or
+ * plain TCP with --insecure, which a non-loopback listener needs without
+ * TLS.
  */
+enum cli_sec { CLI_PSK, CLI_X509, CLI_INSECURE };
+
 static void cli_two_hosts(struct __test_metadata *_metadata, FIXTURE_DATA(cli) *self,
-			  const char *listen, const char *to, bool tls)
+			  const char *listen, const char *to, enum cli_sec sec)
 {
-	char *recv_argv[] = { VFIO_MIG, "recv", "--listen", (char *)listen, "--timeout", "60",
-			      "--quiet", tls ? "--tls-psk" : "--insecure", tls ? PSK_FILE : "-q",
-			      self->dst.uuid[0], self->dst.uuid[1], NULL };
-	char *send_argv[] = { VFIO_MIG, "send", "--to", (char *)to, "--channels", "3",
-			      "--timeout", "60", "--json", tls ? "--tls-psk" : "--quiet",
-			      tls ? PSK_FILE : "--quiet", self->src.uuid[0], self->src.uuid[1],
-			      NULL };
+	char creds[160] = "", *recv_argv[16], *send_argv[20];
+	struct tlsgen g;
+	int rrc, src, r = 0, n = 0;
 	pid_t rp, sp;
-	int rrc, src;
 	unsigned i;
+
+	if (sec == CLI_X509) {
+		ASSERT_EQ(0, tlsgen_init(&g));
+		ASSERT_EQ(0, tlsgen_x509(&g, "pki", "mtty-mig test CA"));
+		snprintf(creds, sizeof(creds), "%s/pki", g.dir);
+	}
+	recv_argv[r++] = VFIO_MIG;
+	recv_argv[r++] = "recv";
+	recv_argv[r++] = "--listen";
+	recv_argv[r++] = (char *)listen;
+	recv_argv[r++] = "--timeout";
+	recv_argv[r++] = "60";
+	recv_argv[r++] = "--quiet";
+	send_argv[n++] = VFIO_MIG;
+	send_argv[n++] = "send";
+	send_argv[n++] = "--to";
+	send_argv[n++] = (char *)to;
+	send_argv[n++] = "--channels";
+	send_argv[n++] = "3";
+	send_argv[n++] = "--timeout";
+	send_argv[n++] = "60";
+	send_argv[n++] = "--json";
+	if (sec == CLI_PSK) {
+		recv_argv[r++] = "--tls-psk";
+		recv_argv[r++] = PSK_FILE;
+		send_argv[n++] = "--tls-psk";
+		send_argv[n++] = PSK_FILE;
+	} else if (sec == CLI_X509) {
+		recv_argv[r++] = "--tls-creds";
+		recv_argv[r++] = creds;
+		recv_argv[r++] = "--tls-allow-dn";
+		recv_argv[r++] = TLSGEN_CLIENT_DN;
+		send_argv[n++] = "--tls-creds";
+		send_argv[n++] = creds;
+		send_argv[n++] = "--tls-hostname";
+		send_argv[n++] = TLSGEN_SERVER_NAME;
+	} else {
+		recv_argv[r++] = "--insecure";
+	}
+	for (i = 0; i < 2; i++) {
+		recv_argv[r++] = self->dst.uuid[i];
+		send_argv[n++] = self->src.uuid[i];
+	}
+	recv_argv[r] = NULL;
+	send_argv[n] = NULL;
 
 	rp = spawn("mtdst", recv_argv, RECV_LOG);
 	ASSERT_LT(0, rp);
@@ -1193,6 +1240,12 @@ static void cli_two_hosts(struct __test_metadata *_metadata, FIXTURE_DATA(cli) *
 	rrc = wait_exit(rp, 60);
 	EXPECT_EQ(0, src) show(SEND_LOG);
 	EXPECT_EQ(0, rrc) show(RECV_LOG);
+	/* --json names the cipher the two ends agreed */
+	if (sec != CLI_INSECURE) {
+		EXPECT_TRUE(log_has(SEND_LOG, "\"tls_cipher\":\"") &&
+			    !log_has(SEND_LOG, "\"tls_cipher\":\"\""))
+		show(SEND_LOG);
+	}
 	for (i = 0; i < 2; i++) {
 		char d1[32], d2[32];
 
@@ -1201,16 +1254,23 @@ static void cli_two_hosts(struct __test_metadata *_metadata, FIXTURE_DATA(cli) *
 		EXPECT_STREQ(d1, d2);
 		EXPECT_EQ(0, mt_dev_attr_u64(self->src.uuid[i], MTTY_MIG_ATTR_P2P_VIOLATIONS));
 	}
+	if (sec == CLI_X509)
+		tlsgen_fini(&g);
 }
 
 TEST_F_TIMEOUT(cli, two_hosts_over_veth_ipv4_tls_psk, 300)
 {
-	cli_two_hosts(_metadata, self, "tcp:192.0.2.2:4444", "tcp:192.0.2.2:4444", true);
+	cli_two_hosts(_metadata, self, "tcp:192.0.2.2:4444", "tcp:192.0.2.2:4444", CLI_PSK);
+}
+
+TEST_F_TIMEOUT(cli, two_hosts_over_veth_ipv4_tls_x509, 300)
+{
+	cli_two_hosts(_metadata, self, "tcp:192.0.2.2:4446", "tcp:192.0.2.2:4446", CLI_X509);
 }
 
 TEST_F_TIMEOUT(cli, two_hosts_over_veth_ipv6_insecure, 300)
 {
-	cli_two_hosts(_metadata, self, "[2001:db8::2]:4445", "[2001:db8::2]:4445", false);
+	cli_two_hosts(_metadata, self, "[2001:db8::2]:4445", "[2001:db8::2]:4445", CLI_INSECURE);
 }
 
 /* secure by default: no TLS on a non-loopback address without --insecure */

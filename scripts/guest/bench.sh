@@ -33,6 +33,9 @@ fail=0
 : >"$R"
 
 # ---- helpers ----------------------------------------------------------------
+# BENCH_SECTIONS (kernel command line, `make bench BENCH_SECTIONS=AB,E`):
+# the sections to run (AB, C, D, E; default all); the others report "-".
+want() { case ",${BENCH_SECTIONS:-AB,C,D,E}," in *",$1,"*) return 0 ;; esac; return 1; }
 
 # jget SECTION KEY: a top-level value of the "source"/"destination" object in $J
 jget() {
@@ -182,7 +185,7 @@ migrate warmup -c $N $HOTOPTS $FOUR
 plain warmup "$s1" "$d1"
 
 say "== A/B: stop-copy throughput and downtime ($REPS rounds)"
-for i in $(seq "$REPS"); do
+want AB && for i in $(seq "$REPS"); do
 	for rate in 0 $RATE; do
 		rates "$rate" $ALL
 		tag=unl; [ "$rate" = 0 ] || tag=dev
@@ -210,7 +213,7 @@ bs=$s1
 bd=$(mdev_new mtty_mig-1 mem_size=$MEM initial_load_ms=$LOAD_MS)
 set_attr "$bs" dirty_rate 0
 say "== C: switchover-ack on/off, initial_load_ms=$LOAD_MS ($REPS rounds)"
-for i in $(seq "$REPS"); do
+want C && for i in $(seq "$REPS"); do
 	for a in on off; do
 		SRCS=$cs
 		migrate "ack.small.$a" -c $N --switchover-ack $a "$cs=$cd"
@@ -230,7 +233,7 @@ vs=$(mdev_new mtty_mig-1 mem_size=$CMEM)
 vd=$(mdev_new mtty_mig-1 mem_size=$CMEM)
 say "== D: precopy convergence, $(mib $CMEM) MiB, dirty_rate $LEVELS pages/s ($REPS rounds)"
 SRCS=$vs
-for i in $(seq "$REPS"); do
+want D && for i in $(seq "$REPS"); do
 	for r in $LEVELS; do
 		set_attr "$vs" dirty_rate "$r"
 		migrate "conv.$r" -c $N "$vs=$vd"
@@ -247,7 +250,7 @@ umask 022
 set_attr "$s1" dirty_rate $HOT
 say "== E: TLS (PSK) on vs off, loopback TCP, $N channels ($REPS rounds)"
 SRCS=$s1
-for i in $(seq "$REPS"); do
+want E && for i in $(seq "$REPS"); do
 	migrate "tcp.plain" -c $N $HOTOPTS --listen tcp:127.0.0.1:$((4600 + i)) $ONE
 	migrate "tcp.tls" -c $N $HOTOPTS --listen tcp:127.0.0.1:$((4700 + i)) --tls-psk "$PSK" $ONE
 done

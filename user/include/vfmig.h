@@ -412,6 +412,7 @@ struct vfmig_stats {
 	/* source: REINITs reported by devices; destination: fresh acks (generations > 0) */
 	unsigned precopy_reinits;
 	unsigned switchover_acks_stale; /* source: acks of an older initial-data generation */
+	char tls_cipher[32];		/* the main channel's TLS cipher, "" without TLS */
 	uint64_t precopy_bytes;
 	uint64_t stopcopy_bytes;
 	uint64_t config_bytes;

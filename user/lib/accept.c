@@ -533,9 +533,11 @@ int vfmig_accept_main(struct vfmig_session *s, int lfd, int wakefd, struct vfmig
 	}
 	adopt(&s->main, fd, tls);
 	s->main_up = true;
-	if (s->o.tls)
-		log_info(&s->log, "the source authenticated (TLS 1.3, %s)",
-			 vfmig_tls_kind(s->o.tls));
+	if (s->o.tls && tls) {
+		snprintf(s->st.tls_cipher, sizeof(s->st.tls_cipher), "%s", vfmig_tls_cipher(tls));
+		log_info(&s->log, "the source authenticated (TLS 1.3, %s, %s)",
+			 vfmig_tls_kind(s->o.tls), s->st.tls_cipher);
+	}
 	ret = 0;
 out:
 	front_fini(fr);

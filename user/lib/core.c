@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "session.h"
+#include "tls.h"
 
 void vfmig_options_init(struct vfmig_options *o)
 {
@@ -432,9 +433,12 @@ static int tls_conn(struct vfmig_session *s, const struct vfmig_addr *peer, stru
 				 s->o.timeout_ms, &plain, why, sizeof(why));
 
 	if (!ret) {
-		if (!c->id)
-			log_info(&s->log, "the destination authenticated (TLS 1.3, %s)",
-				 vfmig_tls_kind(s->o.tls));
+		if (!c->id) {
+			snprintf(s->st.tls_cipher, sizeof(s->st.tls_cipher), "%s",
+				 vfmig_tls_cipher(c->tls));
+			log_info(&s->log, "the destination authenticated (TLS 1.3, %s, %s)",
+				 vfmig_tls_kind(s->o.tls), s->st.tls_cipher);
+		}
 		return 0;
 	}
 	if (ret == -ECANCELED)

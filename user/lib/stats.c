@@ -172,6 +172,7 @@ void *vfmig_stats_json(const struct vfmig_stats *st, const struct vfmig_error *e
 	json_object_object_add(o, "precopy_reinit", json_object_new_boolean(st->precopy_reinit));
 	add_u64(o, "precopy_reinits", st->precopy_reinits);
 	add_u64(o, "switchover_acks_stale", st->switchover_acks_stale);
+	json_object_object_add(o, "tls_cipher", json_object_new_string(st->tls_cipher));
 	add_u64(o, "precopy_bytes", st->precopy_bytes);
 	add_u64(o, "stopcopy_bytes", st->stopcopy_bytes);
 	add_u64(o, "config_bytes", st->config_bytes);

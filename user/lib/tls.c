@@ -394,6 +394,13 @@ ssize_t vfmig_tls_send(struct vfmig_tls_sess *ts, const void *buf, size_t len)
 	return r >= 0 ? r : io_error(ts, r);
 }
 
+const char *vfmig_tls_cipher(struct vfmig_tls_sess *ts)
+{
+	const char *n = gnutls_cipher_get_name(gnutls_cipher_get(ts->s));
+
+	return n ? n : "unknown";
+}
+
 bool vfmig_tls_pending(struct vfmig_tls_sess *ts)
 {
 	return gnutls_record_check_pending(ts->s) > 0;

@@ -89,6 +89,8 @@ ssize_t vfmig_tls_recv(struct vfmig_tls_sess *ts, void *buf, size_t len);
 ssize_t vfmig_tls_send(struct vfmig_tls_sess *ts, const void *buf, size_t len);
 /* Decrypted bytes wait inside the session: the socket may not be readable. */
 bool vfmig_tls_pending(struct vfmig_tls_sess *ts);
+/* The negotiated cipher, e.g. "AES-128-GCM" (GnuTLS's name). */
+const char *vfmig_tls_cipher(struct vfmig_tls_sess *ts);
 /* The last error of the session, for messages. */
 const char *vfmig_tls_error(const struct vfmig_tls_sess *ts);
 /* A staging buffer of VFMIG_TLS_RECORD bytes (the sender's, under its lock). */

@@ -37,6 +37,25 @@
 #define PRIO_X509 "NORMAL:-VERS-ALL:+VERS-TLS1.3"
 /* TLS 1.3 PSK with (EC)DHE: forward secrecy even if the key leaks later. */
 #define PRIO_PSK "NORMAL:-VERS-ALL:+VERS-TLS1.3:+ECDHE-PSK:+DHE-PSK"
+/*
+ * With AES-NI and PCLMULQDQ, AES-GCM first: GnuTLS 3.7's NORMAL let the
+ * two ends settle on CHACHA20-POLY1305, which on such a CPU is nine times
+ * slower (gnutls-cli --benchmark-ciphers: AES-128-GCM 4.58 GB/s,
+ * CHACHA20-POLY1305 0.52 GB/s) and cut the stop-copy throughput over TLS to
+ * 0.27 of plain TCP (Documentation/benchmarks.rst, E). Without them GnuTLS's
+ * own order stands (ChaCha20 is the faster one there).
+ */
+#define PRIO_AES_FIRST ":-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM:+CHACHA20-POLY1305"
+
+static bool cpu_has_aes_gcm(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_cpu_init();
+	return __builtin_cpu_supports("aes") && __builtin_cpu_supports("pclmul");
+#else
+	return false;
+#endif
+}
 
 /* ---- credentials ------------------------------------------------------------------ */
 
@@ -469,7 +488,13 @@ struct vfmig_tls *vfmig_tls_new(const struct vfmig_tls_config *cfg, bool server,
 	}
 	if (t->psk ? load_psk(t, cfg, err) : load_x509(t, cfg, err))
 		goto fail;
-	r = gnutls_priority_init(&t->prio, t->psk ? PRIO_PSK : PRIO_X509, NULL);
+	{
+		char prio[sizeof(PRIO_PSK) + sizeof(PRIO_AES_FIRST)];
+
+		snprintf(prio, sizeof(prio), "%s%s", t->psk ? PRIO_PSK : PRIO_X509,
+			 cpu_has_aes_gcm() ? PRIO_AES_FIRST : "");
+		r = gnutls_priority_init(&t->prio, prio, NULL);
+	}
 	if (r < 0) {
 		gnutls_fail(err, "priority", NULL, r);
 		goto fail;
