@@ -214,7 +214,7 @@ static void tell(struct pend *p, uint32_t cls, const char *msg)
 	uint8_t pl[VFMIG_HELLO_ACK_FIXED + VFMIG_MSG_MAX];
 	uint8_t fb[VFMIG_HDR_LEN + sizeof(pl)];
 	uint32_t n = vfmig_report_encode(pl, cls, 0, 0, msg);
-	size_t len = vfmig_frame_encode(fb, VFMIG_F_HELLO_ACK, 0, 0, 0, pl, n);
+	size_t len = vfmig_frame_encode_on(p->tls && !p->hs, fb, VFMIG_F_HELLO_ACK, 0, 0, 0, pl, n);
 
 	if (p->tls && !p->hs) {
 		if (vfmig_tls_send(p->tls, fb, len) < 0) {
@@ -329,7 +329,8 @@ static int pend_step(struct front *fr, struct pend *p, struct vfmig_frame *f, ch
 				return -1;
 			continue;
 		}
-		if (vfmig_frame_checksum(p->hdr, p->payload, p->h.length) != p->h.checksum) {
+		if (vfmig_frame_checksum_on(p->tls != NULL, p->hdr, p->payload, p->h.length) !=
+		    p->h.checksum) {
 			snprintf(why, whylen, "%s: checksum mismatch", vfmig_ftype_name(p->h.type));
 			return -1;
 		}

@@ -7,7 +7,9 @@
  *
  *   0 u32 magic "VFMG"   4 u16 version   6 u16 type   8 u32 flags
  *  12 u32 device        16 u32 idx      20 u32 length
- *  24 u64 checksum = XXH3_64(payload, seed = XXH3_64(header bytes 0..23))
+ *  24 u64 checksum = XXH3_64(payload, seed = XXH3_64(header bytes 0..23));
+ *                   on a TLS connection over the header only (payload empty):
+ *                   TLS 1.3's AEAD already authenticates every payload byte
  *
  * Locks: none.
  */
@@ -193,9 +195,15 @@ enum vfmig_ferr vfmig_hdr_validate(const struct vfmig_frame_hdr *h, const struct
 	return VFMIG_FERR_NONE;
 }
 
-/* The header of a frame, checksum over the header and @payload included. */
-void vfmig_hdr_seal(uint8_t hdr[VFMIG_HDR_LEN], uint16_t type, uint32_t flags, uint32_t device,
-		    uint32_t idx, const void *payload, uint32_t len)
+uint64_t vfmig_frame_checksum_on(bool tls, const uint8_t hdr[VFMIG_HDR_LEN], const void *payload,
+				 size_t len)
+{
+	return tls ? vfmig_frame_checksum(hdr, NULL, 0) : vfmig_frame_checksum(hdr, payload, len);
+}
+
+/* The header of a frame, checksum over the header and (not under TLS) @payload included. */
+void vfmig_hdr_seal(uint8_t hdr[VFMIG_HDR_LEN], bool tls, uint16_t type, uint32_t flags,
+		    uint32_t device, uint32_t idx, const void *payload, uint32_t len)
 {
 	struct vfmig_frame_hdr h = {
 		.magic = VFMIG_MAGIC,
@@ -208,16 +216,22 @@ void vfmig_hdr_seal(uint8_t hdr[VFMIG_HDR_LEN], uint16_t type, uint32_t flags, u
 	};
 
 	vfmig_hdr_pack(hdr, &h);
-	put_le64(hdr + 24, vfmig_frame_checksum(hdr, payload, len));
+	put_le64(hdr + 24, vfmig_frame_checksum_on(tls, hdr, payload, len));
+}
+
+size_t vfmig_frame_encode_on(bool tls, uint8_t *buf, uint16_t type, uint32_t flags, uint32_t device,
+			     uint32_t idx, const void *payload, uint32_t len)
+{
+	vfmig_hdr_seal(buf, tls, type, flags, device, idx, payload, len);
+	if (len)
+		memcpy(buf + VFMIG_HDR_LEN, payload, len);
+	return VFMIG_HDR_LEN + len;
 }
 
 size_t vfmig_frame_encode(uint8_t *buf, uint16_t type, uint32_t flags, uint32_t device,
 			  uint32_t idx, const void *payload, uint32_t len)
 {
-	vfmig_hdr_seal(buf, type, flags, device, idx, payload, len);
-	if (len)
-		memcpy(buf + VFMIG_HDR_LEN, payload, len);
-	return VFMIG_HDR_LEN + len;
+	return vfmig_frame_encode_on(false, buf, type, flags, device, idx, payload, len);
 }
 
 /* ---- payload buffers ------------------------------------------------------------ */

@@ -227,7 +227,7 @@ static int send_locked(struct vfmig_conn *c, uint16_t type, uint32_t flags, uint
 		if (poll(&p, 1, 0) != 1 || !(p.revents & POLLOUT))
 			return -EAGAIN;
 	}
-	vfmig_hdr_seal(hdr, type, flags, device, idx, payload, len);
+	vfmig_hdr_seal(hdr, c->tls != NULL, type, flags, device, idx, payload, len);
 	if (c->tls) {
 		int ret = send_tls(c, hdr, payload, len, tmo_ms, abort);
 
@@ -512,7 +512,8 @@ static enum vfmig_ferr recv_frame(const struct rx *io, const struct vfmig_limits
 		}
 	}
 	f->rx_ns = vfmig_now_ns() - t0;
-	if (vfmig_frame_checksum(hdr, f->payload, f->h.length) != f->h.checksum) {
+	if (vfmig_frame_checksum_on(io->tls != NULL, hdr, f->payload, f->h.length) !=
+	    f->h.checksum) {
 		vfmig_frame_free(f);
 		snprintf(why, whylen, "%s device %u idx %u: checksum mismatch",
 			 vfmig_ftype_name(f->h.type), f->h.device, f->h.idx);
