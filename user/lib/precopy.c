@@ -362,7 +362,9 @@ int vfmig_precopy_run(struct vfmig_precopy *pc)
 		pc->stop_ns = 0;
 		if (o->max_precopy_ms && acked)
 			pc->stop_ns = t0 + (uint64_t)o->max_precopy_ms * 1000000ull;
-		if (ack_wait_start && (!pc->stop_ns || ack_wait_start + tmo_ns < pc->stop_ns))
+		/* The acks' deadline limits a pass only while an ack is missing. */
+		if (ack_wait_start && !acked &&
+		    (!pc->stop_ns || ack_wait_start + tmo_ns < pc->stop_ns))
 			pc->stop_ns = ack_wait_start + tmo_ns + 1;
 		enum vfmig_converge why = VFMIG_CONVERGE_NONE;
 		double est_ms;
@@ -418,6 +420,16 @@ int vfmig_precopy_run(struct vfmig_precopy *pc)
 			ack_wait_start = 0;
 		}
 		pc->reinit_seen = false;
+		/*
+		 * Every ack is in: the deadline is spent. Left running, it would
+		 * stop later passes from reading (dirty data no longer moving
+		 * during precopy) and give a late REINIT's new initial bytes 0 ms
+		 * instead of --timeout (review3_test).
+		 */
+		if (acked && ack_wait_start) {
+			ack_waited += now - ack_wait_start;
+			ack_wait_start = 0;
+		}
 		if ((all_init || at_limit) && !acked && !ack_wait_start)
 			ack_wait_start = now;
 		if (ack_wait_start && !acked && now - ack_wait_start > tmo_ns) {
