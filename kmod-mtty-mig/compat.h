@@ -13,7 +13,9 @@
  *         vfio_device.precopy_info_v2 and clears it when the device is
  *         closed (vfio_df_device_last_close()).  Before, the feature number
  *         reaches the driver's .device_feature op, which answers it the
- *         same way here (mtty_mig_device_feature()).
+ *         same way here (mtty_mig_device_feature()).  The ioctl's input
+ *         checks (the core's vfio_check_precopy_ioctl()) are done by
+ *         mtty_mig_precopy_ioctl() itself on every kernel (see there).
  *   7.2   the streaming xxh32 API (struct xxh32_state) is gone: the record
  *         checksums use csum.c, which computes the same XXH32 on every
  *         kernel.

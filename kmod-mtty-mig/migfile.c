@@ -64,6 +64,7 @@ struct mtty_mig_file {
 	size_t reinit_len;
 	size_t reinit_pos;
 	u32 reinit_seq;			/* seq of the REINIT record */
+	u32 meta_size;			/* METADATA size the stream carries now */
 	u8 *rec;			/* the record being read */
 	size_t rec_len;
 	size_t rec_pos;
@@ -258,38 +259,29 @@ out_unlock:
 	return ret;
 }
 
-/* The 7.1 core's input checks (vfio_check_precopy_ioctl()), on every kernel. */
-static int mtty_mig_check_precopy_ioctl(struct mtty_mig_dev *mdev,
-					unsigned int cmd, unsigned long arg,
-					struct vfio_precopy_info *info)
-{
-#ifdef MTTY_MIG_CORE_PRECOPY_INFO_V2
-	return vfio_check_precopy_ioctl(&mdev->vdev, cmd, arg, info);
-#else
-	unsigned long minsz = offsetofend(struct vfio_precopy_info, dirty_bytes);
-
-	if (cmd != VFIO_MIG_GET_PRECOPY_INFO)
-		return -ENOTTY;
-	if (copy_from_user(info, (void __user *)arg, minsz))
-		return -EFAULT;
-	if (info->argsz < minsz)
-		return -EINVAL;
-	return 0;
-#endif
-}
-
+/*
+ * VFIO_MIG_GET_PRECOPY_INFO.  The input checks are those of the 7.1 core's
+ * vfio_check_precopy_ioctl(), done here on every kernel and before
+ * migf->lock: that helper reads the vfio_device, which this file may
+ * outlive, and a copy-in under migf->lock could hold it (and a
+ * VFIO_DEVICE_RESET waiting for it) for as long as the user's page takes.
+ * The REINIT report is consumed only once the answer reached the user.
+ */
 static long mtty_mig_precopy_ioctl(struct file *filp, unsigned int cmd,
 				   unsigned long arg)
 {
 	struct mtty_mig_file *migf = filp->private_data;
 	unsigned long minsz = offsetofend(struct vfio_precopy_info, dirty_bytes);
 	struct vfio_precopy_info info;
-	bool reinit;
 	u64 initial, dirty;
-	int ret;
+	bool reinit;
 
 	if (cmd != VFIO_MIG_GET_PRECOPY_INFO)
 		return -ENOTTY;
+	if (copy_from_user(&info, (void __user *)arg, minsz))
+		return -EFAULT;
+	if (info.argsz < minsz)
+		return -EINVAL;
 
 	scoped_guard(mutex, &migf->lock) {
 		/* A reset or close killed the session: -ENODEV. */
@@ -298,10 +290,6 @@ static long mtty_mig_precopy_ioctl(struct file *filp, unsigned int cmd,
 		/* Valid only in PRE_COPY and PRE_COPY_P2P. */
 		if (migf->disabled || migf->stop_copy)
 			return -EINVAL;
-		/* migf->mdev is valid while the file is enabled. */
-		ret = mtty_mig_check_precopy_ioctl(migf->mdev, cmd, arg, &info);
-		if (ret)
-			return ret;
 		mtty_mig_save_owed(migf, &initial, &dirty);
 		/* Reported once, and only to a user who opted in. */
 		reinit = migf->reinit_report;
@@ -311,10 +299,18 @@ static long mtty_mig_precopy_ioctl(struct file *filp, unsigned int cmd,
 	info.dirty_bytes = dirty;
 	/*
 	 * Without the opt-in flags is reserved: never echo the input back
-	 * (the core's helper leaves it as the user wrote it).
+	 * (vfio_check_precopy_ioctl() leaves it as the user wrote it).
 	 */
 	info.flags = reinit ? VFIO_PRECOPY_INFO_REINIT : 0;
-	return copy_to_user((void __user *)arg, &info, minsz) ? -EFAULT : 0;
+	if (copy_to_user((void __user *)arg, &info, minsz)) {
+		/* Not seen: the next call reports it. */
+		if (reinit) {
+			guard(mutex)(&migf->lock);
+			migf->reinit_report = true;
+		}
+		return -EFAULT;
+	}
+	return 0;
 }
 
 static __poll_t mtty_mig_save_poll(struct file *filp,
@@ -504,9 +500,10 @@ struct mtty_mig_file *mtty_mig_save_create(struct mtty_mig_dev *mdev)
 		goto err_free;
 	/* Only an opted-in user can be told of a REINIT: stream 1.1. */
 	migf->reinit_ok = mtty_mig_precopy_info_v2(mdev);
+	migf->meta_size = READ_ONCE(mdev->tun.metadata_size);
 	migf->initial = mtty_mig_stream_build_initial(mdev->nr_ports,
 						      mtty_mig_mem_size(mdev),
-						      READ_ONCE(mdev->tun.metadata_size),
+						      migf->meta_size,
 						      migf->reinit_ok ? 1 : 0,
 						      &migf->initial_len);
 	if (!migf->initial)
@@ -561,8 +558,8 @@ void mtty_mig_save_stop_copy(struct mtty_mig_file *migf)
  * (same record numbers).
  *
  * Return: 1 if a REINIT was queued, 0 if the session cannot carry one (no
- * opt-in at its start, or it is ending), -EBUSY while a REINIT is half
- * read, -ENOMEM.
+ * opt-in at its start, or it is ending) or already carries @metadata_size,
+ * -EBUSY while a REINIT is half read, -ENOMEM.
  */
 int mtty_mig_save_reinit(struct mtty_mig_file *migf, u32 metadata_size)
 {
@@ -574,6 +571,9 @@ int mtty_mig_save_reinit(struct mtty_mig_file *migf, u32 metadata_size)
 	lockdep_assert_held(&mdev->state_lock);
 	guard(mutex)(&migf->lock);
 	if (!migf->reinit_ok || migf->disabled || migf->stop_copy)
+		return 0;
+	/* The stream's size, not the attribute's (written in PRE_COPY_P2P). */
+	if (metadata_size == migf->meta_size)
 		return 0;
 	if (migf->reinit_pos && migf->reinit_pos < migf->reinit_len)
 		return -EBUSY;
@@ -590,6 +590,7 @@ int mtty_mig_save_reinit(struct mtty_mig_file *migf, u32 metadata_size)
 	migf->reinit_len = len;
 	migf->reinit_pos = 0;
 	migf->reinit_seq = seq;
+	migf->meta_size = metadata_size;
 	migf->next_seq = seq + 2;
 	migf->rec_initial = true;
 	migf->reinit_report = true;
@@ -737,6 +738,10 @@ void mtty_mig_file_disable(struct mtty_mig_file *migf, bool by_fsm)
 		migf->initial = NULL;
 		migf->initial_len = 0;
 		migf->initial_pos = 0;
+		kvfree(migf->reinit);
+		migf->reinit = NULL;
+		migf->reinit_len = 0;
+		migf->reinit_pos = 0;
 	}
 	if (migf->saving)
 		mtty_mig_mem_dirty_stop(mdev);

@@ -451,8 +451,7 @@ int mtty_mig_set_metadata_size(struct mtty_mig_dev *mdev, u32 size)
 	int ret = 0;
 
 	guard(mutex)(&mdev->state_lock);
-	if (mdev->state == VFIO_DEVICE_STATE_PRE_COPY && mdev->saving &&
-	    size != READ_ONCE(mdev->tun.metadata_size))
+	if (mdev->state == VFIO_DEVICE_STATE_PRE_COPY && mdev->saving)
 		ret = mtty_mig_save_reinit(mdev->saving, size);
 	if (ret < 0)
 		return ret;

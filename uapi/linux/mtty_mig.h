@@ -118,7 +118,11 @@
  *			    first in the PRE_COPY initial data, in
  *			    [MTTY_MIG_METADATA_MIN, MTTY_MIG_METADATA_MAX].
  *			    Sampled when a saving session starts.  Default
- *			    MTTY_MIG_METADATA_DEFAULT.
+ *			    MTTY_MIG_METADATA_DEFAULT.  A new size written in
+ *			    PRE_COPY, in a session started after the user
+ *			    opted in to PRECOPY_INFOv2, is a reconfiguration
+ *			    (REINIT, see below); -EBUSY while a REINIT is
+ *			    half read.
  * initial_load_ms	rw  Milliseconds the destination sleeps when it loads
  *			    the METADATA record (simulated resource
  *			    preallocation).  At most MTTY_MIG_DELAY_MAX_MS.
@@ -144,6 +148,8 @@
  *			    STOP_COPY, RESUMING or ERROR (not applied).
  * p2p_dropped		ro  Peer writes that reached this device while it was
  *			    not open (not applied, not a violation).
+ * reinits		ro  REINITs queued by reconfigurations (one replaced
+ *			    before it was read counts too).
  *
  * Writes of a read-only attribute fail with -EACCES (sysfs mode).
  */
