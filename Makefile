@@ -16,7 +16,9 @@
 #   make fuzz         libFuzzer (clang 14) on the engine's parsers and a destination
 #                     session, FUZZ_TIME=600 s per harness (Documentation/fuzzing.rst)
 #   make lint         checkpatch --strict on the module and uapi
-#   make C=2          also run sparse on every module source
+#   make sparse       sparse on every module source, against 6.12 and (once
+#                     `make next` built it) Linux 7.2
+#   make bench        BENCH_SECTIONS=AB,E runs only those sections
 #
 # KVER/KDIR default to the newest installed Debian 6.12 ABI (scripts/kver.sh).
 # KSRC=/path/to/linux takes the kselftest harness and checkpatch from a kernel
@@ -50,7 +52,7 @@ export TOP BUILD UAPI_DIR KSFT_DIR
 all: module mtty-sample uapi user selftests
 
 help:
-	@sed -n '3,22p' $(TOP)/Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,25p' $(TOP)/Makefile | sed 's/^# \{0,1\}//'
 
 deps:
 	@$(TOP)/scripts/install-deps.sh
