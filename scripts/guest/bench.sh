@@ -34,8 +34,8 @@ fail=0
 
 # ---- helpers ----------------------------------------------------------------
 # BENCH_SECTIONS (kernel command line, `make bench BENCH_SECTIONS=AB,E`):
-# the sections to run (AB, C, D, E; default all); the others report "-".
-want() { case ",${BENCH_SECTIONS:-AB,C,D,E}," in *",$1,"*) return 0 ;; esac; return 1; }
+# the sections to run (AB, C, D, E, P; default all); the others report "-".
+want() { case ",${BENCH_SECTIONS:-AB,C,D,E,P}," in *",$1,"*) return 0 ;; esac; return 1; }
 
 # jget SECTION KEY: a top-level value of the "source"/"destination" object in $J
 jget() {
@@ -254,6 +254,24 @@ want E && for i in $(seq "$REPS"); do
 	migrate "tcp.plain" -c $N $HOTOPTS --listen tcp:127.0.0.1:$((4600 + i)) $ONE
 	migrate "tcp.tls" -c $N $HOTOPTS --listen tcp:127.0.0.1:$((4700 + i)) --tls-psk "$PSK" $ONE
 done
+
+# ---- P: issue 11's baselines ------------------------------------------------------
+# The four 16 MiB devices with their engines dirtying 8 MiB/s each (2048
+# pages/s), default convergence limits.  P2: downtime with --multifd off (the
+# STOP_COPY data on the main channel) vs on ($N channels).  P5: precopy time
+# of the four devices vs one: precopy is read device after device on the main
+# channel today, which is what parallel precopy over multifd would change.
+PDIRTY=2048
+say "== P: 4 devices at $(mib $((PDIRTY * 4096))) MiB/s dirty each, multifd off/on; 1 device ($REPS rounds)"
+want P && for i in $(seq "$REPS"); do
+	for u in $s1 $s2 $s3 $s4; do set_attr "$u" dirty_rate $PDIRTY; done
+	SRCS="$s1 $s2 $s3 $s4"
+	migrate "p.4d.off" --multifd off $FOUR
+	migrate "p.4d.on" -c $N $FOUR
+	SRCS=$s1
+	migrate "p.1d.on" -c $N $ONE
+done
+for u in $s1 $s2 $s3 $s4; do set_attr "$u" dirty_rate 0; done
 T1=$(now_ns)
 
 # ---- report ------------------------------------------------------------------------
@@ -345,6 +363,22 @@ for c in plain tls; do
 		"$(ms "$(med tcp.$c down)")"
 done
 row "TLS / plain:" "stop-copy throughput $(ratio "$(medq tcp.tls scB scns)" "$(medq tcp.plain scB scns)") (goal >= 0.80), downtime $(ratio "$(med tcp.tls down)" "$(med tcp.plain down)")"
+
+say
+say "P. Baselines for parallel precopy (issue 11): 4 devices of $(mib $MEM) MiB, engines"
+say "   dirtying $(mib $((PDIRTY * 4096))) MiB/s each, default limits"
+printf '  %-30s %10s %10s %10s %10s\n' "" "precopy" "downtime" "stopcMiB" "iter"
+for c in p.4d.off p.4d.on p.1d.on; do
+	case $c in
+	p.4d.off) lbl="4 devices, multifd off" ;;
+	p.4d.on) lbl="4 devices, multifd $N ch" ;;
+	*) lbl="1 device, multifd $N ch" ;;
+	esac
+	printf '  %-30s %10s %10s %10s %10s\n' "$lbl" "$(ms "$(med $c prens)")" \
+		"$(ms "$(med $c down)")" "$(mib "$(med $c scB)")" "$(med $c it)"
+done
+row "P2 downtime, multifd on / off:" "$(ratio "$(med p.4d.on down)" "$(med p.4d.off down)") (goal <= 0.30)"
+row "P5 precopy, 4 devices / 1:" "$(ratio "$(med p.4d.on prens)" "$(med p.1d.on prens)") (goal <= 1.2)"
 
 say
 say "bench: $(ms $((T1 - T0))) ms of VM time for the measurements"
