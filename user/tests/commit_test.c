@@ -30,9 +30,7 @@
 struct mig {
 	struct pair p;
 	struct rec_log *log;
-	struct proxy *px;
-	struct vfmig_addr px_addr;
-	char px_path[96];
+	struct pair_proxy pp;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	bool dst_done;
@@ -83,9 +81,7 @@ static int mig_run(struct mig *m)
 {
 	if (pair_listen(&m->p))
 		return -1;
-	snprintf(m->px_path, sizeof(m->px_path), "%s/px", m->p.dir);
-	m->px = proxy_new(&m->p.addr, m->px_path);
-	if (!m->px || vfmig_addr_parse(m->px_path, &m->px_addr, NULL))
+	if (pair_proxy_start(&m->pp, &m->p))
 		return -1;
 	return 0;
 }
@@ -103,21 +99,17 @@ static int mig_go(struct mig *m)
 	m->t0 = vfmig_now_ns();
 	if (pthread_create(&t, NULL, mig_recv_thread, m))
 		return -1;
-	m->p.src_rc = vfmig_session_send(m->p.ss, &m->px_addr);
+	m->p.src_rc = vfmig_session_send(m->p.ss, &m->pp.addr);
 	pthread_join(t, NULL);
 	m->elapsed_ns = vfmig_now_ns() - m->t0;
-	m->went_silent = proxy_went_silent(m->px);
-	proxy_free(m->px);
-	m->px = NULL;
+	m->went_silent = proxy_went_silent(m->pp.px);
+	pair_proxy_stop(&m->pp, false);
 	return 0;
 }
 
 static void mig_fini(struct mig *m)
 {
-	if (m->px)
-		proxy_free(m->px);
-	if (m->px_path[0])
-		unlink(m->px_path);
+	pair_proxy_stop(&m->pp, true);
 	pair_fini(&m->p);
 	rec_log_free(m->log);
 }
@@ -226,7 +218,7 @@ static void run_cancel(struct __test_metadata *_metadata, struct mig *m, int dir
 
 	ASSERT_EQ(0, mig_init(m, 2, VFMIG_MIG_STOP_COPY | VFMIG_MIG_P2P | VFMIG_MIG_PRE_COPY));
 	ASSERT_EQ(0, mig_run(m));
-	proxy_on_frame(m->px, dir, type, 1, cancel_hook, &c);
+	proxy_on_frame(m->pp.px, dir, type, 1, cancel_hook, &c);
 	ASSERT_EQ(0, mig_go(m));
 	check_owner(_metadata, m);
 }
@@ -291,7 +283,7 @@ TEST(destination_reset_fails_source_stays_stopped)
 	c.m = &m;
 	rec_fail_reset(m.p.dst[1], EIO);
 	ASSERT_EQ(0, mig_run(&m));
-	proxy_on_frame(m.px, PROXY_TO_SERVER, VFMIG_F_COMMIT, 1, cancel_hook, &c);
+	proxy_on_frame(m.pp.px, PROXY_TO_SERVER, VFMIG_F_COMMIT, 1, cancel_hook, &c);
 	ASSERT_EQ(0, mig_go(&m));
 	check_owner(_metadata, &m);
 	EXPECT_EQ(VFMIG_ERR_OUTCOME_UNKNOWN, m.p.src_rc)
@@ -380,7 +372,7 @@ TEST(commit_send_failure_rolls_back)
 
 	ASSERT_EQ(0, mig_init(&m, 2, ALL_FLAGS));
 	ASSERT_EQ(0, mig_run(&m));
-	proxy_on_frame(m.px, PROXY_TO_CLIENT, VFMIG_F_LOADED, 1, refuse_source_writes, NULL);
+	proxy_on_frame(m.pp.px, PROXY_TO_CLIENT, VFMIG_F_LOADED, 1, refuse_source_writes, NULL);
 	ASSERT_EQ(0, mig_go(&m));
 	check_owner(_metadata, &m);
 	expect_rolled_back(_metadata, &m);
@@ -436,8 +428,8 @@ TEST(destination_pings_only_where_the_source_reads)
 	m.p.so.max_precopy_ms = 4 * TMO_MS;
 	m.p.so.channels = 2;
 	ASSERT_EQ(0, mig_run(&m));
-	proxy_on_frame(m.px, PROXY_TO_CLIENT, VFMIG_F_HELLO_ACK, 1, saw_hello_ack, &w);
-	proxy_on_frame(m.px, PROXY_TO_CLIENT, VFMIG_F_PING, 0, saw_ping, &w);
+	proxy_on_frame(m.pp.px, PROXY_TO_CLIENT, VFMIG_F_HELLO_ACK, 1, saw_hello_ack, &w);
+	proxy_on_frame(m.pp.px, PROXY_TO_CLIENT, VFMIG_F_PING, 0, saw_ping, &w);
 	ASSERT_EQ(0, mig_go(&m));
 	expect_migrated(_metadata, &m);
 	EXPECT_EQ(VFMIG_CONVERGE_MAX_TIME, vfmig_session_stats(m.p.ss)->converge);
@@ -493,8 +485,8 @@ TEST(no_ping_after_channel_end)
 		rec_set_hook(m.p.dst[i], slow_validation, NULL);
 	m.p.so.channels = 2;
 	ASSERT_EQ(0, mig_run(&m));
-	proxy_on_frame(m.px, PROXY_TO_SERVER, VFMIG_F_CHANNEL_END, 0, saw_channel_end, &w);
-	proxy_on_frame(m.px, PROXY_TO_SERVER, VFMIG_F_PING, 0, saw_source_ping, &w);
+	proxy_on_frame(m.pp.px, PROXY_TO_SERVER, VFMIG_F_CHANNEL_END, 0, saw_channel_end, &w);
+	proxy_on_frame(m.pp.px, PROXY_TO_SERVER, VFMIG_F_PING, 0, saw_source_ping, &w);
 	ASSERT_EQ(0, mig_go(&m));
 	expect_migrated(_metadata, &m);
 	EXPECT_EQ(2, w.nended);
@@ -534,7 +526,7 @@ static void run_silence(struct __test_metadata *_metadata, const struct silence 
 
 	ASSERT_EQ(0, mig_init(&m, 2, flags));
 	ASSERT_EQ(0, mig_run(&m));
-	proxy_silence_at(m.px, sc->dir, sc->type, sc->nth, sc->how);
+	proxy_silence_at(m.pp.px, sc->dir, sc->type, sc->nth, sc->how);
 	ASSERT_EQ(0, mig_go(&m));
 	EXPECT_TRUE(m.went_silent);
 	check_owner(_metadata, &m);

@@ -14,9 +14,7 @@
 
 struct rt {
 	struct pair p;
-	struct proxy *px;
-	struct vfmig_addr px_addr;
-	char px_path[128];
+	struct pair_proxy pp;
 	atomic_uint acks_fwd;	    /* SWITCHOVER_ACKs the proxy passed to the source */
 	atomic_uint ids_fwd;	    /* INIT_DATA_SENTs it passed to the destination */
 	atomic_int acks_at_start;   /* ... when SWITCHOVER_START went by, -1 if it never did */
@@ -150,31 +148,25 @@ static int rt_run(struct rt *r)
 {
 	if (pair_listen(&r->p))
 		return -1;
-	snprintf(r->px_path, sizeof(r->px_path), "%s/px", r->p.dir);
-	r->px = proxy_new(&r->p.addr, r->px_path);
-	if (!r->px || vfmig_addr_parse(r->px_path, &r->px_addr, NULL))
+	if (pair_proxy_start(&r->pp, &r->p))
 		return -1;
-	proxy_on_frame(r->px, PROXY_TO_CLIENT, VFMIG_F_SWITCHOVER_ACK, 0, saw_ack, r);
-	proxy_on_frame(r->px, PROXY_TO_SERVER, VFMIG_F_INIT_DATA_SENT, 0, saw_init_data_sent, r);
-	proxy_on_frame(r->px, PROXY_TO_SERVER, VFMIG_F_SWITCHOVER_START, 1, saw_start, r);
+	proxy_on_frame(r->pp.px, PROXY_TO_CLIENT, VFMIG_F_SWITCHOVER_ACK, 0, saw_ack, r);
+	proxy_on_frame(r->pp.px, PROXY_TO_SERVER, VFMIG_F_INIT_DATA_SENT, 0, saw_init_data_sent, r);
+	proxy_on_frame(r->pp.px, PROXY_TO_SERVER, VFMIG_F_SWITCHOVER_START, 1, saw_start, r);
 	return 0;
 }
 
 static int rt_go(struct rt *r)
 {
-	int ret = pair_run_to(&r->p, &r->px_addr);
+	int ret = pair_run_to(&r->p, &r->pp.addr);
 
-	proxy_free(r->px);
-	r->px = NULL;
+	pair_proxy_stop(&r->pp, false);
 	return ret;
 }
 
 static void rt_fini(struct rt *r)
 {
-	if (r->px)
-		proxy_free(r->px);
-	if (r->px_path[0])
-		unlink(r->px_path);
+	pair_proxy_stop(&r->pp, true);
 	pair_fini(&r->p);
 	the_rt = NULL;
 }
@@ -246,8 +238,9 @@ TEST(reinit_with_a_stale_ack_in_flight)
 	r.p.so.max_iterations = 20;
 	atomic_store(&r.reinit_after_ack, true);
 	ASSERT_EQ(0, rt_run(&r));
-	proxy_on_frame(r.px, PROXY_TO_CLIENT, VFMIG_F_SWITCHOVER_ACK, 2, hold_ack_until_reinit, &r);
-	proxy_on_frame(r.px, PROXY_TO_CLIENT, VFMIG_F_SWITCHOVER_ACK, 3, hold_fresh_ack, &r);
+	proxy_on_frame(r.pp.px, PROXY_TO_CLIENT, VFMIG_F_SWITCHOVER_ACK, 2, hold_ack_until_reinit,
+		       &r);
+	proxy_on_frame(r.pp.px, PROXY_TO_CLIENT, VFMIG_F_SWITCHOVER_ACK, 3, hold_fresh_ack, &r);
 	ASSERT_EQ(0, rt_go(&r));
 	EXPECT_FALSE(atomic_load(&r.hold_failed));
 	expect_migrated(_metadata, &r);

@@ -14,9 +14,7 @@
 
 struct r3 {
 	struct pair p;
-	struct proxy *px;
-	struct vfmig_addr px_addr;
-	char px_path[128];
+	struct pair_proxy pp;
 	/* progress: a REINIT requested at the end of this iteration (0: none) */
 	unsigned reinit_after_iter;
 	atomic_bool reinit_fired;
@@ -119,28 +117,22 @@ static int r3_proxy(struct r3 *r)
 {
 	if (pair_listen(&r->p))
 		return -1;
-	snprintf(r->px_path, sizeof(r->px_path), "%s/px", r->p.dir);
-	r->px = proxy_new(&r->p.addr, r->px_path);
-	if (!r->px || vfmig_addr_parse(r->px_path, &r->px_addr, NULL))
+	if (pair_proxy_start(&r->pp, &r->p))
 		return -1;
 	return 0;
 }
 
 static int r3_go(struct r3 *r)
 {
-	int ret = pair_run_to(&r->p, &r->px_addr);
+	int ret = pair_run_to(&r->p, &r->pp.addr);
 
-	proxy_free(r->px);
-	r->px = NULL;
+	pair_proxy_stop(&r->pp, false);
 	return ret;
 }
 
 static void r3_fini(struct r3 *r)
 {
-	if (r->px)
-		proxy_free(r->px);
-	if (r->px_path[0])
-		unlink(r->px_path);
+	pair_proxy_stop(&r->pp, true);
 	pair_fini(&r->p);
 }
 
@@ -191,7 +183,7 @@ TEST(reinit_in_the_limit_pass_long_after_the_first_ack)
 	r.p.so.max_iterations = 60; /* idle passes of 20 ms: ~1.2 s > 500 ms */
 	r.reinit_after_iter = r.p.so.max_iterations - 1;
 	ASSERT_EQ(0, r3_proxy(&r));
-	proxy_on_frame(r.px, PROXY_TO_CLIENT, VFMIG_F_SWITCHOVER_ACK, 1, delay_ack, &r);
+	proxy_on_frame(r.pp.px, PROXY_TO_CLIENT, VFMIG_F_SWITCHOVER_ACK, 1, delay_ack, &r);
 	t0 = vfmig_now_ns();
 	ASSERT_EQ(0, r3_go(&r));
 	el = (vfmig_now_ns() - t0) / 1000000;
@@ -216,7 +208,7 @@ TEST(reinit_at_the_time_limit_long_after_the_first_ack)
 	/* the first pass that begins once --max-precopy-time is reached finds a REINIT */
 	r.reinit_after_ms = 1000;
 	ASSERT_EQ(0, r3_proxy(&r));
-	proxy_on_frame(r.px, PROXY_TO_CLIENT, VFMIG_F_SWITCHOVER_ACK, 1, delay_ack, &r);
+	proxy_on_frame(r.pp.px, PROXY_TO_CLIENT, VFMIG_F_SWITCHOVER_ACK, 1, delay_ack, &r);
 	ASSERT_EQ(0, r3_go(&r));
 	TH_LOG("src rc %d after %u iterations (REINIT %s): %s", r.p.src_rc,
 	       vfmig_session_stats(r.p.ss)->precopy_iterations,
@@ -247,7 +239,7 @@ TEST(dirty_data_still_flows_after_timeout_ms_of_precopy)
 	r.mark_a = 60; /* > 600 ms: past the 400 ms */
 	r.mark_b = 95;
 	ASSERT_EQ(0, r3_proxy(&r));
-	proxy_on_frame(r.px, PROXY_TO_CLIENT, VFMIG_F_SWITCHOVER_ACK, 1, delay_ack, &r);
+	proxy_on_frame(r.pp.px, PROXY_TO_CLIENT, VFMIG_F_SWITCHOVER_ACK, 1, delay_ack, &r);
 	ASSERT_EQ(0, r3_go(&r));
 	expect_ok(_metadata, &r);
 	a = atomic_load(&r.bytes_a);
@@ -384,7 +376,7 @@ static void forged_ack_case(struct __test_metadata *_metadata, uint32_t dev, uin
 	r.forge_dev = dev;
 	r.forge_gen = gen;
 	ASSERT_EQ(0, r3_proxy(&r));
-	proxy_on_frame(r.px, PROXY_TO_CLIENT, VFMIG_F_SWITCHOVER_ACK, nth, forge_ack, &r);
+	proxy_on_frame(r.pp.px, PROXY_TO_CLIENT, VFMIG_F_SWITCHOVER_ACK, nth, forge_ack, &r);
 	ASSERT_EQ(0, r3_go(&r));
 	EXPECT_TRUE(atomic_load(&r.forged));
 	EXPECT_EQ(VFMIG_ERR_PROTOCOL, r.p.src_rc)
