@@ -246,6 +246,8 @@ struct vfmig_fake_cfg {
 	void (*precopy_info_hook)(void *opaque, unsigned n);
 };
 void vfmig_fake_cfg_init(struct vfmig_fake_cfg *cfg);
+/* The largest fake device memory (vfmig_fake_new(), the "fake:" spec). */
+#define VFMIG_FAKE_MAX_MEM (1ull << 30)
 struct vfmig_device *vfmig_fake_new(const char *name, const struct vfmig_fake_cfg *cfg);
 /* Parses "fake:SIZE[:stop_copy+p2p+pre_copy][:seedN]" (default: all three flags, seed 1). */
 int vfmig_fake_new_from_spec(const char *spec, struct vfmig_device **out, struct vfmig_error *err);

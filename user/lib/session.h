@@ -83,6 +83,8 @@ int vfmig_accept_channels(struct vfmig_session *s, int lfd, int wakefd);
 int vfmig_src_new(struct vfmig_session *s);
 void vfmig_src_free(struct vfmig_session *s);
 void vfmig_src_wake(struct vfmig_session *s);
+/* returnpath.c: the source's reader of the main channel (a vfmig_thread_start() body) */
+void vfmig_src_return_path(void *arg, unsigned unused);
 int vfmig_dst_new(struct vfmig_session *s);
 void vfmig_dst_free(struct vfmig_session *s);
 void vfmig_dst_wake(struct vfmig_session *s);

@@ -45,27 +45,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 
-#include "session.h"
-
-struct vfmig_src {
-	struct vfmig_precopy pc;
-	struct vfmig_multifd mf;
-	bool mf_up; /* under session.lock: the wake may reach mf */
-	pthread_t rp_thread;
-	bool rp_started;
-	/* Under session.lock, set by the return path. */
-	bool ready, loaded, complete;
-	/* Under session.lock, set by the coordinator: what the return path may accept. */
-	bool switching;	 /* SWITCHOVER_START is being sent: LOADED may come */
-	bool committing; /* COMMIT is being sent: COMPLETE may come */
-	bool peer_error;
-	uint32_t peer_error_flags;
-	atomic_uint_fast64_t data_bytes, config_bytes;
-	uint64_t t_down;
-	/* Each device's state before the migration: RUNNING or STOP. */
-	enum vfmig_state orig[VFMIG_MAX_DEVICES];
-	enum vfmig_owner owner; /* when the session ended */
-};
+#include "source.h"
 
 int vfmig_src_new(struct vfmig_session *s)
 {
@@ -110,110 +90,6 @@ static void src_progress(void *arg, enum vfmig_phase ph)
 	pthread_mutex_unlock(&s->lock);
 	p.acks_needed = vfmig_precopy_acks_needed(&s->src->pc);
 	s->o.progress(&p, s->o.progress_opaque);
-}
-
-/* ---- the return path ----------------------------------------------------------------- */
-
-static void set_flag(struct vfmig_session *s, bool *flag)
-{
-	pthread_mutex_lock(&s->lock);
-	*flag = true;
-	pthread_cond_broadcast(&s->cond);
-	pthread_mutex_unlock(&s->lock);
-}
-
-/*
- * A control frame is accepted only in its phase: *flag (under session.lock)
- * must be @want_clear ? clear : set.  Otherwise it is a protocol error: a
- * COMPLETE before COMMIT, say, must never end a migration.
- */
-static bool expect(struct vfmig_session *s, const bool *flag, bool want_clear, const char *what)
-{
-	bool ok;
-
-	pthread_mutex_lock(&s->lock);
-	ok = *flag != want_clear;
-	pthread_mutex_unlock(&s->lock);
-	if (!ok)
-		vfmig_fail(&s->ctl, VFMIG_ERR_PROTOCOL, EPROTO, -1, "main channel",
-			   "%s from the destination out of sequence", what);
-	return ok;
-}
-
-static void return_path(void *arg, unsigned unused)
-{
-	struct vfmig_session *s = arg;
-	struct vfmig_src *src = s->src;
-	struct vfmig_frame f;
-	char why[256];
-	int err_no;
-
-	(void)unused;
-	for (;;) {
-		enum vfmig_ferr fe =
-			vfmig_conn_recv(&s->main, &s->lim, NULL, &f, &err_no, why, sizeof(why));
-
-		if (fe) {
-			vfmig_fail_frame(&s->ctl, "main channel", fe, err_no, why);
-			return;
-		}
-		switch (f.h.type) {
-		case VFMIG_F_PING:
-			break;
-		case VFMIG_F_READY:
-			if (!expect(s, &src->ready, true, "READY"))
-				goto bad;
-			set_flag(s, &src->ready);
-			break;
-		case VFMIG_F_SWITCHOVER_ACK:
-			if (!expect(s, &src->ready, false, "SWITCHOVER_ACK") ||
-			    vfmig_precopy_ack(&src->pc, f.h.device, f.h.idx) < 0) {
-				vfmig_fail(
-					&s->ctl, VFMIG_ERR_PROTOCOL, EPROTO, (int)f.h.device,
-					"main channel",
-					"unexpected switchover-ack for device %u (generation %u)",
-					f.h.device, f.h.idx);
-				goto bad;
-			}
-			break;
-		case VFMIG_F_LOADED:
-			if (!expect(s, &src->switching, false, "LOADED") ||
-			    !expect(s, &src->loaded, true, "LOADED"))
-				goto bad;
-			set_flag(s, &src->loaded);
-			break;
-		case VFMIG_F_COMPLETE: {
-			struct vfmig_complete c;
-
-			if (!expect(s, &src->committing, false, "COMPLETE"))
-				goto bad;
-			vfmig_complete_decode(f.payload, &c);
-			pthread_mutex_lock(&s->lock);
-			s->st.dest_downtime_ns = c.dest_downtime_ns;
-			s->st.reorder_peak_bytes = c.reorder_peak;
-			src->complete = true;
-			pthread_cond_broadcast(&s->cond);
-			pthread_mutex_unlock(&s->lock);
-			vfmig_frame_free(&f);
-			return;
-		}
-		case VFMIG_F_ERROR:
-			pthread_mutex_lock(&s->lock);
-			src->peer_error = true;
-			src->peer_error_flags = f.h.flags;
-			pthread_mutex_unlock(&s->lock);
-			vfmig_fail_remote(s, &f);
-			vfmig_frame_free(&f);
-			return;
-		default:
-			vfmig_fail(&s->ctl, VFMIG_ERR_PROTOCOL, EPROTO, -1, "main channel",
-				   "unexpected frame type %u from the destination", f.h.type);
-			goto bad;
-		}
-		vfmig_frame_free(&f);
-	}
-bad:
-	vfmig_frame_free(&f);
 }
 
 /* ---- setup ------------------------------------------------------------------------------- */
@@ -352,7 +228,7 @@ static int start_return_path(struct vfmig_session *s)
 		.progress = src_progress,
 		.progress_arg = s,
 	};
-	if (vfmig_thread_start(&s->ctl, &src->rp_thread, return_path, s, 0))
+	if (vfmig_thread_start(&s->ctl, &src->rp_thread, vfmig_src_return_path, s, 0))
 		return -1;
 	src->rp_started = true;
 	return 0;

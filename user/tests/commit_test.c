@@ -20,7 +20,7 @@
 #include <sys/stat.h>
 
 #include "kselftest_harness.h"
-#include "proxy.h"
+#include "pair_proxy.h"
 #include "recorder.h"
 #include "test_util.h"
 

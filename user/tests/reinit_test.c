@@ -9,7 +9,7 @@
  * SWITCHOVER_START did, and holds an ack back to make it stale.
  */
 #include "kselftest_harness.h"
-#include "proxy.h"
+#include "pair_proxy.h"
 #include "test_util.h"
 
 struct rt {

@@ -9,7 +9,7 @@
  * and can inject forged SWITCHOVER_ACKs towards the source.
  */
 #include "kselftest_harness.h"
-#include "proxy.h"
+#include "pair_proxy.h"
 #include "rogue.h"
 
 struct r3 {
