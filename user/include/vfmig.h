@@ -232,6 +232,7 @@ struct vfmig_fake_cfg {
 	unsigned dirty_info_calls;	 /* ... for this many calls */
 	unsigned fail_stopcopy_read_at;	 /* N>0: the N-th STOP_COPY read fails with -EIO */
 	unsigned fail_resume_write_at;	 /* N>0: the N-th RESUMING write fails with -EFAULT */
+	unsigned fail_precopy_read_at;	 /* N>0: the N-th PRE_COPY read fails with -EIO */
 	enum vfmig_state fail_set_state; /* != ERROR: entering this state fails with -EIO */
 	/* Called before the N-th STOP_COPY read (N counted from 1). */
 	void (*stopcopy_read_hook)(void *opaque, unsigned n);
@@ -362,6 +363,14 @@ struct vfmig_options {
 	 * Destination: auto/on accept it, off decline it (as an older peer).
 	 */
 	enum vfmig_onoff precopy_reinit;
+	/*
+	 * Precopy over the multifd channels (HELLO option PRECOPY_MULTIFD), with
+	 * multifd only.  Source: auto/on read every precopying device in its own
+	 * thread and send over the channels; off read them one after another and
+	 * send on the main channel.  Destination: auto/on accept it, off decline
+	 * it (the source then uses the main channel).
+	 */
+	enum vfmig_onoff precopy_multifd;
 	unsigned downtime_limit_ms; /* default 300 */
 	unsigned max_iterations;    /* default 30 */
 	uint64_t max_queued_bytes;  /* destination reorder budget (default 256 MiB) */
@@ -410,7 +419,8 @@ struct vfmig_stats {
 	uint64_t stopcopy_ns; /* source: STOP_COPY data transfer; dest: load time */
 	uint64_t switchover_ack_wait_ns;
 	unsigned precopy_iterations;
-	bool precopy_reinit; /* the PRECOPY_REINIT option was agreed */
+	bool precopy_reinit;  /* the PRECOPY_REINIT option was agreed */
+	bool precopy_multifd; /* the PRECOPY_MULTIFD option was agreed */
 	/* source: REINITs reported by devices; destination: fresh acks (generations > 0) */
 	unsigned precopy_reinits;
 	unsigned switchover_acks_stale; /* source: acks of an older initial-data generation */

@@ -32,6 +32,7 @@ void vfmig_options_init(struct vfmig_options *o)
 	o->switchover_ack = VFMIG_AUTO;
 	o->load_config_after_iter = VFMIG_AUTO;
 	o->precopy_reinit = VFMIG_AUTO;
+	o->precopy_multifd = VFMIG_AUTO;
 	o->downtime_limit_ms = 300;
 	o->max_iterations = 30;
 	o->max_queued_bytes = 256ull << 20;

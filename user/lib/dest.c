@@ -106,6 +106,20 @@ void vfmig_dst_wake(struct vfmig_session *s)
 	}
 }
 
+unsigned vfmig_test_reorder_blocked(struct vfmig_session *s)
+{
+	unsigned n = 0;
+
+	pthread_mutex_lock(&s->lock);
+	if (s->dst && s->dst->ro_up) {
+		pthread_mutex_lock(&s->dst->ro.lock);
+		n = s->dst->ro.blocked;
+		pthread_mutex_unlock(&s->dst->ro.lock);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return n;
+}
+
 /* ---- handshake ------------------------------------------------------------------------- */
 
 /* A refusal is sent after the failure is recorded (abort set): as a last word. */
@@ -191,6 +205,8 @@ static int setup_loader(struct vfmig_session *s)
 		.wakefd = dst->wakefd,
 		.chans = dst->chan_ptrs,
 		.nch = s->nch,
+		.precopy_mf = s->options & VFMIG_OPT_PRECOPY_MULTIFD,
+		.pl = &dst->pl,
 	};
 	dst->pl = (struct vfmig_precopy_load){
 		.ctl = &s->ctl,
@@ -201,6 +217,8 @@ static int setup_loader(struct vfmig_session *s)
 		.reinit_ok = s->options & VFMIG_OPT_PRECOPY_REINIT,
 		.st = &s->st,
 	};
+	atomic_init(&dst->pl.precopy_bytes, 0);
+	atomic_init(&dst->pl.reinits, 0);
 	ret = vfmig_loader_init(&dst->ld);
 	pthread_mutex_lock(&s->lock);
 	dst->ro_up = true;
@@ -255,6 +273,12 @@ static int main_admit(void *arg, const struct vfmig_frame_hdr *h, char *why, siz
 
 	if (h->type != VFMIG_F_DEVICE_STATE)
 		return 0;
+	if (h->flags & (VFMIG_FLAG_PRECOPY | VFMIG_FLAG_INIT_SENT)) {
+		snprintf(why, whylen,
+			 "precopy packet (flags 0x%x) as DEVICE_STATE on the main channel",
+			 h->flags);
+		return -EPROTO;
+	}
 	if (s->nch || !dst->started || dst->loaded) {
 		snprintf(why, whylen, "device state on the main channel %s",
 			 s->nch	     ? "while multifd is on" :
@@ -319,9 +343,12 @@ static int main_frame(struct vfmig_session *s, struct vfmig_frame *f)
 		return 0;
 	case VFMIG_F_PRECOPY_DATA:
 	case VFMIG_F_INIT_DATA_SENT:
-		if (dst->started) {
+		if (dst->started || dst->ld.precopy_mf) {
 			vfmig_fail(&s->ctl, VFMIG_ERR_PROTOCOL, EPROTO, (int)f->h.device,
-				   "main channel", "precopy data after SWITCHOVER_START");
+				   "main channel", "%s on the main channel %s",
+				   vfmig_ftype_name(f->h.type),
+				   dst->started ? "after SWITCHOVER_START" :
+						  "while precopy goes over multifd");
 			return -1;
 		}
 		return vfmig_precopy_load(&dst->pl, f);
@@ -333,7 +360,12 @@ static int main_frame(struct vfmig_session *s, struct vfmig_frame *f)
 		}
 		dst->started = true;
 		dst->t_switch = vfmig_now_ns();
-		return vfmig_load_start(&dst->ld);
+		if (!dst->ld.precopy_mf)
+			return vfmig_load_start(&dst->ld);
+		/* The load threads run already: they may all be done (look again). */
+		if (vfmig_loads_done(&dst->ld) == s->ndev)
+			return loaded(s);
+		return 0;
 	case VFMIG_F_DEVICE_STATE: /* admitted by main_admit() */
 		vfmig_recv_queue(&dst->ld, &s->st.ch[0], f);
 		return 0;
@@ -527,6 +559,9 @@ enum vfmig_errclass vfmig_session_recv(struct vfmig_session *s, int lfd)
 	}
 	if (vfmig_recv_start(&s->dst->ld))
 		goto fail;
+	/* PRECOPY_MULTIFD: the precopy packets are loaded as they come, from now on. */
+	if (s->dst->ld.precopy_mf && vfmig_load_start(&s->dst->ld))
+		goto fail;
 	ret = vfmig_send_frame(&s->main, VFMIG_F_READY, 0, 0, 0, NULL, 0);
 	if (ret) {
 		vfmig_fail_send(&s->ctl, "main channel", "send", ret);
@@ -544,6 +579,8 @@ out:
 	vfmig_session_shutdown_all(s);
 	join_workers(s);
 	vfmig_session_close_all(s);
+	s->st.precopy_bytes = atomic_load(&s->dst->pl.precopy_bytes);
+	s->st.precopy_reinits = atomic_load(&s->dst->pl.reinits);
 	vfmig_stats_finish(s, s->dst->ld_up ? atomic_load(&s->dst->ld.data_bytes) : 0,
 			   s->dst->ld_up ? atomic_load(&s->dst->ld.config_bytes) : 0,
 			   s->dst->ro_up ? vfmig_reorder_peak(&s->dst->ro) : 0);

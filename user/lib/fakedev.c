@@ -64,7 +64,7 @@ struct fake {
 	uint32_t rec_len, rec_off;
 	bool rec_initial;
 	bool end_sent;
-	unsigned sc_reads, info_calls, dirty_seq;
+	unsigned sc_reads, pc_reads, info_calls, dirty_seq;
 	/* PRECOPY_INFOv2: opted in (until closed), a device event pending, REINITs reported */
 	bool v2, reinit_pending;
 	unsigned reinits;
@@ -238,6 +238,9 @@ static ssize_t fake_read(void *priv, void *buf, size_t len)
 	if (stopcopy) {
 		n = ++f->sc_reads;
 		hook = f->cfg.stopcopy_read_hook;
+	} else if (f->cfg.fail_precopy_read_at && ++f->pc_reads == f->cfg.fail_precopy_read_at) {
+		pthread_mutex_unlock(&f->lock);
+		return -EIO;
 	}
 	pthread_mutex_unlock(&f->lock);
 	if (hook)

@@ -48,8 +48,9 @@ static const struct ftype_rule {
 	[VFMIG_F_INIT_DATA_SENT] = { "INIT_DATA_SENT", true, true, 0, LEN_FIXED, 0, 0 },
 	[VFMIG_F_SWITCHOVER_ACK] = { "SWITCHOVER_ACK", true, true, 0, LEN_FIXED, 0, 0 },
 	[VFMIG_F_SWITCHOVER_START] = { "SWITCHOVER_START", false, false, 0, LEN_FIXED, 0, 0 },
-	[VFMIG_F_DEVICE_STATE] = { "DEVICE_STATE", true, true, VFMIG_FLAG_CONFIG, LEN_CHUNK, 0,
-				   0 },
+	[VFMIG_F_DEVICE_STATE] = { "DEVICE_STATE", true, true,
+				   VFMIG_FLAG_CONFIG | VFMIG_FLAG_PRECOPY | VFMIG_FLAG_INIT_SENT,
+				   LEN_CHUNK, 0, 0 },
 	[VFMIG_F_CHANNEL_END] = { "CHANNEL_END", false, false, 0, LEN_FIXED, 0, 0 },
 	[VFMIG_F_LOADED] = { "LOADED", false, false, 0, LEN_FIXED, 0, 0 },
 	[VFMIG_F_COMMIT] = { "COMMIT", false, false, 0, LEN_FIXED, 0, 0 },
@@ -172,6 +173,17 @@ enum vfmig_ferr vfmig_hdr_validate(const struct vfmig_frame_hdr *h, const struct
 	if (r->idx ? h->idx == VFMIG_IDX_INVALID : h->idx != 0) {
 		snprintf(why, whylen, "%s: invalid idx %u", r->name, h->idx);
 		return VFMIG_FERR_BAD_IDX;
+	}
+	/* A DEVICE_STATE packet is one of: data, PRE_COPY data, the INIT_SENT marker, config. */
+	if (h->type == VFMIG_F_DEVICE_STATE && (h->flags & (h->flags - 1))) {
+		snprintf(why, whylen, "%s: flags 0x%x combine packet kinds", r->name, h->flags);
+		return VFMIG_FERR_BAD_FLAGS;
+	}
+	if (h->type == VFMIG_F_DEVICE_STATE && (h->flags & VFMIG_FLAG_INIT_SENT) &&
+	    h->length != VFMIG_INIT_SENT_LEN) {
+		snprintf(why, whylen, "%s: INIT_SENT marker of %u bytes, not %u", r->name,
+			 h->length, VFMIG_INIT_SENT_LEN);
+		return VFMIG_FERR_BAD_LENGTH;
 	}
 	switch (r->kind) {
 	case LEN_CHUNK:

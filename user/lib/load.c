@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * load.c - destination load threads: one per device, started at
- * SWITCHOVER_START (so every precopy byte is already in the device), takes
+ * SWITCHOVER_START (so every precopy byte is already in the device), or with
+ * PRECOPY_MULTIFD at READY (the device's sequence then starts with its
+ * precopy packets, which it writes and acknowledges as they come), takes
  * the device's chunks from the reorder buffer strictly in idx order and
  * writes them to its data_fd (short writes looped over), then loads the
  * config state, which is always the last chunk of the sequence.  With
@@ -86,10 +88,40 @@ static int load_config(struct vfmig_loader *ld, unsigned i, const struct vfmig_s
 	return 0;
 }
 
+/*
+ * A precopy packet (PRECOPY_MULTIFD): PRE_COPY bytes, written like any
+ * chunk, or the INIT_SENT marker, acknowledged once every byte before it is
+ * written.  Both only come before the device's first STOP_COPY chunk.
+ */
+static int load_precopy(struct vfmig_loader *ld, unsigned i, const struct vfmig_slot *sl,
+			uint32_t idx, bool stopcopy_seen)
+{
+	struct vfmig_device *d = ld->devs[i];
+	int ret;
+
+	if (!ld->precopy_mf || stopcopy_seen) {
+		vfmig_fail(ld->ctl, VFMIG_ERR_PROTOCOL, EPROTO, (int)i, "multifd channel",
+			   "device %u: precopy packet idx %u %s", i, idx,
+			   ld->precopy_mf ? "after its STOP_COPY data" : "without PRECOPY_MULTIFD");
+		return -1;
+	}
+	if (sl->flags & VFMIG_FLAG_INIT_SENT)
+		return vfmig_precopy_init_loaded(ld->pl, i, get_le32(sl->data), "multifd channel");
+	ret = vfmig_device_write_all(d, sl->data, sl->len);
+	if (ret) {
+		vfmig_fail(ld->ctl, VFMIG_ERR_DEVICE, -ret, (int)i, d->name,
+			   "%s: write precopy data (idx %u): %s", d->name, idx, strerror(-ret));
+		return -1;
+	}
+	atomic_fetch_add(&ld->pl->precopy_bytes, sl->len);
+	return 0;
+}
+
 static void load_device(void *arg, unsigned i)
 {
 	struct vfmig_loader *ld = arg;
 	struct vfmig_device *d = ld->devs[i];
+	bool stopcopy_seen = false;
 	uint64_t one = 1;
 
 	for (;;) {
@@ -115,7 +147,10 @@ static void load_device(void *arg, unsigned i)
 			vfmig_payload_free(sl.data, sl.len);
 		} else if (vfmig_aborted(ld->ctl)) {
 			ret = -1;
+		} else if (sl.flags & (VFMIG_FLAG_PRECOPY | VFMIG_FLAG_INIT_SENT)) {
+			ret = load_precopy(ld, i, &sl, idx, stopcopy_seen);
 		} else {
+			stopcopy_seen = true;
 			ret = vfmig_device_write_all(d, sl.data, sl.len);
 			if (ret)
 				vfmig_fail(ld->ctl, VFMIG_ERR_DEVICE, -ret, (int)i, d->name,

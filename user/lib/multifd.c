@@ -3,6 +3,14 @@
  * multifd.c - source side of the STOP_COPY transfer: N channel sender
  * threads and one save thread per device (QEMU's migration-multifd.c shape).
  *
+ * With --multifd off the devices are saved one after another in the
+ * coordinator's thread, each read to its end before the next one stops, as
+ * QEMU does without multifd device state transfer
+ * (vfio_save_complete_precopy() called per device by
+ * qemu_savevm_state_complete_precopy_iterable()): the compatibility
+ * baseline.  With PRECOPY_MULTIFD each device's STOP_COPY chunks continue
+ * the sequence of its precopy packets (first_idx).
+ *
  * A save thread moves its device to STOP_COPY, reads its data_fd in
  * chunk-size pieces until end of stream, then reads the config region, and
  * hands each piece to vfmig_multifd_send().  That appends the caller's full
@@ -250,7 +258,7 @@ static void save_thread(void *arg, unsigned i)
 	struct vfmig_device *d = mf->devs[i];
 	struct vfmig_error e = { 0 };
 	struct vfmig_buf *buf = NULL;
-	uint32_t idx = 0;
+	uint32_t idx = mf->first_idx[i];
 	ssize_t n;
 	int ret;
 
@@ -309,14 +317,16 @@ static void save_thread(void *arg, unsigned i)
 	if (vfmig_multifd_send(mf, &buf))
 		goto out;
 	atomic_fetch_add(mf->config_bytes, (uint64_t)n);
-	log_dbg(mf->log, "%s: STOP_COPY data sent (%u chunks)", d->name, idx);
+	log_dbg(mf->log, "%s: STOP_COPY data sent (%u chunks)", d->name, idx - mf->first_idx[i]);
 out:
 	vfmig_buf_free(buf);
 }
 
-int vfmig_multifd_save_devices(struct vfmig_multifd *mf)
+int vfmig_multifd_save_devices(struct vfmig_multifd *mf, bool serial)
 {
-	for (unsigned i = 0; i < mf->ndev; i++) {
+	for (unsigned i = 0; serial && i < mf->ndev && !vfmig_aborted(mf->ctl); i++)
+		save_thread(mf, i);
+	for (unsigned i = 0; !serial && i < mf->ndev; i++) {
 		if (vfmig_thread_start(mf->ctl, &mf->save_threads[i], save_thread, mf, i))
 			return -1;
 		mf->save_started[i] = true;

@@ -142,8 +142,8 @@ static int on_reinit(struct vfmig_precopy *pc, unsigned i, uint64_t init)
 	struct vfmig_device *d = pc->devs[i];
 	bool decided;
 
-	pc->st->precopy_reinits++;
 	pthread_mutex_lock(pc->lock);
+	pc->st->precopy_reinits++;
 	decided = pc->decided;
 	pthread_mutex_unlock(pc->lock);
 	if (decided && pc->sack) {
@@ -185,8 +185,8 @@ static int on_reinit(struct vfmig_precopy *pc, unsigned i, uint64_t init)
 			pc->acks--;
 		}
 	}
-	pthread_mutex_unlock(pc->lock);
 	pc->reinit_seen = true;
+	pthread_mutex_unlock(pc->lock);
 	log_info(pc->log, "%s: REINIT: %llu new initial bytes (generation %u)%s", d->name,
 		 (unsigned long long)init, pc->gen[i],
 		 pc->sack ? "; a fresh switchover-ack is needed" : "");
@@ -203,12 +203,50 @@ static int precopy_query(struct vfmig_precopy *pc, unsigned i, uint64_t *init, u
 	return reinit ? on_reinit(pc, i, *init) : 0;
 }
 
+/*
+ * Send (*bp)->data[0..len) of device @i as its next precopy packet: on the
+ * main channel, or with PRECOPY_MULTIFD as a DEVICE_STATE packet of kind
+ * @flags queued for the channels (which hands *bp over and gives an empty
+ * buffer back).
+ */
+static int send_precopy(struct vfmig_precopy *pc, unsigned i, struct vfmig_buf **bp, uint32_t len,
+			uint32_t flags)
+{
+	struct vfmig_device *d = pc->devs[i];
+	struct vfmig_buf *b = *bp;
+	int ret;
+
+	if (pc->pre_idx[i] == VFMIG_IDX_INVALID - 1) {
+		vfmig_fail(pc->ctl, VFMIG_ERR_PROTOCOL, ERANGE, (int)i, d->name,
+			   "%s: too many precopy packets", d->name);
+		return -1;
+	}
+	if (pc->mf) {
+		b->dev = i;
+		b->idx = pc->pre_idx[i]++;
+		b->flags = flags;
+		b->len = len;
+		/* A failure is recorded already (or is the abort). */
+		return vfmig_multifd_send(pc->mf, bp) ? -1 : 0;
+	}
+	if (flags & VFMIG_FLAG_INIT_SENT)
+		ret = vfmig_send_frame(pc->main, VFMIG_F_INIT_DATA_SENT, 0, i, get_le32(b->data),
+				       NULL, 0);
+	else
+		ret = vfmig_send_frame(pc->main, VFMIG_F_PRECOPY_DATA, 0, i, pc->pre_idx[i]++,
+				       b->data, len);
+	if (ret) {
+		vfmig_fail_send(pc->ctl, "main channel", "send precopy data", ret);
+		return -1;
+	}
+	return 0;
+}
+
 /* Read up to @budget bytes of precopy data from device @i and send them. */
-static int send_chunks(struct vfmig_precopy *pc, unsigned i, uint8_t *buf, uint64_t budget,
+static int send_chunks(struct vfmig_precopy *pc, unsigned i, struct vfmig_buf **bp, uint64_t budget,
 		       uint64_t *moved)
 {
 	struct vfmig_device *d = pc->devs[i];
-	int ret;
 
 	while (budget && !vfmig_aborted(pc->ctl)) {
 		ssize_t n;
@@ -216,7 +254,7 @@ static int send_chunks(struct vfmig_precopy *pc, unsigned i, uint8_t *buf, uint6
 		/* A limit falls due inside a pass: stop reading, let the loop judge it. */
 		if (pc->stop_ns && vfmig_now_ns() >= pc->stop_ns)
 			break;
-		n = vfmig_device_read(d, buf, (size_t)MIN(budget, (uint64_t)pc->chunk));
+		n = vfmig_device_read(d, (*bp)->data, (size_t)MIN(budget, (uint64_t)pc->chunk));
 
 		if (n == -ENOMSG || n == 0)
 			break; /* temporary end of stream */
@@ -225,39 +263,30 @@ static int send_chunks(struct vfmig_precopy *pc, unsigned i, uint8_t *buf, uint6
 				   "%s: read precopy data: %s", d->name, strerror((int)-n));
 			return -1;
 		}
-		if (pc->pre_idx[i] == VFMIG_IDX_INVALID - 1) {
-			vfmig_fail(pc->ctl, VFMIG_ERR_PROTOCOL, ERANGE, (int)i, d->name,
-				   "%s: too many precopy chunks", d->name);
+		if (send_precopy(pc, i, bp, (uint32_t)n, VFMIG_FLAG_PRECOPY))
 			return -1;
-		}
-		ret = vfmig_send_frame(pc->main, VFMIG_F_PRECOPY_DATA, 0, i, pc->pre_idx[i]++, buf,
-				       (uint32_t)n);
-		if (ret) {
-			vfmig_fail_send(pc->ctl, "main channel", "send precopy data", ret);
-			return -1;
-		}
 		*moved += (uint64_t)n;
 		budget -= MIN(budget, (uint64_t)n);
 	}
 	return 0;
 }
 
-/* Every initial byte of device @i is sent: tell the destination (switchover-ack). */
-static int mark_init_sent(struct vfmig_precopy *pc, unsigned i)
+/*
+ * Every initial byte of device @i is sent: tell the destination
+ * (switchover-ack), after them in the device's sequence: INIT_DATA_SENT on
+ * the main channel, or the INIT_SENT marker among its packets.
+ */
+static int mark_init_sent(struct vfmig_precopy *pc, unsigned i, struct vfmig_buf **bp)
 {
-	int ret;
-
 	pthread_mutex_lock(pc->lock);
 	pc->init_sent[i] = true;
 	pthread_mutex_unlock(pc->lock);
 	if (!pc->sack)
 		return 0;
-	/* The generation only changes on this thread: no lock needed to read it. */
-	ret = vfmig_send_frame(pc->main, VFMIG_F_INIT_DATA_SENT, 0, i, pc->gen[i], NULL, 0);
-	if (ret) {
-		vfmig_fail_send(pc->ctl, "main channel", "send", ret);
+	/* The generation only changes on this device's thread: no lock needed to read it. */
+	put_le32((*bp)->data, pc->gen[i]);
+	if (send_precopy(pc, i, bp, VFMIG_INIT_SENT_LEN, VFMIG_FLAG_INIT_SENT))
 		return -1;
-	}
 	log_dbg(pc->log, "%s: initial bytes sent (generation %u)", pc->devs[i]->name, pc->gen[i]);
 	return 0;
 }
@@ -268,21 +297,107 @@ static int mark_init_sent(struct vfmig_precopy *pc, unsigned i)
  * where initial_bytes reaches 0), so the destination's switchover-ack waits
  * for the initial bytes only, not for the whole first pass of dirty data.
  */
-static int send_device_precopy(struct vfmig_precopy *pc, unsigned i, uint8_t *buf, uint64_t *moved)
+static int send_device_precopy(struct vfmig_precopy *pc, unsigned i, struct vfmig_buf **bp,
+			       uint64_t *moved)
 {
 	uint64_t init, dirty;
 
 	if (precopy_query(pc, i, &init, &dirty))
 		return -1;
 	if (!pc->init_sent[i]) {
-		if (init && send_chunks(pc, i, buf, init, moved))
+		if (init && send_chunks(pc, i, bp, init, moved))
 			return -1;
 		if (init && precopy_query(pc, i, &init, &dirty))
 			return -1;
-		if (!init && mark_init_sent(pc, i))
+		if (!init && mark_init_sent(pc, i, bp))
 			return -1;
 	}
-	return send_chunks(pc, i, buf, dirty, moved);
+	return send_chunks(pc, i, bp, dirty, moved);
+}
+
+/* ---- PRECOPY_MULTIFD: one worker per precopying device ---------------------------- */
+
+/*
+ * Device @i's share of every pass, in its own thread: the devices are read
+ * in parallel, and their packets share the multifd channels.  A pass ends
+ * when every worker is done with it (the coordinator judges convergence
+ * between passes, as in the serial loop).
+ */
+static void precopy_worker(void *arg, unsigned i)
+{
+	struct vfmig_precopy *pc = arg;
+	struct vfmig_buf *b = vfmig_buf_new(pc->chunk);
+	unsigned seen = 0;
+
+	if (!b)
+		vfmig_fail(pc->ctl, VFMIG_ERR_INTERNAL, ENOMEM, (int)i, pc->devs[i]->name,
+			   "out of memory");
+	while (b) {
+		uint64_t moved = 0;
+		int ret;
+
+		pthread_mutex_lock(pc->lock);
+		while (pc->w_round == seen && !pc->w_quit && !vfmig_aborted(pc->ctl))
+			pthread_cond_wait(pc->wcond, pc->lock);
+		if (pc->w_quit || vfmig_aborted(pc->ctl)) {
+			pthread_mutex_unlock(pc->lock);
+			break;
+		}
+		seen = pc->w_round;
+		pthread_mutex_unlock(pc->lock);
+
+		ret = send_device_precopy(pc, i, &b, &moved);
+
+		pthread_mutex_lock(pc->lock);
+		pc->w_moved += moved;
+		if (!--pc->w_busy)
+			pthread_cond_broadcast(pc->cond);
+		pthread_mutex_unlock(pc->lock);
+		if (ret)
+			break;
+	}
+	vfmig_buf_free(b);
+}
+
+static int workers_start(struct vfmig_precopy *pc)
+{
+	for (unsigned i = 0; i < pc->ndev; i++) {
+		if (!pc->precopy[i])
+			continue;
+		if (vfmig_thread_start(pc->ctl, &pc->w_thread[i], precopy_worker, pc, i))
+			return -1;
+		pc->w_started[i] = true;
+	}
+	return 0;
+}
+
+static void workers_stop(struct vfmig_precopy *pc)
+{
+	pthread_mutex_lock(pc->lock);
+	pc->w_quit = true;
+	pthread_cond_broadcast(pc->wcond);
+	pthread_mutex_unlock(pc->lock);
+	for (unsigned i = 0; i < pc->ndev; i++) {
+		if (pc->w_started[i])
+			pthread_join(pc->w_thread[i], NULL);
+		pc->w_started[i] = false;
+	}
+}
+
+/* One pass: every worker does its device's share; the bytes they moved in *moved. */
+static int parallel_pass(struct vfmig_precopy *pc, unsigned nworkers, uint64_t *moved)
+{
+	pthread_mutex_lock(pc->lock);
+	pc->w_moved = 0;
+	pc->w_busy = nworkers;
+	pc->w_round++;
+	pthread_cond_broadcast(pc->wcond);
+	/* A failing worker records its error: the abort wakes this wait. */
+	while (pc->w_busy && !vfmig_aborted(pc->ctl))
+		pthread_cond_wait(pc->cond, pc->lock);
+	*moved = pc->w_moved;
+	pthread_mutex_unlock(pc->lock);
+	return vfmig_aborted(pc->ctl) ? -1 : 0;
 }
 
 static uint64_t estimate_stopcopy(struct vfmig_precopy *pc)
@@ -331,7 +446,7 @@ int vfmig_precopy_run(struct vfmig_precopy *pc)
 	unsigned npre = 0, acks_needed = vfmig_precopy_acks_needed(pc);
 	uint64_t busy_ns = 0, t0 = vfmig_now_ns(), ack_wait_start = 0, ack_waited = 0;
 	uint64_t tmo_ns = (uint64_t)o->timeout_ms * 1000000ull;
-	uint8_t *buf;
+	struct vfmig_buf *buf = NULL;
 	int ret = -1;
 
 	for (unsigned i = 0; i < pc->ndev; i++)
@@ -341,10 +456,13 @@ int vfmig_precopy_run(struct vfmig_precopy *pc)
 		st->est_stopcopy_bytes = estimate_stopcopy(pc);
 		return 0;
 	}
-	buf = malloc(pc->chunk);
-	if (!buf) {
-		vfmig_fail(pc->ctl, VFMIG_ERR_INTERNAL, ENOMEM, -1, "source", "out of memory");
-		return -1;
+	if (!pc->mf)
+		buf = vfmig_buf_new(pc->chunk);
+	if (pc->mf ? workers_start(pc) : !buf) {
+		if (!pc->mf)
+			vfmig_fail(pc->ctl, VFMIG_ERR_INTERNAL, ENOMEM, -1, "source",
+				   "out of memory");
+		goto out;
 	}
 	pc->progress(pc->progress_arg, VFMIG_PHASE_PRECOPY);
 	while (!vfmig_aborted(pc->ctl)) {
@@ -369,8 +487,10 @@ int vfmig_precopy_run(struct vfmig_precopy *pc)
 		enum vfmig_converge why = VFMIG_CONVERGE_NONE;
 		double est_ms;
 
+		if (pc->mf && parallel_pass(pc, npre, &moved))
+			goto out;
 		for (unsigned i = 0; i < pc->ndev; i++) {
-			if (pc->precopy[i] && send_device_precopy(pc, i, buf, &moved))
+			if (!pc->mf && pc->precopy[i] && send_device_precopy(pc, i, &buf, &moved))
 				goto out;
 			all_init &= !pc->precopy[i] || pc->init_sent[i];
 		}
@@ -457,11 +577,42 @@ out:
 	if (ack_wait_start)
 		st->switchover_ack_wait_ns += vfmig_now_ns() - ack_wait_start;
 	st->precopy_ns = vfmig_now_ns() - t0;
-	free(buf);
+	if (pc->mf)
+		workers_stop(pc);
+	vfmig_buf_free(buf);
 	return ret;
 }
 
 /* ---- the destination's side ---------------------------------------------------------- */
+
+int vfmig_precopy_init_loaded(struct vfmig_precopy_load *pl, unsigned i, uint32_t gen,
+			      const char *where)
+{
+	int ret;
+
+	/*
+	 * Generations 0, 1, 2, ... each once; after 0 only with PRECOPY_REINIT
+	 * (the device restarted its initial data: a fresh ack is due).
+	 */
+	if (!pl->sack || gen != pl->next_gen[i] || (gen && !pl->reinit_ok)) {
+		vfmig_fail(pl->ctl, VFMIG_ERR_PROTOCOL, EPROTO, (int)i, where,
+			   "unexpected INIT_DATA_SENT for device %u (generation %u%s)", i, gen,
+			   pl->sack ? "" : ", switchover-ack off");
+		return -1;
+	}
+	pl->next_gen[i] = gen + 1;
+	if (gen)
+		atomic_fetch_add(&pl->reinits, 1);
+	/* Every initial byte before this marker is already written to the device. */
+	ret = vfmig_send_frame(pl->main, VFMIG_F_SWITCHOVER_ACK, 0, i, gen, NULL, 0);
+	if (ret) {
+		vfmig_fail_send(pl->ctl, "main channel", "send ack", ret);
+		return -1;
+	}
+	log_dbg(pl->log, "%s: initial bytes loaded (generation %u), switchover-ack sent",
+		pl->devs[i]->name, gen);
+	return 0;
+}
 
 int vfmig_precopy_load(struct vfmig_precopy_load *pl, const struct vfmig_frame *f)
 {
@@ -469,32 +620,8 @@ int vfmig_precopy_load(struct vfmig_precopy_load *pl, const struct vfmig_frame *
 	struct vfmig_device *d = pl->devs[i];
 	int ret;
 
-	if (f->h.type == VFMIG_F_INIT_DATA_SENT) {
-		uint32_t gen = f->h.idx;
-
-		/*
-		 * Generations 0, 1, 2, ... each once; after 0 only with PRECOPY_REINIT
-		 * (the device restarted its initial data: a fresh ack is due).
-		 */
-		if (!pl->sack || gen != pl->next_gen[i] || (gen && !pl->reinit_ok)) {
-			vfmig_fail(pl->ctl, VFMIG_ERR_PROTOCOL, EPROTO, (int)i, "main channel",
-				   "unexpected INIT_DATA_SENT for device %u (generation %u%s)", i,
-				   gen, pl->sack ? "" : ", switchover-ack off");
-			return -1;
-		}
-		pl->next_gen[i] = gen + 1;
-		if (gen)
-			pl->st->precopy_reinits++;
-		/* Every initial byte before this marker is already written to the device. */
-		ret = vfmig_send_frame(pl->main, VFMIG_F_SWITCHOVER_ACK, 0, i, gen, NULL, 0);
-		if (ret) {
-			vfmig_fail_send(pl->ctl, "main channel", "send ack", ret);
-			return -1;
-		}
-		log_dbg(pl->log, "%s: initial bytes loaded (generation %u), switchover-ack sent",
-			d->name, gen);
-		return 0;
-	}
+	if (f->h.type == VFMIG_F_INIT_DATA_SENT)
+		return vfmig_precopy_init_loaded(pl, i, f->h.idx, "main channel");
 	if (f->h.idx != pl->pre_idx[i]) {
 		vfmig_fail(pl->ctl, VFMIG_ERR_PROTOCOL, EPROTO, (int)i, "main channel",
 			   "device %u: precopy idx %u, expected %u", i, f->h.idx, pl->pre_idx[i]);
@@ -507,7 +634,7 @@ int vfmig_precopy_load(struct vfmig_precopy_load *pl, const struct vfmig_frame *
 		return -1;
 	}
 	pl->pre_idx[i]++;
-	pl->st->precopy_bytes += f->h.length;
+	atomic_fetch_add(&pl->precopy_bytes, f->h.length);
 	pl->st->ch[0].bytes += f->h.length;
 	pl->st->ch[0].packets++;
 	pl->st->ch[0].busy_ns += f->rx_ns;

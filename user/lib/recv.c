@@ -55,6 +55,12 @@ static int channel_admit(void *arg, const struct vfmig_frame_hdr *h, char *why, 
 
 	switch (h->type) {
 	case VFMIG_F_DEVICE_STATE:
+		if ((h->flags & (VFMIG_FLAG_PRECOPY | VFMIG_FLAG_INIT_SENT)) && !ld->precopy_mf) {
+			snprintf(why, whylen,
+				 "device %u: precopy packet (flags 0x%x) without PRECOPY_MULTIFD",
+				 h->device, h->flags);
+			return -EPROTO;
+		}
 		return vfmig_reorder_admit(ld->ro, h, why, whylen);
 	case VFMIG_F_PING:
 	case VFMIG_F_CHANNEL_END:

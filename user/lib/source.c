@@ -52,6 +52,11 @@ int vfmig_src_new(struct vfmig_session *s)
 	s->src = calloc(1, sizeof(*s->src));
 	if (!s->src)
 		return -ENOMEM;
+	if (pthread_cond_init(&s->src->pc_wcond, NULL)) {
+		free(s->src);
+		s->src = NULL;
+		return -ENOMEM;
+	}
 	atomic_init(&s->src->data_bytes, 0);
 	atomic_init(&s->src->config_bytes, 0);
 	return 0;
@@ -59,6 +64,8 @@ int vfmig_src_new(struct vfmig_session *s)
 
 void vfmig_src_free(struct vfmig_session *s)
 {
+	if (s->src)
+		pthread_cond_destroy(&s->src->pc_wcond);
 	free(s->src);
 	s->src = NULL;
 }
@@ -66,6 +73,7 @@ void vfmig_src_free(struct vfmig_session *s)
 void vfmig_src_wake(struct vfmig_session *s)
 {
 	pthread_mutex_lock(&s->lock);
+	pthread_cond_broadcast(&s->src->pc_wcond);
 	if (s->src->mf_up)
 		vfmig_multifd_wake(&s->src->mf);
 	pthread_mutex_unlock(&s->lock);
@@ -224,6 +232,7 @@ static int start_return_path(struct vfmig_session *s)
 		.o = &s->o,
 		.lock = &s->lock,
 		.cond = &s->cond,
+		.wcond = &src->pc_wcond,
 		.st = &s->st,
 		.progress = src_progress,
 		.progress_arg = s,
@@ -233,6 +242,8 @@ static int start_return_path(struct vfmig_session *s)
 	src->rp_started = true;
 	return 0;
 }
+
+#define DROPPABLE (VFMIG_OPT_PRECOPY_REINIT | VFMIG_OPT_PRECOPY_MULTIFD)
 
 static int handshake(struct vfmig_session *s, const struct vfmig_addr *peer)
 {
@@ -256,7 +267,10 @@ static int handshake(struct vfmig_session *s, const struct vfmig_addr *peer)
 		(s->nch ? VFMIG_OPT_MULTIFD : 0) |
 		(s->o.switchover_ack != VFMIG_OFF && any_pre ? VFMIG_OPT_SWITCHOVER_ACK : 0) |
 		(s->o.load_config_after_iter == VFMIG_ON ? VFMIG_OPT_LOAD_CONFIG_AFTER_ITER : 0) |
-		(s->o.precopy_reinit != VFMIG_OFF && any_pre ? VFMIG_OPT_PRECOPY_REINIT : 0);
+		(s->o.precopy_reinit != VFMIG_OFF && any_pre ? VFMIG_OPT_PRECOPY_REINIT : 0) |
+		(s->nch && s->o.precopy_multifd != VFMIG_OFF && any_pre ?
+			 VFMIG_OPT_PRECOPY_MULTIFD :
+			 0);
 	s->chunk = s->o.chunk_size;
 	if (s->chunk < VFMIG_MIN_CHUNK || s->chunk > VFMIG_MAX_CHUNK) {
 		vfmig_fail(&s->ctl, VFMIG_ERR_USAGE, EINVAL, -1, "source",
@@ -303,10 +317,13 @@ static int handshake(struct vfmig_session *s, const struct vfmig_addr *peer)
 	s->lim.max_chunk = s->chunk;
 	if (recv_hello_ack(s, &opts))
 		return -1;
-	/* The destination may add LOAD_CONFIG_AFTER_ITER and drop PRECOPY_REINIT. */
-	if ((opts & ~(VFMIG_OPT_LOAD_CONFIG_AFTER_ITER | VFMIG_OPT_PRECOPY_REINIT)) !=
-		    (s->options & ~(VFMIG_OPT_LOAD_CONFIG_AFTER_ITER | VFMIG_OPT_PRECOPY_REINIT)) ||
-	    (opts & VFMIG_OPT_PRECOPY_REINIT & ~s->options) || (opts & ~VFMIG_OPT_ALL)) {
+	/*
+	 * The destination may add LOAD_CONFIG_AFTER_ITER, and drop PRECOPY_REINIT
+	 * and PRECOPY_MULTIFD.
+	 */
+	if ((opts & ~(VFMIG_OPT_LOAD_CONFIG_AFTER_ITER | DROPPABLE)) !=
+		    (s->options & ~(VFMIG_OPT_LOAD_CONFIG_AFTER_ITER | DROPPABLE)) ||
+	    (opts & DROPPABLE & ~s->options) || (opts & ~VFMIG_OPT_ALL)) {
 		vfmig_fail(&s->ctl, VFMIG_ERR_PROTOCOL, EPROTO, -1, "handshake",
 			   "destination changed options 0x%x to 0x%x", s->options, opts);
 		return -1;
@@ -398,7 +415,7 @@ static int switchover(struct vfmig_session *s)
 	if (vfmig_devset_quiesce(s->devs, s->ndev, &s->ctl))
 		return -1;
 	/* Phase 2: STOP_COPY and the data, every device in its own thread. */
-	if (vfmig_multifd_save_devices(&src->mf))
+	if (vfmig_multifd_save_devices(&src->mf, !s->nch))
 		return -1;
 	vfmig_multifd_join_saves(&src->mf);
 	if (vfmig_aborted(&s->ctl))
@@ -506,14 +523,21 @@ enum vfmig_errclass vfmig_session_send(struct vfmig_session *s, const struct vfm
 	s->st.setup_ns = vfmig_now_ns() - s->t_start;
 	log_info(&s->log,
 		 "connected: %u device(s), multifd %s (%u channel(s)), switchover-ack %s, "
-		 "precopy-reinit %s",
+		 "precopy-reinit %s, precopy over %s",
 		 s->ndev, s->nch ? "on" : "off", s->nch,
 		 s->options & VFMIG_OPT_SWITCHOVER_ACK ? "on" : "off",
-		 s->options & VFMIG_OPT_PRECOPY_REINIT ? "on" : "off");
+		 s->options & VFMIG_OPT_PRECOPY_REINIT ? "on" : "off",
+		 s->options & VFMIG_OPT_PRECOPY_MULTIFD ? "multifd, devices in parallel" :
+							  "the main channel");
+	if (s->options & VFMIG_OPT_PRECOPY_MULTIFD)
+		src->pc.mf = &src->mf;
 
 	/* Precopy: no device has left RUNNING/PRE_COPY yet. */
 	if (vfmig_precopy_start(&src->pc) || vfmig_precopy_run(&src->pc))
 		goto fail;
+	/* Each device's STOP_COPY chunks continue the sequence of its precopy packets. */
+	for (unsigned i = 0; src->pc.mf && i < s->ndev; i++)
+		src->mf.first_idx[i] = src->pc.pre_idx[i];
 	if (switchover(s))
 		goto fail;
 	if (!vfmig_session_wait_flag(s, &src->loaded, "LOADED"))

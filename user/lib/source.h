@@ -10,6 +10,7 @@
 
 struct vfmig_src {
 	struct vfmig_precopy pc;
+	pthread_cond_t pc_wcond; /* with session.lock: wakes the precopy workers */
 	struct vfmig_multifd mf;
 	bool mf_up; /* under session.lock: the wake may reach mf */
 	pthread_t rp_thread;

@@ -30,6 +30,7 @@ void vfmig_stats_finish(struct vfmig_session *s, uint64_t data_bytes, uint64_t c
 	st->switchover_ack = s->options & VFMIG_OPT_SWITCHOVER_ACK;
 	st->load_config_after_iter = s->options & VFMIG_OPT_LOAD_CONFIG_AFTER_ITER;
 	st->precopy_reinit = s->options & VFMIG_OPT_PRECOPY_REINIT;
+	st->precopy_multifd = s->options & VFMIG_OPT_PRECOPY_MULTIFD;
 	st->chunk_size = s->chunk;
 	st->stopcopy_bytes = data_bytes;
 	st->config_bytes = config_bytes;
@@ -91,9 +92,13 @@ void vfmig_stats_print(FILE *f, const struct vfmig_stats *st)
 	if (st->source) {
 		fprintf(f, "  downtime          %10.1f ms (STOP_COPY transfer %.1f ms)\n",
 			ms(st->downtime_ns), ms(st->stopcopy_ns));
-		fprintf(f, "  precopy           %10u iterations, %s in %.1f ms, switch over: %s\n",
+		fprintf(f,
+			"  precopy           %10u iterations, %s in %.1f ms (%s), switch over: %s\n",
 			st->precopy_iterations, vfmig_fmt_bytes(b1, sizeof(b1), st->precopy_bytes),
-			ms(st->precopy_ns), converge_name(st->converge));
+			ms(st->precopy_ns),
+			st->precopy_multifd ? "devices in parallel, multifd" :
+					      "device after device, main channel",
+			converge_name(st->converge));
 		fprintf(f, "  estimate          %10s STOP_COPY at %s/s\n",
 			vfmig_fmt_bytes(b1, sizeof(b1), st->est_stopcopy_bytes),
 			vfmig_fmt_bytes(b2, sizeof(b2), (uint64_t)st->bandwidth_Bps));
@@ -170,6 +175,7 @@ void *vfmig_stats_json(const struct vfmig_stats *st, const struct vfmig_error *e
 	add_u64(o, "switchover_ack_wait_ns", st->switchover_ack_wait_ns);
 	add_u64(o, "precopy_iterations", st->precopy_iterations);
 	json_object_object_add(o, "precopy_reinit", json_object_new_boolean(st->precopy_reinit));
+	json_object_object_add(o, "precopy_multifd", json_object_new_boolean(st->precopy_multifd));
 	add_u64(o, "precopy_reinits", st->precopy_reinits);
 	add_u64(o, "switchover_acks_stale", st->switchover_acks_stale);
 	json_object_object_add(o, "tls_cipher", json_object_new_string(st->tls_cipher));

@@ -50,6 +50,14 @@ enum vfmig_ftype {
 };
 
 #define VFMIG_FLAG_CONFIG (1u << 0) /* DEVICE_STATE: last packet, config state */
+/*
+ * DEVICE_STATE on a multifd channel with PRECOPY_MULTIFD: PRE_COPY bytes, and
+ * the INIT_DATA_SENT marker (a 4-byte payload, the generation), both in the
+ * device's one sequence of idx before its STOP_COPY chunks.
+ */
+#define VFMIG_FLAG_PRECOPY (1u << 1)
+#define VFMIG_FLAG_INIT_SENT (1u << 2)
+#define VFMIG_INIT_SENT_LEN 4
 /* ERROR flags: what the sender's devices are doing (see engine-design.rst). */
 #define VFMIG_ERRF_RESET (1u << 0)     /* destination: not committed, every device reset */
 #define VFMIG_ERRF_COMMITTED (1u << 1) /* destination: COMMIT received, it owns the state */
@@ -67,9 +75,17 @@ enum vfmig_ftype {
  * fresh ack).
  */
 #define VFMIG_OPT_PRECOPY_REINIT (1u << 3)
+/*
+ * Precopy over the multifd channels (only with MULTIFD): each device's
+ * PRE_COPY bytes and INIT_DATA_SENT travel as DEVICE_STATE packets flagged
+ * PRECOPY / INIT_SENT, in the same per-device sequence as its STOP_COPY
+ * chunks, and the destination's load threads apply them from READY on.
+ * The main channel then carries control only.
+ */
+#define VFMIG_OPT_PRECOPY_MULTIFD (1u << 4)
 #define VFMIG_OPT_ALL                                                                      \
 	(VFMIG_OPT_MULTIFD | VFMIG_OPT_SWITCHOVER_ACK | VFMIG_OPT_LOAD_CONFIG_AFTER_ITER | \
-	 VFMIG_OPT_PRECOPY_REINIT)
+	 VFMIG_OPT_PRECOPY_REINIT | VFMIG_OPT_PRECOPY_MULTIFD)
 
 #define VFMIG_HELLO_FIXED 32
 #define VFMIG_HELLO_DEV_LEN 120

@@ -397,6 +397,7 @@ struct vfmig_multifd {
 	unsigned pool_len;
 	pthread_t *save_threads; /* [ndev] */
 	bool *save_started;
+	uint32_t first_idx[VFMIG_MAX_DEVICES]; /* STOP_COPY idx after the precopy packets */
 };
 
 /* Channels are @conns[0..nconn-1] (the main connection when multifd is off). */
@@ -405,8 +406,12 @@ int vfmig_multifd_start(struct vfmig_multifd *mf, struct vfmig_ctl *ctl, struct 
 			struct vfmig_device **devs, unsigned ndev, uint32_t chunk,
 			atomic_uint_fast64_t *data_bytes, atomic_uint_fast64_t *config_bytes);
 int vfmig_multifd_send(struct vfmig_multifd *mf, struct vfmig_buf **bufp);
-/* Every device to STOP_COPY and its data out, one thread per device. */
-int vfmig_multifd_save_devices(struct vfmig_multifd *mf);
+/*
+ * Every device to STOP_COPY and its data out: one thread per device, or with
+ * @serial one device after another in the caller's thread (--multifd off,
+ * QEMU's path without multifd device state transfer).
+ */
+int vfmig_multifd_save_devices(struct vfmig_multifd *mf, bool serial);
 void vfmig_multifd_join_saves(struct vfmig_multifd *mf);
 /* Tell channels to flush (CHANNEL_END) and join them. */
 void vfmig_multifd_finish(struct vfmig_multifd *mf);
@@ -452,6 +457,21 @@ struct vfmig_precopy {
 	struct vfmig_stats *st;
 	void (*progress)(void *arg, enum vfmig_phase ph);
 	void *progress_arg;
+	/*
+	 * PRECOPY_MULTIFD: mf's channels carry the precopy data, pre_idx is each
+	 * device's DEVICE_STATE sequence (its STOP_COPY chunks follow it), and
+	 * every precopying device has a worker thread that does its share of a
+	 * pass.  Under *lock: w_round (bumped to start a pass, *wcond wakes the
+	 * workers), w_busy (workers still in the pass; the last broadcasts
+	 * *cond), w_moved, w_quit.
+	 */
+	struct vfmig_multifd *mf;
+	pthread_cond_t *wcond;
+	unsigned w_round, w_busy;
+	uint64_t w_moved;
+	bool w_quit;
+	pthread_t w_thread[VFMIG_MAX_DEVICES];
+	bool w_started[VFMIG_MAX_DEVICES];
 };
 
 int vfmig_precopy_start(struct vfmig_precopy *pc);
@@ -474,10 +494,21 @@ struct vfmig_precopy_load {
 	bool sack;
 	bool reinit_ok; /* PRECOPY_REINIT agreed: generations after 0 are acked too */
 	struct vfmig_stats *st;
+	/* Device i's is only touched by whoever applies its precopy data. */
 	uint32_t next_gen[VFMIG_MAX_DEVICES]; /* the INIT_DATA_SENT generation due next */
 	uint32_t pre_idx[VFMIG_MAX_DEVICES];
+	/* Counted by the main loop or (PRECOPY_MULTIFD) the load threads. */
+	atomic_uint_fast64_t precopy_bytes;
+	atomic_uint reinits;
 };
 int vfmig_precopy_load(struct vfmig_precopy_load *pl, const struct vfmig_frame *f);
+/*
+ * Device @i's initial bytes (generation @gen) are all written to it: check
+ * the generation and send SWITCHOVER_ACK (main loop, or a load thread with
+ * PRECOPY_MULTIFD).  0, or -1 with the error recorded.
+ */
+int vfmig_precopy_init_loaded(struct vfmig_precopy_load *pl, unsigned i, uint32_t gen,
+			      const char *where);
 
 /* ---- recv.c and load.c (destination) -------------------------------------------------- */
 
@@ -489,6 +520,10 @@ struct vfmig_loader {
 	struct vfmig_reorder *ro;
 	struct vfmig_limits lim;
 	bool config_after_iter;
+	/* PRECOPY_MULTIFD: each device's sequence starts with its precopy data (pl applies
+	 * the INIT_SENT markers), and the load threads run from READY on. */
+	bool precopy_mf;
+	struct vfmig_precopy_load *pl;
 	int wakefd; /* written when a load thread ends */
 	pthread_mutex_t lock;
 	pthread_cond_t cond; /* config barrier */
@@ -531,5 +566,7 @@ struct vfmig_conn *vfmig_test_conn(struct vfmig_session *s, unsigned id);
 /* Source (source.c): the switchover is decided; device @dev's initial-data generation. */
 bool vfmig_test_switchover_decided(struct vfmig_session *s);
 uint32_t vfmig_test_init_gen(struct vfmig_session *s, unsigned dev);
+/* Destination (dest.c): channel readers waiting for room in the reorder buffer now. */
+unsigned vfmig_test_reorder_blocked(struct vfmig_session *s);
 
 #endif /* VFMIG_INTERNAL_H */

@@ -213,8 +213,15 @@ enum vfmig_errclass vfmig_hello_check(const struct vfmig_hello *h, const struct 
 			return VFMIG_ERR_INCOMPATIBLE;
 		}
 	}
+	if ((h->options & VFMIG_OPT_PRECOPY_MULTIFD) && !multifd) {
+		snprintf(why, whylen, "precopy over multifd asked for with multifd off");
+		return VFMIG_ERR_INCOMPATIBLE;
+	}
 	if (o->load_config_after_iter == VFMIG_ON)
 		opts |= VFMIG_OPT_LOAD_CONFIG_AFTER_ITER;
+	/* Declined: the source sends precopy data on the main channel. */
+	if (o->precopy_multifd == VFMIG_OFF)
+		opts &= ~VFMIG_OPT_PRECOPY_MULTIFD;
 	/* Declined as an older destination would (the source copes, see precopy.c). */
 	if (o->precopy_reinit == VFMIG_OFF)
 		opts &= ~VFMIG_OPT_PRECOPY_REINIT;

@@ -518,6 +518,7 @@ struct silence {
 	enum proxy_cut how;
 	bool after_commit; /* the source sent COMMIT before the silence */
 	bool dst_runs;	   /* the destination got COMMIT */
+	bool pre_main;	   /* precopy on the main channel (precopy_multifd off) */
 };
 
 static void run_silence(struct __test_metadata *_metadata, const struct silence *sc, uint64_t flags)
@@ -525,6 +526,8 @@ static void run_silence(struct __test_metadata *_metadata, const struct silence 
 	struct mig m;
 
 	ASSERT_EQ(0, mig_init(&m, 2, flags));
+	if (sc->pre_main)
+		m.p.so.precopy_multifd = VFMIG_OFF;
 	ASSERT_EQ(0, mig_run(&m));
 	proxy_silence_at(m.pp.px, sc->dir, sc->type, sc->nth, sc->how);
 	ASSERT_EQ(0, mig_go(&m));
@@ -570,7 +573,13 @@ static void run_silence(struct __test_metadata *_metadata, const struct silence 
 
 SILENCE_TEST(before_hello_ack, ALL_FLAGS, PROXY_TO_CLIENT, VFMIG_F_HELLO_ACK, 1, PROXY_BEFORE, )
 SILENCE_TEST(before_ready, ALL_FLAGS, PROXY_TO_CLIENT, VFMIG_F_READY, 1, PROXY_BEFORE, )
-SILENCE_TEST(during_precopy, ALL_FLAGS, PROXY_TO_SERVER, VFMIG_F_PRECOPY_DATA, 3, PROXY_BEFORE, )
+SILENCE_TEST(during_precopy_on_the_main_channel, ALL_FLAGS, PROXY_TO_SERVER, VFMIG_F_PRECOPY_DATA,
+	     3, PROXY_BEFORE, .pre_main = true)
+/* Precopy over multifd: its packets are the first DEVICE_STATE frames. */
+SILENCE_TEST(during_precopy_over_multifd, ALL_FLAGS, PROXY_TO_SERVER, VFMIG_F_DEVICE_STATE, 3,
+	     PROXY_BEFORE, )
+SILENCE_TEST(half_a_precopy_packet_over_multifd, ALL_FLAGS, PROXY_TO_SERVER, VFMIG_F_DEVICE_STATE,
+	     2, PROXY_HALF, )
 SILENCE_TEST(before_switchover_ack, ALL_FLAGS, PROXY_TO_CLIENT, VFMIG_F_SWITCHOVER_ACK, 1,
 	     PROXY_BEFORE, )
 SILENCE_TEST(before_switchover_start, ALL_FLAGS, PROXY_TO_SERVER, VFMIG_F_SWITCHOVER_START, 1,

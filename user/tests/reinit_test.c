@@ -138,6 +138,11 @@ static int rt_init(struct rt *r, struct vfmig_fake_cfg *cfg)
 	/* Only the iteration limit ends precopy: REINITs land where the test puts them. */
 	r->p.so.downtime_limit_ms = 0;
 	r->p.so.max_iterations = 8;
+	/*
+	 * The proxy hooks count INIT_DATA_SENT frames of the main channel: these
+	 * tests take that path (precopy_mf_test covers REINIT over multifd).
+	 */
+	r->p.so.precopy_multifd = VFMIG_OFF;
 	r->p.so.progress = progress;
 	r->p.so.progress_opaque = r;
 	r->p.so.verbose = r->p.dopt.verbose = getenv("VFMIG_TEST_DEBUG") ? 2 : 0;

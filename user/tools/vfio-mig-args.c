@@ -35,8 +35,11 @@ void usage(FILE *f)
 		"  -T, --to ADDR                destination address (send)\n"
 		"  -l, --listen ADDR            listening address (recv; migrate: default a private\n"
 		"                               UNIX socket)\n"
-		"  -m, --multifd on|off|auto    STOP_COPY data over multifd channels (default auto:\n"
+		"  -m, --multifd on|off|auto    device data over multifd channels (default auto:\n"
 		"                               on when --channels > 0; recv: accept the source's)\n"
+		"      --precopy-multifd on|off precopy data over the multifd channels too, every\n"
+		"                               device read in parallel (default on with multifd;\n"
+		"                               off: device after device on the main channel)\n"
 		"  -c, --channels N             multifd channels, 0..64 (default 2; send: 0 turns\n"
 		"                               multifd off; recv: 0 accepts the source's number)\n"
 		"  -a, --switchover-ack on|off  wait until the destination loaded every device's\n"
@@ -187,6 +190,7 @@ int parse_args(int argc, char **argv, struct args *a)
 		{ "tls-hostname", required_argument, NULL, 4 },
 		{ "tls-allow-dn", required_argument, NULL, 5 },
 		{ "insecure", no_argument, NULL, 6 },
+		{ "precopy-multifd", required_argument, NULL, 7 },
 		{ NULL, 0, NULL, 0 },
 	};
 	bool channels_set = false;
@@ -294,6 +298,10 @@ int parse_args(int argc, char **argv, struct args *a)
 			break;
 		case 6:
 			a->insecure = true;
+			break;
+		case 7:
+			if (parse_onoff(optarg, false, &a->o.precopy_multifd))
+				return bad("--precopy-multifd", optarg);
 			break;
 		default:
 			usage(stderr);
