@@ -444,6 +444,7 @@ FIXTURE_VARIANT(mig)
 {
 	unsigned ndev;
 	bool multifd, ack;
+	bool pre_main; /* multifd for STOP_COPY only: precopy on the main channel */
 };
 
 FIXTURE_VARIANT_ADD(mig, dev1_multifd_ack) { .ndev = 1, .multifd = true, .ack = true };
@@ -451,6 +452,10 @@ FIXTURE_VARIANT_ADD(mig, dev1_multifd_noack) { .ndev = 1, .multifd = true, .ack 
 FIXTURE_VARIANT_ADD(mig, dev1_main_only_ack) { .ndev = 1, .multifd = false, .ack = true };
 FIXTURE_VARIANT_ADD(mig, dev1_main_only_noack) { .ndev = 1, .multifd = false, .ack = false };
 FIXTURE_VARIANT_ADD(mig, dev4_p2p_multifd_ack) { .ndev = 4, .multifd = true, .ack = true };
+FIXTURE_VARIANT_ADD(mig, dev4_p2p_multifd_precopy_on_main_ack)
+{
+	.ndev = 4, .multifd = true, .ack = true, .pre_main = true,
+};
 FIXTURE_VARIANT_ADD(mig, dev4_p2p_multifd_noack) { .ndev = 4, .multifd = true, .ack = false };
 FIXTURE_VARIANT_ADD(mig, dev4_p2p_main_only_ack) { .ndev = 4, .multifd = false, .ack = true };
 FIXTURE_VARIANT_ADD(mig, dev4_p2p_main_only_noack) { .ndev = 4, .multifd = false, .ack = false };
@@ -487,10 +492,15 @@ TEST_F_TIMEOUT(mig, digests_equal_no_p2p_violation, 300)
 	/* the source devices are busy: their engines and P2P writes run */
 	side_rates(&self->src, "500", self->src.n > 1 ? "300" : "0");
 	options(&o, variant->multifd, variant->ack);
+	if (variant->pre_main)
+		o.precopy_multifd = VFMIG_OFF;
 	ASSERT_EQ(0, migrate(&self->src, &self->dst, &o, NULL, &r));
 	ASSERT_EQ(VFMIG_OK, r.src) TH_LOG("source: %s", r.src_msg);
 	ASSERT_EQ(VFMIG_OK, r.dst) TH_LOG("destination: %s", r.dst_msg);
 	EXPECT_EQ(variant->multifd, r.stats.multifd);
+	/* With multifd, every device precopies in parallel over the channels by default. */
+	EXPECT_EQ(variant->multifd && !variant->pre_main, r.stats.precopy_multifd);
+	EXPECT_LT(0, r.stats.precopy_bytes);
 	EXPECT_EQ(variant->ack, r.stats.switchover_ack);
 	EXPECT_LT(0, r.stats.precopy_iterations);
 	EXPECT_LT(0, r.stats.downtime_ns);
@@ -597,8 +607,28 @@ TEST_F_TIMEOUT(fail, multifd_channel_killed_mid_stop_copy, 300)
 	p.kill_after = 48 + 64;
 	options(&o, true, true);
 	o.channels = 2;
+	o.precopy_multifd = VFMIG_OFF; /* precopy on the main channel: the first packet is STOP_COPY */
 	ASSERT_EQ(0, migrate(&self->src, &self->dst, &o, &p, &r));
 	EXPECT_TRUE(p.killed) TH_LOG("the proxy never cut the channel");
+	EXPECT_NE(VFMIG_OK, r.src);
+	EXPECT_NE(VFMIG_OK, r.dst);
+	TH_LOG("source: %s | destination: %s", r.src_msg, r.dst_msg);
+	check_rolled_back(_metadata, self);
+}
+
+TEST_F_TIMEOUT(fail, multifd_channel_killed_during_parallel_precopy, 300)
+{
+	struct proxy p = { .kill_conn = 1 };
+	struct vfmig_options o;
+	struct result r;
+
+	/* 48 bytes of CHANNEL_HELLO, then cut inside the first precopy packet */
+	p.kill_after = 48 + 64;
+	options(&o, true, true);
+	o.channels = 2;
+	ASSERT_EQ(0, migrate(&self->src, &self->dst, &o, &p, &r));
+	EXPECT_TRUE(p.killed) TH_LOG("the proxy never cut the channel");
+	EXPECT_TRUE(r.stats.precopy_multifd);
 	EXPECT_NE(VFMIG_OK, r.src);
 	EXPECT_NE(VFMIG_OK, r.dst);
 	TH_LOG("source: %s | destination: %s", r.src_msg, r.dst_msg);
@@ -613,6 +643,7 @@ TEST_F_TIMEOUT(fail, main_channel_killed_during_precopy, 300)
 
 	p.kill_after = 1 << 20; /* inside the precopy data of an 8 MiB device */
 	options(&o, true, true);
+	o.precopy_multifd = VFMIG_OFF; /* the precopy data on the main channel */
 	ASSERT_EQ(0, migrate(&self->src, &self->dst, &o, &p, &r));
 	EXPECT_TRUE(p.killed);
 	EXPECT_EQ(VFMIG_ERR_TRANSPORT, r.src) TH_LOG("source: %s", r.src_msg);

@@ -14,7 +14,7 @@
 struct pair_proxy {
 	struct proxy *px;
 	struct vfmig_addr addr; /* where the source connects: the proxy */
-	char path[128];
+	char path[108]; /* a sockaddr_un path */
 };
 
 /* After pair_listen(@p): a proxy in @p's directory towards its destination; 0 or -1. */
