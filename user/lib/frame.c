@@ -2,8 +2,8 @@
 /*
  * frame.c - the frames of the engine's transport: the 32-byte header, its
  * codec and checksum, the per-type rule table every received header is
- * validated against before anything is allocated, and payload buffers.
- * Pure: no socket (transport.c moves the frames).
+ * validated against before anything is allocated, and payload buffers
+ * (with their pool).  Pure: no socket (transport.c moves the frames).
  *
  *   0 u32 magic "VFMG"   4 u16 version   6 u16 type   8 u32 flags
  *  12 u32 device        16 u32 idx      20 u32 length
@@ -11,13 +11,14 @@
  *                   on a TLS connection over the header only (payload empty):
  *                   TLS 1.3's AEAD already authenticates every payload byte
  *
- * Locks: none.
+ * Locks: the payload pool's lock, a leaf (see below).
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <xxhash.h>
 
@@ -251,27 +252,193 @@ size_t vfmig_frame_encode(uint8_t *buf, uint16_t type, uint32_t flags, uint32_t 
 /*
  * glibc keeps freed heap memory and raises its mmap threshold after a large
  * free, so the RSS a destination reaches would stay; payloads of 128 KiB
- * and more are therefore mapped and unmapped directly: the memory bound
+ * and more are therefore mapped directly: the memory bound
  * (Documentation/engine-design.rst) is what the process really holds.
+ *
+ * Mapping and unmapping every chunk costs an munmap() (a TLB shootdown) and a
+ * page fault per page, so freed mappings are kept in a pool and handed out
+ * again for a payload of the same length.  The pool keeps memory only while
+ * someone registered room for it (vfmig_payload_pool_grow(): the
+ * destination's reorder buffer, with its budget), and only within it:
+ *
+ *   mapped = in use + pooled;  pooled > 0 only while mapped <= cap
+ *
+ * so the payload mappings never exceed max(cap, in use): what the pool keeps
+ * lies inside the bound the budget already sets, it never adds to it.  A new
+ * mapping first evicts pooled ones until it fits under cap; a freed one is
+ * unmapped when mapped is over cap or no bin takes its length.  When the
+ * last room is dropped (session end) the pool empties and the RSS falls back.
+ * A session's chunks share one length; a few bins take the others (a
+ * device's last chunk, precopy frames).
+ *
+ * Locks: pool.lock, a leaf; munmap() runs with it dropped.
  */
 #define PAYLOAD_MMAP_MIN (128u << 10)
+#define POOL_BINS 4
+
+struct pool_buf {
+	struct pool_buf *next; /* kept in the free buffer itself */
+};
+
+static struct {
+	pthread_mutex_t lock;
+	struct vfmig_payload_pool_stats st;
+	struct {
+		size_t len;
+		struct pool_buf *head;
+	} bin[POOL_BINS];
+} pool = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static size_t map_len(size_t len)
+{
+	long pg = sysconf(_SC_PAGESIZE);
+	size_t p = pg > 0 ? (size_t)pg : 4096;
+
+	return (len + p - 1) & ~(p - 1);
+}
+
+/* Take a pooled buffer out to unmap, one not of length @keep if there is one. */
+static void *evict_locked(size_t keep, size_t *len)
+{
+	struct pool_buf *b;
+	int pick = -1;
+
+	for (int i = 0; i < POOL_BINS; i++)
+		if (pool.bin[i].head && (pick < 0 || pool.bin[pick].len == keep))
+			pick = i;
+	if (pick < 0)
+		return NULL;
+	b = pool.bin[pick].head;
+	pool.bin[pick].head = b->next;
+	*len = map_len(pool.bin[pick].len);
+	pool.st.pooled -= *len;
+	pool.st.mapped -= *len;
+	pool.st.evicted++;
+	return b;
+}
+
+static void unmap(void *p, size_t len)
+{
+	if (munmap(p, len)) {
+		/* Only a bug (not one of our mappings) gets here: count it. */
+		pthread_mutex_lock(&pool.lock);
+		pool.st.unmap_errors++;
+		pthread_mutex_unlock(&pool.lock);
+	}
+}
 
 void *vfmig_payload_alloc(size_t len)
 {
+	size_t ml, vlen;
 	void *p;
 
 	if (len < PAYLOAD_MMAP_MIN)
 		return malloc(len ? len : 1);
-	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	return p == MAP_FAILED ? NULL : p;
+	ml = map_len(len);
+	for (;;) {
+		pthread_mutex_lock(&pool.lock);
+		for (int i = 0; i < POOL_BINS; i++) {
+			struct pool_buf *b = pool.bin[i].head;
+
+			if (b && pool.bin[i].len == len) {
+				pool.bin[i].head = b->next;
+				pool.st.pooled -= ml;
+				pool.st.hits++;
+				pthread_mutex_unlock(&pool.lock);
+				return b;
+			}
+		}
+		/* A new mapping: evict until it fits under cap (or nothing is pooled). */
+		p = NULL;
+		if (pool.st.pooled && pool.st.mapped + ml > pool.st.cap)
+			p = evict_locked(len, &vlen);
+		if (!p) {
+			pool.st.mapped += ml; /* counted before mmap(): the invariant holds */
+			pool.st.misses++;
+		}
+		pthread_mutex_unlock(&pool.lock);
+		if (!p)
+			break;
+		unmap(p, vlen);
+	}
+	p = mmap(NULL, ml, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p != MAP_FAILED)
+		return p;
+	pthread_mutex_lock(&pool.lock);
+	pool.st.mapped -= ml;
+	pthread_mutex_unlock(&pool.lock);
+	return NULL;
 }
 
 void vfmig_payload_free(void *p, size_t len)
 {
+	size_t ml;
+
 	if (!p)
 		return;
-	if (len < PAYLOAD_MMAP_MIN)
+	if (len < PAYLOAD_MMAP_MIN) {
 		free(p);
-	else
-		munmap(p, len);
+		return;
+	}
+	ml = map_len(len);
+	pthread_mutex_lock(&pool.lock);
+	if (pool.st.mapped <= pool.st.cap) {
+		int pick = -1;
+
+		for (int i = 0; i < POOL_BINS; i++) {
+			if (pool.bin[i].len == len) {
+				pick = i;
+				break;
+			}
+			if (!pool.bin[i].head && pick < 0)
+				pick = i;
+		}
+		if (pick >= 0) {
+			struct pool_buf *b = p;
+
+			pool.bin[pick].len = len;
+			b->next = pool.bin[pick].head;
+			pool.bin[pick].head = b;
+			pool.st.pooled += ml;
+			pthread_mutex_unlock(&pool.lock);
+			return;
+		}
+	}
+	pool.st.mapped -= ml;
+	pthread_mutex_unlock(&pool.lock);
+	unmap(p, ml);
+}
+
+void vfmig_payload_pool_grow(uint64_t bytes)
+{
+	pthread_mutex_lock(&pool.lock);
+	pool.st.cap += bytes;
+	pthread_mutex_unlock(&pool.lock);
+}
+
+void vfmig_payload_pool_shrink(uint64_t bytes)
+{
+	void *p;
+	size_t len;
+
+	pthread_mutex_lock(&pool.lock);
+	pool.st.cap -= MIN(bytes, pool.st.cap);
+	pthread_mutex_unlock(&pool.lock);
+	for (;;) {
+		p = NULL;
+		pthread_mutex_lock(&pool.lock);
+		if (pool.st.pooled && pool.st.mapped > pool.st.cap)
+			p = evict_locked(0, &len);
+		pthread_mutex_unlock(&pool.lock);
+		if (!p)
+			return;
+		unmap(p, len);
+	}
+}
+
+void vfmig_payload_pool_stats(struct vfmig_payload_pool_stats *st)
+{
+	pthread_mutex_lock(&pool.lock);
+	*st = pool.st;
+	pthread_mutex_unlock(&pool.lock);
 }

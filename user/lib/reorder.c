@@ -27,6 +27,9 @@
  *
  * Errors are sticky: once failed, every push/pop returns the error.
  *
+ * The budget is also the room of the payload pool (frame.c): buffers freed
+ * while a reorder buffer lives are kept for reuse, within it.
+ *
  * Locks: reorder.lock protects everything here; it is a leaf.  Chunks are
  * copied to and from the device with the lock dropped (pop hands ownership
  * of the buffer to the load thread).
@@ -69,6 +72,8 @@ int vfmig_reorder_init(struct vfmig_reorder *r, unsigned ndev, unsigned producer
 	r->window = window;
 	r->budget = budget;
 	r->producers = producers;
+	/* Payload buffers freed while the budget lives may be kept for reuse, within it. */
+	vfmig_payload_pool_grow(budget);
 	return 0;
 fail:
 	for (unsigned i = 0; i < ndev; i++)
@@ -91,6 +96,7 @@ void vfmig_reorder_destroy(struct vfmig_reorder *r)
 	r->dev = NULL;
 	pthread_cond_destroy(&r->cond);
 	pthread_mutex_destroy(&r->lock);
+	vfmig_payload_pool_shrink(r->budget); /* the session's pooled buffers go */
 }
 
 static void fail_locked(struct vfmig_reorder *r, int err, const char *fmt, ...)

@@ -167,9 +167,25 @@ size_t vfmig_frame_encode(uint8_t *buf, uint16_t type, uint32_t flags, uint32_t 
 size_t vfmig_frame_encode_on(bool tls, uint8_t *buf, uint16_t type, uint32_t flags, uint32_t device,
 			     uint32_t idx, const void *payload, uint32_t len);
 
-/* Payload buffers: large ones are mmap()ed so that freeing them returns the memory. */
+/*
+ * Payload buffers: large ones are mmap()ed so that freeing them returns the
+ * memory, and kept in a pool for reuse within the room registered with
+ * vfmig_payload_pool_grow() (mappings in use + pooled <= max(room, in use));
+ * vfmig_payload_pool_shrink() gives room back and unmaps what no longer fits.
+ */
 void *vfmig_payload_alloc(size_t len);
 void vfmig_payload_free(void *p, size_t len);
+void vfmig_payload_pool_grow(uint64_t bytes);
+void vfmig_payload_pool_shrink(uint64_t bytes);
+struct vfmig_payload_pool_stats {
+	uint64_t cap;	 /* room registered (the live reorder budgets) */
+	uint64_t mapped; /* bytes of payload mappings, in use and pooled */
+	uint64_t pooled; /* of which free, in the pool */
+	uint64_t hits;	 /* allocations served from the pool */
+	uint64_t misses; /* new mappings */
+	uint64_t evicted, unmap_errors;
+};
+void vfmig_payload_pool_stats(struct vfmig_payload_pool_stats *st);
 
 struct vfmig_conn {
 	int fd;

@@ -14,7 +14,8 @@
  * Lock order of the whole library (each file repeats its part):
  *   session.lock -> multifd.lock, session.lock -> reorder.lock,
  *     session.lock -> loader.lock (only when vfmig_session_wake() wakes them);
- *   ctl.lock, conn.send_lock, keepalive.lock, loader.lock, fake.lock: leaves.
+ *   ctl.lock, conn.send_lock, keepalive.lock, loader.lock, fake.lock,
+ *   the payload pool's lock (frame.c): leaves.
  * vfmig_fail() takes ctl.lock, drops it, then calls the owner's wake hook
  * (which takes session.lock and the locks above inside it): call it with no
  * lock held.
