@@ -27,6 +27,12 @@
  *
  * Errors are sticky: once failed, every push/pop returns the error.
  *
+ * Wakeups: producers wait on reorder.room, broadcast (when one waits) by
+ * every change that may admit or refuse them, as before (fill, pop,
+ * release, unreserve, a producer leaving: the epoch); each device's load
+ * thread waits on its own cond, woken only when the chunk it needs next is
+ * filled, on failure/abort, or when the last producer leaves.
+ *
  * The budget is also the room of the payload pool (frame.c): buffers freed
  * while a reorder buffer lives are kept for reuse, within it.
  *
@@ -44,6 +50,7 @@
 int vfmig_reorder_init(struct vfmig_reorder *r, unsigned ndev, unsigned producers, uint64_t budget,
 		       uint32_t window)
 {
+	unsigned conds = 0;
 	int ret;
 
 	memset(r, 0, sizeof(*r));
@@ -60,10 +67,15 @@ int vfmig_reorder_init(struct vfmig_reorder *r, unsigned ndev, unsigned producer
 			goto fail;
 		}
 	}
+	for (; conds < ndev; conds++) {
+		ret = -pthread_cond_init(&r->dev[conds].cond, NULL);
+		if (ret)
+			goto fail;
+	}
 	ret = -pthread_mutex_init(&r->lock, NULL);
 	if (ret)
 		goto fail;
-	ret = -pthread_cond_init(&r->cond, NULL);
+	ret = -pthread_cond_init(&r->room, NULL);
 	if (ret) {
 		pthread_mutex_destroy(&r->lock);
 		goto fail;
@@ -76,6 +88,8 @@ int vfmig_reorder_init(struct vfmig_reorder *r, unsigned ndev, unsigned producer
 	vfmig_payload_pool_grow(budget);
 	return 0;
 fail:
+	for (unsigned i = 0; i < conds; i++)
+		pthread_cond_destroy(&r->dev[i].cond);
 	for (unsigned i = 0; i < ndev; i++)
 		free(r->dev[i].ring);
 	free(r->dev);
@@ -91,12 +105,20 @@ void vfmig_reorder_destroy(struct vfmig_reorder *r)
 		for (uint32_t j = 0; j < r->window; j++)
 			vfmig_payload_free(r->dev[i].ring[j].data, r->dev[i].ring[j].len);
 		free(r->dev[i].ring);
+		pthread_cond_destroy(&r->dev[i].cond);
 	}
 	free(r->dev);
 	r->dev = NULL;
-	pthread_cond_destroy(&r->cond);
+	pthread_cond_destroy(&r->room);
 	pthread_mutex_destroy(&r->lock);
 	vfmig_payload_pool_shrink(r->budget); /* the session's pooled buffers go */
+}
+
+/* Every load thread looks again (failure, abort, no producer left). */
+static void wake_loaders_locked(struct vfmig_reorder *r)
+{
+	for (unsigned i = 0; i < r->ndev; i++)
+		pthread_cond_broadcast(&r->dev[i].cond);
 }
 
 static void fail_locked(struct vfmig_reorder *r, int err, const char *fmt, ...)
@@ -111,15 +133,21 @@ static void fail_locked(struct vfmig_reorder *r, int err, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(r->why, sizeof(r->why), fmt, ap);
 	va_end(ap);
-	pthread_cond_broadcast(&r->cond);
+	pthread_cond_broadcast(&r->room);
+	wake_loaders_locked(r);
 }
 
-/* Something changed that may let a waiting producer in: they must all look again. */
+/*
+ * Something changed that may let a waiting producer in or refuse it (a fill
+ * turns its idx into a duplicate): they must all look again.  Load threads
+ * are not woken here: each only for its own next chunk.
+ */
 static void progress_locked(struct vfmig_reorder *r)
 {
 	r->epoch++;
 	r->stalled = 0;
-	pthread_cond_broadcast(&r->cond);
+	if (r->blocked)
+		pthread_cond_broadcast(&r->room);
 }
 
 /*
@@ -232,7 +260,7 @@ int vfmig_reorder_reserve(struct vfmig_reorder *r, uint32_t dev, uint32_t idx, u
 			continue;
 		}
 		r->blocked++;
-		pthread_cond_wait(&r->cond, &r->lock);
+		pthread_cond_wait(&r->room, &r->lock);
 		r->blocked--;
 	}
 	slot = &d->ring[idx % r->window];
@@ -254,13 +282,17 @@ out:
 
 void vfmig_reorder_fill(struct vfmig_reorder *r, uint32_t dev, uint32_t idx, uint8_t *data)
 {
-	struct vfmig_slot *slot = &r->dev[dev].ring[idx % r->window];
+	struct vfmig_reorder_dev *d = &r->dev[dev];
+	struct vfmig_slot *slot = &d->ring[idx % r->window];
 
 	pthread_mutex_lock(&r->lock);
 	slot->reserved = false;
 	slot->present = true;
 	slot->data = data;
 	progress_locked(r);
+	/* Its load thread waits only for next_idx; later chunks it finds when it gets there. */
+	if (idx == d->next_idx)
+		pthread_cond_broadcast(&d->cond);
 	pthread_mutex_unlock(&r->lock);
 }
 
@@ -338,7 +370,8 @@ int vfmig_reorder_pop(struct vfmig_reorder *r, uint32_t dev, struct vfmig_slot *
 			fail_stuck_locked(r);
 			continue;
 		}
-		pthread_cond_wait(&r->cond, &r->lock);
+		d->waits++;
+		pthread_cond_wait(&d->cond, &r->lock);
 	}
 	pthread_mutex_unlock(&r->lock);
 	return ret;
@@ -359,6 +392,9 @@ void vfmig_reorder_producer_exit(struct vfmig_reorder *r)
 	if (r->producers)
 		r->producers--;
 	progress_locked(r);
+	/* A load thread still missing a chunk now fails (-EPIPE) instead of waiting. */
+	if (!r->producers)
+		wake_loaders_locked(r);
 	pthread_mutex_unlock(&r->lock);
 }
 
@@ -366,7 +402,8 @@ void vfmig_reorder_abort(struct vfmig_reorder *r)
 {
 	pthread_mutex_lock(&r->lock);
 	fail_locked(r, -ECANCELED, "migration aborted");
-	pthread_cond_broadcast(&r->cond);
+	pthread_cond_broadcast(&r->room);
+	wake_loaders_locked(r);
 	pthread_mutex_unlock(&r->lock);
 }
 

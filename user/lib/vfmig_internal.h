@@ -297,11 +297,14 @@ struct vfmig_reorder_dev {
 	uint32_t last_idx;	 /* idx of the CONFIG packet, VFMIG_IDX_INVALID if unknown */
 	bool writing;		 /* the load thread holds a popped chunk */
 	bool complete;		 /* config packet popped */
+	/* Its load thread's: next chunk present, failure/abort, every producer gone. */
+	pthread_cond_t cond;
+	uint64_t waits; /* times its load thread waited (tests) */
 };
 
 struct vfmig_reorder {
 	pthread_mutex_t lock;
-	pthread_cond_t cond; /* packet added, budget freed, producer left, abort */
+	pthread_cond_t room; /* producers: room may have appeared (epoch), failure/abort */
 	unsigned ndev;
 	uint32_t window;
 	uint64_t budget;
