@@ -13,6 +13,7 @@
 #   C. downtime with switchover-ack on vs off, destination initial-load delay
 #   D. precopy convergence with the internal engine dirtying memory
 #   E. TLS (PSK) on vs off over loopback TCP: stop-copy throughput, downtime
+#   P. parallel precopy and multifd device state: P1 (from A), P2, P5
 #
 # Every configuration runs REPS times, interleaved with the configurations
 # it is compared with; the tables show medians.
@@ -255,23 +256,32 @@ want E && for i in $(seq "$REPS"); do
 	migrate "tcp.tls" -c $N $HOTOPTS --listen tcp:127.0.0.1:$((4700 + i)) --tls-psk "$PSK" $ONE
 done
 
-# ---- P: issue 11's baselines ------------------------------------------------------
-# The four 16 MiB devices with their engines dirtying 8 MiB/s each (2048
-# pages/s), default convergence limits.  P2: downtime with --multifd off (the
-# STOP_COPY data on the main channel) vs on ($N channels).  P5: precopy time
-# of the four devices vs one: precopy is read device after device on the main
-# channel today, which is what parallel precopy over multifd would change.
-PDIRTY=2048
-say "== P: 4 devices at $(mib $((PDIRTY * 4096))) MiB/s dirty each, multifd off/on; 1 device ($REPS rounds)"
+# ---- P: parallel precopy and multifd device state --------------------------------
+# The four 16 MiB devices at the modelled device rate (RATE, save and resume),
+# their engines re-dirtying all of their memory during a pass, one pass
+# (HOTOPTS): the STOP_COPY set is the whole memory of every device.
+#   p.4d.off  --multifd off: devices read one after another, precopy and
+#             STOP_COPY, on the main channel (QEMU without multifd device
+#             state transfer)
+#   p.4d.on   $N channels: every device read in its own thread, precopy and
+#             STOP_COPY over the channels
+#   p.4d.ser  $N channels, --precopy-multifd off: precopy device after device on
+#             the main channel (the engine before parallel precopy), STOP_COPY
+#             in parallel over the channels
+#   p.1d.*    one device, the same two precopy paths
+say "== P: 4 devices and 1 at $(mib $RATE) MiB/s, multifd off / on / serial precopy ($REPS rounds)"
 want P && for i in $(seq "$REPS"); do
-	for u in $s1 $s2 $s3 $s4; do set_attr "$u" dirty_rate $PDIRTY; done
+	rates $RATE $ALL
 	SRCS="$s1 $s2 $s3 $s4"
-	migrate "p.4d.off" --multifd off $FOUR
-	migrate "p.4d.on" -c $N $FOUR
+	migrate "p.4d.off" --multifd off $HOTOPTS $FOUR
+	migrate "p.4d.on" -c $N $HOTOPTS $FOUR
+	migrate "p.4d.ser" -c $N --precopy-multifd off $HOTOPTS $FOUR
 	SRCS=$s1
-	migrate "p.1d.on" -c $N $ONE
+	migrate "p.1d.on" -c $N $HOTOPTS $ONE
+	migrate "p.1d.ser" -c $N --precopy-multifd off $HOTOPTS $ONE
+	say "   round $i done ($(ms $(( $(now_ns) - T0 ))) ms since start)"
 done
-for u in $s1 $s2 $s3 $s4; do set_attr "$u" dirty_rate 0; done
+rates 0 $ALL
 T1=$(now_ns)
 
 # ---- report ------------------------------------------------------------------------
@@ -365,20 +375,24 @@ done
 row "TLS / plain:" "stop-copy throughput $(ratio "$(medq tcp.tls scB scns)" "$(medq tcp.plain scB scns)") (goal >= 0.80), downtime $(ratio "$(med tcp.tls down)" "$(med tcp.plain down)")"
 
 say
-say "P. Baselines for parallel precopy (issue 11): 4 devices of $(mib $MEM) MiB, engines"
-say "   dirtying $(mib $((PDIRTY * 4096))) MiB/s each, default limits"
-printf '  %-30s %10s %10s %10s %10s\n' "" "precopy" "downtime" "stopcMiB" "iter"
-for c in p.4d.off p.4d.on p.1d.on; do
+say "P. Parallel precopy and multifd device state: 4 devices of $(mib $MEM) MiB and 1, device"
+say "   rate $(mib $RATE) MiB/s, the whole memory re-dirtied during the one precopy pass"
+printf '  %-40s %10s %10s %10s %10s\n' "" "precopy" "downtime" "stopcMiB" "preMiB"
+for c in p.4d.off p.4d.on p.4d.ser p.1d.on p.1d.ser; do
 	case $c in
-	p.4d.off) lbl="4 devices, multifd off" ;;
-	p.4d.on) lbl="4 devices, multifd $N ch" ;;
-	*) lbl="1 device, multifd $N ch" ;;
+	p.4d.off) lbl="4 dev, multifd off (serial, main ch)" ;;
+	p.4d.on) lbl="4 dev, multifd $N ch (parallel)" ;;
+	p.4d.ser) lbl="4 dev, $N ch, precopy serial on main" ;;
+	p.1d.on) lbl="1 dev, multifd $N ch (parallel)" ;;
+	*) lbl="1 dev, $N ch, precopy serial on main" ;;
 	esac
-	printf '  %-30s %10s %10s %10s %10s\n' "$lbl" "$(ms "$(med $c prens)")" \
-		"$(ms "$(med $c down)")" "$(mib "$(med $c scB)")" "$(med $c it)"
+	printf '  %-40s %10s %10s %10s %10s\n' "$lbl" "$(ms "$(med $c prens)")" \
+		"$(ms "$(med $c down)")" "$(mib "$(med $c scB)")" "$(mib "$(med $c preB)")"
 done
-row "P2 downtime, multifd on / off:" "$(ratio "$(med p.4d.on down)" "$(med p.4d.off down)") (goal <= 0.30)"
-row "P5 precopy, 4 devices / 1:" "$(ratio "$(med p.4d.on prens)" "$(med p.1d.on prens)") (goal <= 1.2)"
+pX=$(medq plain.unl scB scns)
+row "P1 stop-copy, engine / plain:" "1 ch $(ratio "$(medq 1d.1c.unl scB scns)" "$pX"), $N ch $(ratio "$(medq 1d.Nc.unl scB scns)" "$pX") (unlimited rate, from A; goal >= 0.90)"
+row "P2 downtime, multifd on / off:" "$(ratio "$(med p.4d.on down)" "$(med p.4d.off down)") (goal <= 0.30, limit 0.25)"
+row "P5 precopy, 4 devices / 1:" "parallel $(ratio "$(med p.4d.on prens)" "$(med p.1d.on prens)") (goal <= 1.2), serial $(ratio "$(med p.4d.ser prens)" "$(med p.1d.ser prens)")"
 
 say
 say "bench: $(ms $((T1 - T0))) ms of VM time for the measurements"

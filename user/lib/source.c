@@ -256,6 +256,11 @@ static int handshake(struct vfmig_session *s, const struct vfmig_addr *peer)
 
 	/* Resolve "auto" here; the destination only checks. */
 	s->nch = s->o.multifd == VFMIG_OFF ? 0 : s->o.channels;
+	if (s->o.precopy_multifd == VFMIG_ON && !s->nch) {
+		vfmig_fail(&s->ctl, VFMIG_ERR_USAGE, EINVAL, -1, "source",
+			   "--precopy-multifd on needs multifd (--channels >= 1)");
+		return -1;
+	}
 	if (s->o.multifd == VFMIG_ON && !s->nch) {
 		vfmig_fail(&s->ctl, VFMIG_ERR_USAGE, EINVAL, -1, "source",
 			   "--multifd on needs --channels >= 1");
@@ -329,6 +334,12 @@ static int handshake(struct vfmig_session *s, const struct vfmig_addr *peer)
 		return -1;
 	}
 	s->options = opts;
+	if (s->o.precopy_multifd == VFMIG_ON && !(opts & VFMIG_OPT_PRECOPY_MULTIFD) && any_pre) {
+		vfmig_fail(
+			&s->ctl, VFMIG_ERR_INCOMPATIBLE, EPROTO, -1, "handshake",
+			"the destination declined precopy over multifd (precopy-multifd on here)");
+		return -1;
+	}
 	/*
 	 * The return path from here on: a destination that fails while the
 	 * channels connect is heard at once (its ERROR sets the abort flag,
