@@ -121,6 +121,8 @@ extern const unsigned fuzz_smoke_execs;
 #define FZS_TWO_DEVICES 0x20u
 #define FZS_CONFIG_AFTER_ITER 0x40u
 #define FZS_SMALL_BUDGET 0x80u
+/* The second byte: with multifd, the HELLO also offers PRECOPY_MULTIFD. */
+#define FZS2_PRECOPY_MULTIFD 0x01u
 #define FZS_WAIT_LOADED 0xffu
 #define FZS_CHUNK 4096u	   /* the rogue source's chunk size */
 #define FZS_DEV_SIZE 8192u /* every fake device: two pages */

@@ -120,13 +120,21 @@ static void check_header(const uint8_t *p, const struct vfmig_limits *lim)
 			   lim->ndevices);
 	else
 		FUZZ_CHECK(h.device == 0 && h.idx == 0, "device/idx on type %u", h.type);
-	FUZZ_CHECK(!(h.flags & ~(h.type == VFMIG_F_DEVICE_STATE ? VFMIG_FLAG_CONFIG :
-				 h.type == VFMIG_F_ERROR ? VFMIG_ERRF_RESET | VFMIG_ERRF_COMMITTED :
-							   0)),
+	FUZZ_CHECK(!(h.flags &
+		     ~(h.type == VFMIG_F_DEVICE_STATE ?
+			       VFMIG_FLAG_CONFIG | VFMIG_FLAG_PRECOPY | VFMIG_FLAG_INIT_SENT :
+		       h.type == VFMIG_F_ERROR ? VFMIG_ERRF_RESET | VFMIG_ERRF_COMMITTED :
+						 0)),
 		   "flags 0x%x on type %u", h.flags, h.type);
 	FUZZ_CHECK(h.type != VFMIG_F_PRECOPY_DATA || h.length, "empty PRECOPY_DATA");
 	FUZZ_CHECK(h.type != VFMIG_F_DEVICE_STATE || h.length || (h.flags & VFMIG_FLAG_CONFIG),
 		   "empty DEVICE_STATE data chunk");
+	/* One packet kind; the INIT_SENT marker carries exactly its generation. */
+	FUZZ_CHECK(h.type != VFMIG_F_DEVICE_STATE || !(h.flags & (h.flags - 1)),
+		   "DEVICE_STATE flags 0x%x combine kinds", h.flags);
+	FUZZ_CHECK(h.type != VFMIG_F_DEVICE_STATE || !(h.flags & VFMIG_FLAG_INIT_SENT) ||
+			   h.length == VFMIG_INIT_SENT_LEN,
+		   "INIT_SENT marker of %u bytes", h.length);
 }
 
 /* What the receiver must say about the bytes at @p (@left of them, > 0). */

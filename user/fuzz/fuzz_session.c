@@ -9,7 +9,8 @@
  * Input (fuzz.h, FZS_*): a configuration byte (multifd and 1..4 channels,
  * switchover-ack, one or two devices, load-config-after-iter, a budget of
  * two chunks, and whether to re-seal every frame's checksum so mutations
- * reach the checks behind XXH3), then records: bytes for a channel, or
+ * reach the checks behind XXH3), a second one (precopy over multifd), then
+ * records: bytes for a channel, or
  * "wait for LOADED" (so a stream can carry a COMMIT that is not early).
  *
  * The destination gets a 300 ms timeout; the rogue closes its sending
@@ -172,7 +173,7 @@ static struct vfmig_device *watch_new(unsigned i, const atomic_bool *commit_sent
 
 struct run {
 	unsigned ndev, nch;
-	uint8_t cfg;
+	uint8_t cfg, cfg2;
 	struct vfmig_device *devs[2];
 	struct watch *w[2];
 	struct vfmig_session *ds;
@@ -273,8 +274,10 @@ static void handshake(struct run *R)
 
 	h.proto_version = h.min_proto_version = VFMIG_PROTO_VERSION;
 	h.session_id = FZS_SESSION_ID;
-	h.options = (R->nch ? VFMIG_OPT_MULTIFD : 0) |
-		    ((R->cfg & FZS_SACK) ? VFMIG_OPT_SWITCHOVER_ACK | VFMIG_OPT_PRECOPY_REINIT : 0);
+	h.options =
+		(R->nch ? VFMIG_OPT_MULTIFD : 0) |
+		((R->cfg & FZS_SACK) ? VFMIG_OPT_SWITCHOVER_ACK | VFMIG_OPT_PRECOPY_REINIT : 0) |
+		(R->nch && (R->cfg2 & FZS2_PRECOPY_MULTIFD) ? VFMIG_OPT_PRECOPY_MULTIFD : 0);
 	h.nchannels = R->nch;
 	h.chunk_size = FZS_CHUNK;
 	h.ndevices = R->ndev;
@@ -431,7 +434,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t nrec;
 
 	R.cfg = fz_u8(&z);
-	fz_u8(&z);
+	R.cfg2 = fz_u8(&z);
 	R.ndev = (R.cfg & FZS_TWO_DEVICES) ? 2 : 1;
 	R.nch = (R.cfg & FZS_MULTIFD) ? 1 + ((R.cfg >> FZS_NCH_SHIFT) & 3) : 0;
 	for (unsigned i = 0; i < 5; i++)

@@ -136,8 +136,10 @@ static void fuzz_hello(const uint8_t *in, size_t inlen)
 			   h.proto_version >= VFMIG_PROTO_MIN_VERSION,
 		   "protocol %u..%u accepted", h.min_proto_version, h.proto_version);
 	FUZZ_CHECK(!(h.options & ~VFMIG_OPT_ALL) && !(agreed & ~VFMIG_OPT_ALL) &&
-			   (agreed & h.options & ~VFMIG_OPT_PRECOPY_REINIT) ==
-				   (h.options & ~VFMIG_OPT_PRECOPY_REINIT),
+			   (agreed & h.options &
+			    ~(VFMIG_OPT_PRECOPY_REINIT | VFMIG_OPT_PRECOPY_MULTIFD)) ==
+				   (h.options &
+				    ~(VFMIG_OPT_PRECOPY_REINIT | VFMIG_OPT_PRECOPY_MULTIFD)),
 		   "options 0x%x agreed as 0x%x", h.options, agreed);
 	/* PRECOPY_REINIT: kept unless the destination declines it (precopy_reinit off). */
 	FUZZ_CHECK(!(agreed & VFMIG_OPT_PRECOPY_REINIT) ==
@@ -145,6 +147,13 @@ static void fuzz_hello(const uint8_t *in, size_t inlen)
 			    L.o.precopy_reinit == VFMIG_OFF),
 		   "PRECOPY_REINIT 0x%x agreed as 0x%x (precopy_reinit %d)", h.options, agreed,
 		   L.o.precopy_reinit);
+	/* PRECOPY_MULTIFD: only with MULTIFD, kept unless declined (precopy_multifd off). */
+	FUZZ_CHECK(!(h.options & VFMIG_OPT_PRECOPY_MULTIFD) || (h.options & VFMIG_OPT_MULTIFD),
+		   "PRECOPY_MULTIFD without MULTIFD accepted (0x%x)", h.options);
+	FUZZ_CHECK(!(agreed & VFMIG_OPT_PRECOPY_MULTIFD) ==
+			   (!(h.options & VFMIG_OPT_PRECOPY_MULTIFD) ||
+			    L.o.precopy_multifd == VFMIG_OFF),
+		   "PRECOPY_MULTIFD 0x%x agreed as 0x%x", h.options, agreed);
 	FUZZ_CHECK((agreed & ~h.options) == 0 ||
 			   (agreed & ~h.options) == VFMIG_OPT_LOAD_CONFIG_AFTER_ITER,
 		   "the destination added options 0x%x", agreed & ~h.options);

@@ -346,22 +346,39 @@ static void rec(struct buf *b, unsigned ch, uint16_t type, uint32_t flags, uint3
  * spread over the channels, CHANNEL_END, then (optionally) a wait for
  * LOADED and COMMIT.
  */
-static int session(struct buf *b, uint8_t cfg, bool precopy, bool commit)
+static int session(struct buf *b, uint8_t cfg, uint8_t cfg2, bool precopy, bool commit)
 {
 	unsigned ndev = (cfg & FZS_TWO_DEVICES) ? 2 : 1;
 	unsigned nch = (cfg & FZS_MULTIFD) ? 1 + ((cfg >> FZS_NCH_SHIFT) & 3) : 0;
+	bool pmf = nch && (cfg2 & FZS2_PRECOPY_MULTIFD);
+	uint32_t first[2] = { 0, 0 };
 	unsigned next = 0;
 
 	struct stream s[2];
 
 	put8(b, cfg);
-	put8(b, 0);
+	put8(b, cfg2);
 	for (unsigned i = 0; i < ndev; i++) {
 		if (source_stream(i, precopy, &s[i]))
 			return -1;
 	}
-	/* Precopy of every device, then the switchover, then STOP_COPY. */
-	for (unsigned i = 0; i < ndev; i++) {
+	/*
+	 * Precopy of every device, then the switchover, then STOP_COPY.  Over
+	 * multifd, the precopy packets start each device's sequence.
+	 */
+	for (unsigned i = 0; i < ndev && pmf; i++) {
+		uint32_t idx = 0;
+		uint8_t gen[4] = { 0 };
+
+		for (size_t off = 0; off < s[i].pre_len; off += FZS_CHUNK, idx++)
+			rec(b, 1 + next++ % nch, VFMIG_F_DEVICE_STATE, VFMIG_FLAG_PRECOPY, i, idx,
+			    s[i].pre + off, (uint32_t)MIN((size_t)FZS_CHUNK, s[i].pre_len - off));
+		if (precopy && (cfg & FZS_SACK))
+			rec(b, 1 + next++ % nch, VFMIG_F_DEVICE_STATE, VFMIG_FLAG_INIT_SENT, i,
+			    idx++, gen, sizeof(gen));
+		first[i] = idx;
+	}
+	for (unsigned i = 0; i < ndev && !pmf; i++) {
 		uint32_t idx = 0;
 
 		for (size_t off = 0; off < s[i].pre_len; off += FZS_CHUNK, idx++)
@@ -372,7 +389,7 @@ static int session(struct buf *b, uint8_t cfg, bool precopy, bool commit)
 	}
 	rec(b, 0, VFMIG_F_SWITCHOVER_START, 0, 0, 0, NULL, 0);
 	for (unsigned i = 0; i < ndev; i++) {
-		uint32_t idx = 0;
+		uint32_t idx = first[i];
 
 		for (size_t off = 0; off < s[i].len; off += FZS_CHUNK, idx++) {
 			rec(b, nch ? 1 + next % nch : 0, VFMIG_F_DEVICE_STATE, 0, i, idx,
@@ -398,24 +415,30 @@ static void seeds_session(fuzz_seed_fn fn, void *arg)
 		const char *tag;
 		uint8_t cfg;
 		bool precopy, commit;
+		uint8_t cfg2;
 	} v[] = {
-		{ "main-only", 0, false, true },
-		{ "multifd-2", FZS_MULTIFD | (1 << FZS_NCH_SHIFT), false, true },
-		{ "precopy-sack", FZS_MULTIFD | FZS_SACK, true, true },
+		{ "main-only", 0, false, true, 0 },
+		{ "multifd-2", FZS_MULTIFD | (1 << FZS_NCH_SHIFT), false, true, 0 },
+		{ "precopy-sack", FZS_MULTIFD | FZS_SACK, true, true, 0 },
 		{ "two-devices-3ch",
 		  FZS_MULTIFD | (2 << FZS_NCH_SHIFT) | FZS_TWO_DEVICES | FZS_CONFIG_AFTER_ITER,
-		  true, true },
+		  true, true, 0 },
 		{ "small-budget-4ch",
 		  FZS_MULTIFD | (3 << FZS_NCH_SHIFT) | FZS_TWO_DEVICES | FZS_SMALL_BUDGET, false,
-		  true },
-		{ "no-commit", FZS_MULTIFD, false, false },
+		  true, 0 },
+		{ "no-commit", FZS_MULTIFD, false, false, 0 },
+		{ "precopy-multifd-sack", FZS_MULTIFD | (1 << FZS_NCH_SHIFT) | FZS_SACK, true, true,
+		  FZS2_PRECOPY_MULTIFD },
+		{ "precopy-multifd-two-devices-3ch",
+		  FZS_MULTIFD | (2 << FZS_NCH_SHIFT) | FZS_TWO_DEVICES | FZS_SACK, true, true,
+		  FZS2_PRECOPY_MULTIFD },
 	};
 	struct buf b = { 0 };
 	char tag[64];
 
 	for (unsigned reseal = 0; reseal < 2; reseal++) {
 		for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
-			if (session(&b, (uint8_t)(v[i].cfg | (reseal ? FZS_RESEAL : 0)),
+			if (session(&b, (uint8_t)(v[i].cfg | (reseal ? FZS_RESEAL : 0)), v[i].cfg2,
 				    v[i].precopy, v[i].commit))
 				abort();
 			snprintf(tag, sizeof(tag), "%s%s", v[i].tag, reseal ? "-reseal" : "");
