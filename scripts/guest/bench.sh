@@ -94,6 +94,10 @@ mibps() { [ -n "$1" ] && [ -n "$2" ] && calc "$2 > 0 ? sprintf(\"%.1f\", $1 / 10
 ratio() { [ -n "$1" ] && [ -n "$2" ] && calc "$2 > 0 ? sprintf(\"%.2f\", $1 / $2) : \"-\"" || echo -; }
 
 now_ns() { awk '{ printf "%.0f\n", $1 * 1e9 }' /proc/uptime; }
+# CPU time (ms, user + system) of this shell's waited-for children so far
+# (/proc/PID/stat cutime + cstime, in USER_HZ ticks): a run's CPU is the
+# difference around it (the device's engine kthread is not counted).
+child_cpu_ms() { awk -v hz="$(getconf CLK_TCK 2>/dev/null || echo 100)" '{ printf "%.0f\n", ($16 + $17) * 1000 / hz }' /proc/$$/stat; }
 
 # migrate CFG vfio-mig-options... SRC=DST...: one engine run, recorded as CFG
 migrate() {
@@ -101,8 +105,10 @@ migrate() {
 	shift
 	w0=0
 	for u in $SRCS; do w0=$((w0 + $(attr "$u" engine_writes))); done
+	c0=$(child_cpu_ms)
 	vfio-mig migrate --json "$@" >"$J" 2>"$ERR"
 	rc=$?
+	c1=$(child_cpu_ms)
 	if [ $rc -ne 0 ] || [ "$(jget source ok)" != true ]; then
 		say "!! $cfg: vfio-mig migrate $* failed (exit $rc):"
 		sed 's/^/!!   /' "$ERR"
@@ -125,14 +131,17 @@ migrate() {
 		it=$(jget source precopy_iterations) conv=$(jget source converged_by) \
 		est=$(jget source est_stopcopy_bytes) bw=$(jget source bandwidth_Bps) \
 		ack=$(jget source switchover_ack_wait_ns) total=$(jget source total_ns) \
-		setup=$(jget source setup_ns) writes=$((w1 - w0))
+		setup=$(jget source setup_ns) writes=$((w1 - w0)) cpu=$((c1 - c0)) \
+		mvB=$(($(jget source precopy_bytes) + $(jget source stopcopy_bytes)))
 }
 
 # plain CFG SRC DST: one vfio-mig-copy run, recorded as CFG
 plain() {
-	local cfg=$1 out rc
+	local cfg=$1 out rc c0 c1
+	c0=$(child_cpu_ms)
 	out=$(vfio-mig-copy "$2" "$3" 2>"$ERR")
 	rc=$?
+	c1=$(child_cpu_ms)
 	if [ $rc -ne 0 ]; then
 		say "!! $cfg: vfio-mig-copy $2 $3 failed (exit $rc):"
 		sed 's/^/!!   /' "$ERR"
@@ -144,7 +153,8 @@ plain() {
 		fail=1
 	fi
 	# "bytes=B copy_ns=T total_ns=U" -> "scB=B scns=T total=U"
-	rec "$cfg" $(echo "$out" | sed 's/bytes=/scB=/; s/copy_ns=/scns=/; s/total_ns=/total=/')
+	rec "$cfg" $(echo "$out" | sed 's/bytes=/scB=/; s/copy_ns=/scns=/; s/total_ns=/total=/') \
+		cpu=$((c1 - c0))
 }
 
 # rates RATE DEV...: save_rate on sources, resume_rate on destinations
@@ -391,6 +401,10 @@ for c in p.4d.off p.4d.on p.4d.ser p.1d.on p.1d.ser; do
 done
 pX=$(medq plain.unl scB scns)
 row "P1 stop-copy, engine / plain:" "1 ch $(ratio "$(medq 1d.1c.unl scB scns)" "$pX"), $N ch $(ratio "$(medq 1d.Nc.unl scB scns)" "$pX") (unlimited rate, from A; goal >= 0.90)"
+# CPU per MiB moved: the whole vfio-mig process (both ends, precopy included,
+# per byte of precopy + STOP_COPY) vs vfio-mig-copy (one read and one write).
+cpuper() { calc "sprintf(\"%.1f\", $(medq "$1" cpu "$2") * 1048576)"; }
+row "P1 CPU ms per MiB:" "plain $(cpuper plain.unl scB), engine 1 ch $(cpuper 1d.1c.unl mvB), $N ch $(cpuper 1d.Nc.unl mvB) (both ends in one process)"
 row "P2 downtime, multifd on / off:" "$(ratio "$(med p.4d.on down)" "$(med p.4d.off down)") (goal <= 0.30, limit 0.25)"
 row "P5 precopy, 4 devices / 1:" "parallel $(ratio "$(med p.4d.on prens)" "$(med p.1d.on prens)") (goal <= 1.2), serial $(ratio "$(med p.4d.ser prens)" "$(med p.1d.ser prens)")"
 
