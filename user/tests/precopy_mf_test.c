@@ -187,17 +187,6 @@ static int setup(struct pair *p, struct pair_proxy *pp, struct watch *w, struct 
 	return 0;
 }
 
-static void expect_migrated(struct __test_metadata *_metadata, struct pair *p)
-{
-	ASSERT_EQ(VFMIG_OK, p->src_rc) TH_LOG("source: %s", vfmig_session_error(p->ss)->msg);
-	ASSERT_EQ(VFMIG_OK, p->dst_rc) TH_LOG("destination: %s", vfmig_session_error(p->ds)->msg);
-	for (unsigned i = 0; i < p->n; i++) {
-		EXPECT_EQ(vfmig_fake_digest(p->src[i]), vfmig_fake_digest(p->dst[i]));
-		EXPECT_EQ(VFMIG_STATE_RUNNING, vfmig_fake_state(p->dst[i]));
-		EXPECT_EQ(VFMIG_STATE_STOP, vfmig_fake_state(p->src[i]));
-	}
-}
-
 /* Failed before COMMIT: every source device runs with its state, every destination reset. */
 static void expect_rolled_back(struct __test_metadata *_metadata, struct pair *p)
 {
@@ -232,7 +221,7 @@ TEST(devices_precopy_in_parallel_over_the_channels)
 	ASSERT_NE(NULL, w);
 	ASSERT_EQ(0, setup(&p, &pp, w, h, 4, 0, 0));
 	ASSERT_EQ(0, pair_run_to(&p, &pp.addr));
-	expect_migrated(_metadata, &p);
+	EXPECT_PAIR_MIGRATED(&p);
 	ss = vfmig_session_stats(p.ss);
 	ds = vfmig_session_stats(p.ds);
 	EXPECT_TRUE(ss->precopy_multifd);
@@ -262,7 +251,7 @@ TEST(multifd_off_reads_and_saves_devices_one_after_another)
 	p.so.multifd = VFMIG_OFF;
 	p.so.channels = 0;
 	ASSERT_EQ(0, pair_run_to(&p, &pp.addr));
-	expect_migrated(_metadata, &p);
+	EXPECT_PAIR_MIGRATED(&p);
 	EXPECT_FALSE(vfmig_session_stats(p.ss)->precopy_multifd);
 	/* Device 0 waited for device 3 until its deadline: the reads are serial. */
 	EXPECT_FALSE(w->overlapped);
@@ -289,7 +278,7 @@ TEST(destination_declining_precopy_multifd_gets_the_main_channel)
 	ASSERT_EQ(0, setup(&p, &pp, w, h, 2, 0, 0));
 	p.dopt.precopy_multifd = VFMIG_OFF;
 	ASSERT_EQ(0, pair_run_to(&p, &pp.addr));
-	expect_migrated(_metadata, &p);
+	EXPECT_PAIR_MIGRATED(&p);
 	EXPECT_FALSE(vfmig_session_stats(p.ss)->precopy_multifd);
 	EXPECT_FALSE(vfmig_session_stats(p.ds)->precopy_multifd);
 	/* (STOP_COPY chunks may pass the proxy before SWITCHOVER_START does: not counted) */
@@ -344,7 +333,7 @@ TEST(out_of_order_arrival_across_channels_is_reassembled)
 	proxy_on_frame(pp.px, PROXY_TO_SERVER, VFMIG_F_DEVICE_STATE, 1, hold_first_packet, w);
 	ASSERT_EQ(0, pair_run_to(&p, &pp.addr));
 	EXPECT_TRUE(w->held_ok);
-	expect_migrated(_metadata, &p);
+	EXPECT_PAIR_MIGRATED(&p);
 	EXPECT_TRUE(vfmig_session_stats(p.ss)->precopy_multifd);
 	teardown(&p, &pp, w);
 }
@@ -386,7 +375,7 @@ TEST(budget_exhaustion_during_precopy_backpressures_within_the_bound)
 	proxy_on_frame(pp.px, PROXY_TO_SERVER, VFMIG_F_DEVICE_STATE, 1, hold_until_budget_full, w);
 	ASSERT_EQ(0, pair_run_to(&p, &pp.addr));
 	EXPECT_TRUE(w->held_ok);
-	expect_migrated(_metadata, &p);
+	EXPECT_PAIR_MIGRATED(&p);
 	ds = vfmig_session_stats(p.ds);
 	/* budget + one chunk per device: what reorder.c promises. */
 	EXPECT_GE(budget + p.n * chunk, ds->reorder_peak_bytes)
@@ -448,7 +437,7 @@ TEST(reinit_over_multifd_gets_a_fresh_ack)
 	p.so.max_iterations = 6;
 	p.so.downtime_limit_ms = 0;
 	ASSERT_EQ(0, pair_run(&p));
-	expect_migrated(_metadata, &p);
+	EXPECT_PAIR_MIGRATED(&p);
 	EXPECT_TRUE(vfmig_session_stats(p.ss)->precopy_multifd);
 	EXPECT_EQ(1, vfmig_fake_reinits(p.src[0]));
 	EXPECT_EQ(1, vfmig_session_stats(p.ss)->precopy_reinits);

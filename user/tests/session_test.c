@@ -14,14 +14,8 @@
 static void run_migrated(struct __test_metadata *_metadata, struct pair *p)
 {
 	ASSERT_EQ(0, pair_run(p));
-	ASSERT_EQ(VFMIG_OK, p->src_rc) TH_LOG("source: %s", vfmig_session_error(p->ss)->msg);
-	ASSERT_EQ(VFMIG_OK, p->dst_rc) TH_LOG("destination: %s", vfmig_session_error(p->ds)->msg);
-	for (unsigned i = 0; i < p->n; i++) {
-		/* The source may have changed during precopy: compare with it as stopped. */
-		EXPECT_EQ(vfmig_fake_digest(p->src[i]), vfmig_fake_digest(p->dst[i]));
-		EXPECT_EQ(VFMIG_STATE_RUNNING, vfmig_fake_state(p->dst[i]));
-		EXPECT_EQ(VFMIG_STATE_STOP, vfmig_fake_state(p->src[i]));
-	}
+	/* The source may have changed during precopy: compared with it as stopped. */
+	EXPECT_PAIR_MIGRATED(p);
 }
 
 static void expect_rolled_back(struct __test_metadata *_metadata, struct pair *p)

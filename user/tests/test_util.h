@@ -59,6 +59,24 @@ static inline struct vfmig_device *fake(const char *name, size_t size, uint64_t 
 
 #define ALL_FLAGS (VFMIG_MIG_STOP_COPY | VFMIG_MIG_P2P | VFMIG_MIG_PRE_COPY)
 
+/*
+ * (kselftest harness) Both sides of pair @p succeeded, and every destination
+ * device holds what its source stopped with, RUNNING, the source STOP.
+ */
+#define EXPECT_PAIR_MIGRATED(p)                                                         \
+	do {                                                                            \
+		ASSERT_EQ(VFMIG_OK, (p)->src_rc)                                        \
+		TH_LOG("source: %s", vfmig_session_error((p)->ss)->msg);                \
+		ASSERT_EQ(VFMIG_OK, (p)->dst_rc)                                        \
+		TH_LOG("destination: %s", vfmig_session_error((p)->ds)->msg);           \
+		for (unsigned i_ = 0; i_ < (p)->n; i_++) {                              \
+			EXPECT_EQ(vfmig_fake_digest((p)->src[i_]),                      \
+				  vfmig_fake_digest((p)->dst[i_]));                     \
+			EXPECT_EQ(VFMIG_STATE_RUNNING, vfmig_fake_state((p)->dst[i_])); \
+			EXPECT_EQ(VFMIG_STATE_STOP, vfmig_fake_state((p)->src[i_]));    \
+		}                                                                       \
+	} while (0)
+
 /* n device pairs with all features, 1 MiB each; sources seeded 100+i, destinations 200+i. */
 static inline int pair_init(struct pair *p, unsigned n)
 {
