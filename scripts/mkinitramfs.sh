@@ -11,7 +11,9 @@
 # usage: mkinitramfs.sh OUT.cpio.gz
 # Environment: TOP, BUILD, KVER; MODROOT (default /: the root that holds
 # lib/modules/$KVER), MODULE_KO (default kmod-mtty-mig/mtty_mig.ko), MTTY_KO
-# (default $BUILD/mtty-sample/mtty.ko; left out if missing).
+# (default $BUILD/mtty-sample/mtty.ko; left out if missing); QEMU10_DIR (an
+# unpacked qemu-system-x86 package, scripts/debian-pkg.sh; default unset: the
+# image carries no QEMU) for bench section P4.
 set -euo pipefail
 
 out=$1
@@ -111,6 +113,23 @@ if [ -d "$BUILD/kselftest" ]; then
 		file_is_elf=$(head -c4 "$f" | od -An -c | tr -d ' ')
 		[ "$file_is_elf" = 177ELF ] && copy_libs "$f"
 	done < <(find "$root/opt/kselftest" -type f -perm -u+x)
+fi
+# QEMU 10 and its ~50 libraries, only for bench section P4 (vm-run.sh sets
+# QEMU10_DIR when BENCH_SECTIONS asks for it): /opt/qemu10/bin, and SeaBIOS in
+# /opt/qemu10/share (P4_FW=seabios; P4 boots a halting stub by default).
+if [ -n "${QEMU10_DIR:-}" ]; then
+	q10=$QEMU10_DIR/usr/bin/qemu-system-x86_64
+	[ -x "$q10" ] || { echo "mkinitramfs: no $q10" >&2; exit 1; }
+	if ldd "$q10" | grep -q 'not found'; then
+		echo "mkinitramfs: $q10 needs libraries this host lacks:" >&2
+		ldd "$q10" | grep 'not found' >&2
+		exit 1
+	fi
+	mkdir -p "$root/opt/qemu10/bin" "$root/opt/qemu10/share"
+	copy_bin "$q10" opt/qemu10/bin/qemu-system-x86_64
+	for f in /usr/share/seabios/bios-256k.bin /usr/share/qemu/bios-256k.bin; do
+		[ -r "$f" ] && { cp -L "$f" "$root/opt/qemu10/share/"; break; }
+	done
 fi
 cp -a "$TOP/scripts/guest" "$root/opt/mtty-mig/guest"
 cp "$TOP/scripts/guest/init" "$root/init"
