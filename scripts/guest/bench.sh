@@ -14,6 +14,8 @@
 #   D. precopy convergence with the internal engine dirtying memory
 #   E. TLS (PSK) on vs off over loopback TCP: stop-copy throughput, downtime
 #   P. parallel precopy and multifd device state: P1 (from A), P2, P5
+#   P4. QEMU 10.0 side by side: one device migrated by QEMU (nested TCG VM)
+#      and by vfio-mig, downtime ratio (only with BENCH_SECTIONS=...,P4)
 #
 # Every configuration runs REPS times, interleaved with the configurations
 # it is compared with; the tables show medians.
@@ -36,6 +38,7 @@ fail=0
 # ---- helpers ----------------------------------------------------------------
 # BENCH_SECTIONS (kernel command line, `make bench BENCH_SECTIONS=AB,E`):
 # the sections to run (AB, C, D, E, P; default all); the others report "-".
+# P4 (QEMU 10 side by side) runs only when named: its image carries QEMU.
 want() { case ",${BENCH_SECTIONS:-AB,C,D,E,P}," in *",$1,"*) return 0 ;; esac; return 1; }
 
 # jget SECTION KEY: a top-level value of the "source"/"destination" object in $J
@@ -292,6 +295,93 @@ want P && for i in $(seq "$REPS"); do
 	say "   round $i done ($(ms $(( $(now_ns) - T0 ))) ms since start)"
 done
 rates 0 $ALL
+# ---- P4: QEMU 10 side by side -----------------------------------------------------
+# One 16 MiB device pair, migrated in turn by QEMU 10.0 (a firmware-only q35
+# VM holding the source mdev through vfio-pci, to a second QEMU started with
+# -incoming, over a unix socket, multifd $N channels, return-path,
+# switchover-ack, multifd device state transfer) and by vfio-mig -c $N, the
+# same devices, the same dirty rate, the same downtime limit:
+#   p4.a  dirty_rate $HOT, one precopy pass: vfio-mig $HOTOPTS; QEMU has no
+#         iteration cap, so its downtime-limit is its ceiling (2000 s: any
+#         pending size passes) and switchover-ack is what holds it in
+#         precopy until the destination has loaded the initial bytes, i.e.
+#         for one pass (see the doc)
+#   p4.b  dirty_rate $P4LOW, default limits on both sides (downtime-limit
+#         300 ms, switchover-ack on; vfio-mig --max-iterations 30)
+# QEMU's downtime is query-migrate's "downtime" (ms), vfio-mig's downtime_ns.
+P4LOW=2048
+P4_TIMEOUT=${P4_TIMEOUT:-90}	# seconds a QEMU migration may take before it is cancelled
+P4DT_MAX=2000000		# QEMU's ceiling for downtime-limit (ms)
+. /opt/mtty-mig/guest/qemu10.sh
+
+# p4_qemu CFG DOWNTIME_LIMIT_MS SRC DST: one QEMU migration, recorded as CFG;
+# on failure says why (QMP error, QEMU's stderr) and records nothing
+p4_qemu() {
+	local cfg=$1 dl=$2 src=$3 dst=$4 caps par out r st t n why=
+	rm -f /tmp/p4.sock
+	q10_start p4d "$dst" -incoming defer
+	q10_start p4s "$src"
+	caps='{"execute": "migrate-set-capabilities", "arguments": {"capabilities": [{"capability": "multifd", "state": true}, {"capability": "return-path", "state": true}, {"capability": "switchover-ack", "state": true}]}}'
+	par="{\"execute\": \"migrate-set-parameters\", \"arguments\": {\"multifd-channels\": $N, \"downtime-limit\": $dl}}"
+	out=$(q10_ready p4d && q10_ready p4s && qmp p4d "$caps" && qmp p4s "$caps" &&
+		qmp p4d "$par" && qmp p4s "$par" &&
+		qmp p4d '{"execute": "migrate-incoming", "arguments": {"uri": "unix:/tmp/p4.sock"}}' &&
+		qmp p4s '{"execute": "migrate", "arguments": {"uri": "unix:/tmp/p4.sock"}}') ||
+		why=$(printf '%s\n' "$out" | tail -n1)
+	t=0
+	while [ -z "$why" ]; do
+		r=$(qmp p4s '{"execute": "query-migrate"}') || { why=$r; break; }
+		st=$(jstr status "$r")
+		case $st in
+		completed) break ;;
+		failed|cancelled) why="status $st: $(jstr error-desc "$r")"; break ;;
+		esac
+		if [ $t -ge $((P4_TIMEOUT * 5)) ]; then
+			qmp p4s '{"execute": "migrate_cancel"}' >/dev/null
+			why="not completed after ${P4_TIMEOUT} s (status $st): cancelled"
+			break
+		fi
+		sleep 0.2
+		t=$((t + 1))
+	done
+	if [ -z "$why" ] && [ "$(attr "$src" digest)" != "$(attr "$dst" digest)" ]; then
+		why="digest of the destination differs from its source after migration"
+	fi
+	q10_stop p4s
+	q10_stop p4d
+	if [ -n "$why" ]; then
+		say "!! $cfg: QEMU 10 migration failed: $why"
+		for n in p4s p4d; do
+			[ -s /tmp/$n.err ] && sed "s/^/!!   $n: /" /tmp/$n.err | head -n 20
+		done
+		return
+	fi
+	# "vfio": {"transferred": N}: the device's bytes, precopy and stop-copy
+	rec "$cfg" down=$(($(jnum downtime "$r") * 1000000)) total=$(($(jnum total-time "$r") * 1000000)) \
+		setup=$(($(jnum setup-time "$r") * 1000000)) \
+		vfioB=$(printf '%s\n' "$r" | sed -n 's/.*"vfio": {"transferred": \([0-9]*\).*/\1/p')
+}
+
+if want P4 && ! have_qemu10; then
+	say "!! P4: no QEMU 10 in this image (vm-run.sh adds it when BENCH_SECTIONS names P4)"
+elif want P4; then
+	qs=$(mdev_new mtty_mig-1 mem_size=$MEM dirty_rate=$HOT)
+	qd=$(mdev_new mtty_mig-1 mem_size=$MEM)
+	say "== P4: QEMU $("$Q10_BIN" --version | sed -n '1s/.*version \([^ ]*\).*/\1/p') vs vfio-mig, 1 device of $(mib $MEM) MiB, $N channels ($REPS rounds)"
+	SRCS=$qs
+	# warm-up: the nested QEMU's first run (page cache, TCG translation)
+	p4_qemu p4.warm $P4DT_MAX "$qs" "$qd"
+	for i in $(seq "$REPS"); do
+		set_attr "$qs" dirty_rate $HOT
+		p4_qemu p4.a.q $P4DT_MAX "$qs" "$qd"
+		migrate p4.a.v -c $N $HOTOPTS "$qs=$qd"
+		set_attr "$qs" dirty_rate $P4LOW
+		p4_qemu p4.b.q 300 "$qs" "$qd"
+		migrate p4.b.v -c $N "$qs=$qd"
+		say "   round $i done ($(ms $(( $(now_ns) - T0 ))) ms since start)"
+	done
+	set_attr "$qs" dirty_rate 0
+fi
 T1=$(now_ns)
 
 # ---- report ------------------------------------------------------------------------
@@ -407,6 +497,26 @@ cpuper() { calc "sprintf(\"%.1f\", $(medq "$1" cpu "$2") * 1048576)"; }
 row "P1 CPU ms per MiB:" "plain $(cpuper plain.unl scB), engine 1 ch $(cpuper 1d.1c.unl mvB), $N ch $(cpuper 1d.Nc.unl mvB) (both ends in one process)"
 row "P2 downtime, multifd on / off:" "$(ratio "$(med p.4d.on down)" "$(med p.4d.off down)") (goal <= 0.30, limit 0.25)"
 row "P5 precopy, 4 devices / 1:" "parallel $(ratio "$(med p.4d.on prens)" "$(med p.1d.on prens)") (goal <= 1.2), serial $(ratio "$(med p.4d.ser prens)" "$(med p.1d.ser prens)")"
+
+if want P4; then
+	say
+	say "P4. QEMU 10.0 vs vfio-mig: 1 device of $(mib $MEM) MiB, $N multifd channels, the same pair;"
+	say "   downtime: QEMU query-migrate \"downtime\" (stop of the source VM -> the destination's"
+	say "   SHUT on the return path, after its vm_start), vfio-mig downtime_ns.  QEMU MiB: its"
+	say "   \"vfio\" bytes (precopy + stop-copy); vfio-mig: precopy + stop-copy (stop-copy)."
+	printf '  %-30s %5s %9s %9s %9s %9s %9s %13s\n' "" "QEMU" "QEMU ms" "vfmig ms" "vfmig/QEMU" \
+		"QEMU tot" "QEMU MiB" "vfmig MiB"
+	for c in a b; do
+		[ $c = a ] && lbl="(a) dirty $HOT/s, one pass" || lbl="(b) dirty $P4LOW/s, defaults"
+		qn=$(awk -v c=p4.$c.q '$1 == c' "$R" | wc -l)
+		qd_=$(med p4.$c.q down); vd_=$(med p4.$c.v down)
+		printf '  %-30s %5s %9s %9s %9s %9s %9s %13s\n' "$lbl" "$qn/$REPS" "$(ms "$qd_")" \
+			"$(ms "$vd_")" "$(ratio "$vd_" "$qd_")" "$(ms "$(med p4.$c.q total)")" \
+			"$(mib "$(med p4.$c.q vfioB)")" \
+			"$(mib "$(calc "$(med p4.$c.v preB) + $(med p4.$c.v scB)")") ($(mib "$(med p4.$c.v scB)"))"
+	done
+	row "P4 downtime, vfio-mig / QEMU 10:" "(a) $(ratio "$(med p4.a.v down)" "$(med p4.a.q down)"), (b) $(ratio "$(med p4.b.v down)" "$(med p4.b.q down)") (goal <= 0.55); vfio-mig (b) switched over by $(tally p4.b.v conv)"
+fi
 
 say
 say "bench: $(ms $((T1 - T0))) ms of VM time for the measurements"
