@@ -358,7 +358,7 @@ p4_qemu() {
 	fi
 	# "vfio": {"transferred": N}: the device's bytes, precopy and stop-copy
 	rec "$cfg" down=$(($(jnum downtime "$r") * 1000000)) total=$(($(jnum total-time "$r") * 1000000)) \
-		setup=$(($(jnum setup-time "$r") * 1000000)) \
+		setup=$(($(jnum setup-time "$r") * 1000000)) dtB=$(jnum downtime-bytes "$r") \
 		vfioB=$(printf '%s\n' "$r" | sed -n 's/.*"vfio": {"transferred": \([0-9]*\).*/\1/p')
 }
 
@@ -500,20 +500,24 @@ row "P5 precopy, 4 devices / 1:" "parallel $(ratio "$(med p.4d.on prens)" "$(med
 
 if want P4; then
 	say
-	say "P4. QEMU 10.0 vs vfio-mig: 1 device of $(mib $MEM) MiB, $N multifd channels, the same pair;"
-	say "   downtime: QEMU query-migrate \"downtime\" (stop of the source VM -> the destination's"
-	say "   SHUT on the return path, after its vm_start), vfio-mig downtime_ns.  QEMU MiB: its"
-	say "   \"vfio\" bytes (precopy + stop-copy); vfio-mig: precopy + stop-copy (stop-copy)."
-	printf '  %-30s %5s %9s %9s %9s %9s %9s %13s\n' "" "QEMU" "QEMU ms" "vfmig ms" "vfmig/QEMU" \
-		"QEMU tot" "QEMU MiB" "vfmig MiB"
+	say "P4. QEMU 10.0 vs vfio-mig: 1 device of $(mib $MEM) MiB, $N multifd channels, the same pair."
+	say "   downtime: QEMU query-migrate \"downtime\" (source VM stopped -> the destination's"
+	say "   SHUT on the return path, after its vm_start), vfio-mig downtime_ns.  stopcMiB: QEMU"
+	say "   \"downtime-bytes\" (all bytes sent while stopped), vfio-mig stopcopy_bytes; /MiB: the"
+	say "   ratio of downtime per stop-copy MiB.  devMiB: the device's bytes, precopy + stop-copy"
+	say "   (QEMU \"vfio\" transferred)."
+	printf '  %-28s %4s %8s %8s %6s %7s %7s %6s %7s %7s\n' "" "QEMU" "QEMU ms" "vfmig ms" \
+		"ratio" "QstopcM" "VstopcM" "/MiB" "QdevMiB" "VdevMiB"
 	for c in a b; do
 		[ $c = a ] && lbl="(a) dirty $HOT/s, one pass" || lbl="(b) dirty $P4LOW/s, defaults"
 		qn=$(awk -v c=p4.$c.q '$1 == c' "$R" | wc -l)
 		qd_=$(med p4.$c.q down); vd_=$(med p4.$c.v down)
-		printf '  %-30s %5s %9s %9s %9s %9s %9s %13s\n' "$lbl" "$qn/$REPS" "$(ms "$qd_")" \
-			"$(ms "$vd_")" "$(ratio "$vd_" "$qd_")" "$(ms "$(med p4.$c.q total)")" \
+		printf '  %-28s %4s %8s %8s %6s %7s %7s %6s %7s %7s\n' "$lbl" "$qn/$REPS" "$(ms "$qd_")" \
+			"$(ms "$vd_")" "$(ratio "$vd_" "$qd_")" "$(mib "$(med p4.$c.q dtB)")" \
+			"$(mib "$(med p4.$c.v scB)")" \
+			"$(ratio "$(medq p4.$c.v down scB)" "$(medq p4.$c.q down dtB)")" \
 			"$(mib "$(med p4.$c.q vfioB)")" \
-			"$(mib "$(calc "$(med p4.$c.v preB) + $(med p4.$c.v scB)")") ($(mib "$(med p4.$c.v scB)"))"
+			"$(mib "$(calc "$(med p4.$c.v preB) + $(med p4.$c.v scB)")")"
 	done
 	row "P4 downtime, vfio-mig / QEMU 10:" "(a) $(ratio "$(med p4.a.v down)" "$(med p4.a.q down)"), (b) $(ratio "$(med p4.b.v down)" "$(med p4.b.q down)") (goal <= 0.55); vfio-mig (b) switched over by $(tally p4.b.v conv)"
 fi
