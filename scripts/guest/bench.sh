@@ -358,7 +358,7 @@ p4_qemu() {
 	fi
 	# "vfio": {"transferred": N}: the device's bytes, precopy and stop-copy
 	rec "$cfg" down=$(($(jnum downtime "$r") * 1000000)) total=$(($(jnum total-time "$r") * 1000000)) \
-		setup=$(($(jnum setup-time "$r") * 1000000)) dtB=$(jnum downtime-bytes "$r") \
+		setup=$(($(jnum setup-time "$r") * 1000000)) mfB=$(jnum multifd-bytes "$r") \
 		vfioB=$(printf '%s\n' "$r" | sed -n 's/.*"vfio": {"transferred": \([0-9]*\).*/\1/p')
 }
 
@@ -503,19 +503,27 @@ if want P4; then
 	say "P4. QEMU 10.0 vs vfio-mig: 1 device of $(mib $MEM) MiB, $N multifd channels, the same pair."
 	say "   downtime: QEMU query-migrate \"downtime\" (source VM stopped -> the destination's"
 	say "   SHUT on the return path, after its vm_start), vfio-mig downtime_ns.  stopcMiB: QEMU"
-	say "   \"downtime-bytes\" (all bytes sent while stopped), vfio-mig stopcopy_bytes; /MiB: the"
-	say "   ratio of downtime per stop-copy MiB.  devMiB: the device's bytes, precopy + stop-copy"
-	say "   (QEMU \"vfio\" transferred)."
+	say "   \"multifd-bytes\" (the device's STOP_COPY packets + the idle VM's RAM pages, ~0.2 MiB),"
+	say "   vfio-mig stopcopy_bytes; /MiB: the ratio of downtime per stop-copy MiB.  devMiB: the"
+	say "   device's bytes, precopy + stop-copy (QEMU \"vfio\" transferred)."
 	printf '  %-28s %4s %8s %8s %6s %7s %7s %6s %7s %7s\n' "" "QEMU" "QEMU ms" "vfmig ms" \
 		"ratio" "QstopcM" "VstopcM" "/MiB" "QdevMiB" "VdevMiB"
+	# downtime per stop-copy MiB, vfio-mig / QEMU: only when both sets are >= 1 MiB
+	p4_perMiB() {
+		if [ "$(calc "($(med p4.$1.v scB) >= 1048576 && $(med p4.$1.q mfB) >= 1048576)")" = 1 ]; then
+			ratio "$(medq p4.$1.v down scB)" "$(medq p4.$1.q down mfB)"
+		else
+			echo -
+		fi
+	}
 	for c in a b; do
 		[ $c = a ] && lbl="(a) dirty $HOT/s, one pass" || lbl="(b) dirty $P4LOW/s, defaults"
 		qn=$(awk -v c=p4.$c.q '$1 == c' "$R" | wc -l)
 		qd_=$(med p4.$c.q down); vd_=$(med p4.$c.v down)
 		printf '  %-28s %4s %8s %8s %6s %7s %7s %6s %7s %7s\n' "$lbl" "$qn/$REPS" "$(ms "$qd_")" \
-			"$(ms "$vd_")" "$(ratio "$vd_" "$qd_")" "$(mib "$(med p4.$c.q dtB)")" \
+			"$(ms "$vd_")" "$(ratio "$vd_" "$qd_")" "$(mib "$(med p4.$c.q mfB)")" \
 			"$(mib "$(med p4.$c.v scB)")" \
-			"$(ratio "$(medq p4.$c.v down scB)" "$(medq p4.$c.q down dtB)")" \
+			"$(p4_perMiB $c)" \
 			"$(mib "$(med p4.$c.q vfioB)")" \
 			"$(mib "$(calc "$(med p4.$c.v preB) + $(med p4.$c.v scB)")")"
 	done
