@@ -87,12 +87,13 @@ rm -f "$out"/{result,dmesg,console,splats}.txt
 [ -f "$MODULE_KO" ] || { echo "vm-run: module not built: $MODULE_KO (make${suffix:+ ${suffix#-}})" >&2; exit 1; }
 
 # Bench section P4 runs QEMU 10 (bookworm-backports, unpacked by
-# debian-pkg.sh, never installed) in the guest: only then does the image
-# carry it. QEMU10_DIR=DIR names the unpacked package; QEMU10=1 adds it in
+# debian-pkg.sh, never installed) in the guest: only a bench that runs P4
+# (BENCH_SECTIONS unset or naming it) carries it in its image. QEMU10_DIR=DIR names the unpacked package; QEMU10=1 adds it in
 # any mode (e.g. a shell).
 QEMU10_DIR=${QEMU10_DIR:-}
 if [ -z "$QEMU10_DIR" ] && { [ "${QEMU10:-0}" = 1 ] ||
-	{ [ "$mode" = bench ] && echo " $extra " | grep -qE ' BENCH_SECTIONS=([^ ]*,)?P4(,| )'; }; }; then
+	{ [ "$mode" = bench ] && { ! echo " $extra " | grep -q ' BENCH_SECTIONS=' ||
+		echo " $extra " | grep -qE ' BENCH_SECTIONS=([^ ]*,)?P4(,| )'; }; }; }; then
 	QEMU10_DIR=$("$TOP/scripts/debian-pkg.sh" bookworm-backports qemu-system-x86) ||
 		{ echo "vm-run: cannot fetch QEMU 10 (bookworm-backports qemu-system-x86) for P4" >&2; exit 1; }
 fi
