@@ -364,7 +364,7 @@ p4_qemu() {
 }
 
 if want P4 && ! have_qemu10; then
-	say "!! P4: no QEMU 10 in this image (vm-run.sh adds it when BENCH_SECTIONS names P4)"
+	say "!! P4: no QEMU 10 in this image (vm-run.sh could not stage it: see its message)"
 elif want P4; then
 	qs=$(mdev_new mtty_mig-1 mem_size=$MEM dirty_rate=$HOT)
 	qd=$(mdev_new mtty_mig-1 mem_size=$MEM)
