@@ -266,8 +266,8 @@ size_t vfmig_frame_encode(uint8_t *buf, uint16_t type, uint32_t flags, uint32_t 
  * so the payload mappings never exceed max(cap, in use): what the pool keeps
  * lies inside the bound the budget already sets, it never adds to it.  A new
  * mapping first evicts pooled ones until it fits under cap; a freed one is
- * unmapped when mapped is over cap or no bin takes its length.  When the
- * last room is dropped (session end) the pool empties and the RSS falls back.
+ * unmapped when mapped is over cap or no bin takes its length.  When a
+ * room is dropped (session end) the pool empties and the RSS falls back.
  * A session's chunks share one length; a few bins take the others (a
  * device's last chunk, precopy frames).
  *
@@ -312,19 +312,25 @@ static void *evict_locked(size_t keep, size_t *len)
 	pool.bin[pick].head = b->next;
 	*len = map_len(pool.bin[pick].len);
 	pool.st.pooled -= *len;
-	pool.st.mapped -= *len;
 	pool.st.evicted++;
 	return b;
 }
 
+/*
+ * Unmap a buffer still counted in pool.st.mapped, then uncount it: the count
+ * never falls below what is really mapped, even while munmap() runs without
+ * the lock (another thread's new mapping is checked against it meanwhile).
+ */
 static void unmap(void *p, size_t len)
 {
-	if (munmap(p, len)) {
-		/* Only a bug (not one of our mappings) gets here: count it. */
-		pthread_mutex_lock(&pool.lock);
+	int ret = munmap(p, len);
+
+	pthread_mutex_lock(&pool.lock);
+	pool.st.mapped -= len;
+	/* Only a bug (not one of our mappings) fails: count it. */
+	if (ret)
 		pool.st.unmap_errors++;
-		pthread_mutex_unlock(&pool.lock);
-	}
+	pthread_mutex_unlock(&pool.lock);
 }
 
 void *vfmig_payload_alloc(size_t len)
@@ -404,7 +410,6 @@ void vfmig_payload_free(void *p, size_t len)
 			return;
 		}
 	}
-	pool.st.mapped -= ml;
 	pthread_mutex_unlock(&pool.lock);
 	unmap(p, ml);
 }
@@ -416,22 +421,32 @@ void vfmig_payload_pool_grow(uint64_t bytes)
 	pthread_mutex_unlock(&pool.lock);
 }
 
+/*
+ * The pool cannot tell whose buffers it holds: a session that ends unmaps
+ * everything pooled when it ends (its own buffers with the others'), so its
+ * RSS falls back even while another session's room lives; then whatever is
+ * still over the smaller cap.  Buffers pooled meanwhile by live sessions
+ * stay (at most what was pooled at the start is taken for the first rule).
+ */
 void vfmig_payload_pool_shrink(uint64_t bytes)
 {
+	uint64_t left;
 	void *p;
 	size_t len;
 
 	pthread_mutex_lock(&pool.lock);
 	pool.st.cap -= MIN(bytes, pool.st.cap);
+	left = pool.st.pooled;
 	pthread_mutex_unlock(&pool.lock);
 	for (;;) {
 		p = NULL;
 		pthread_mutex_lock(&pool.lock);
-		if (pool.st.pooled && pool.st.mapped > pool.st.cap)
+		if (pool.st.pooled && (left || pool.st.mapped > pool.st.cap))
 			p = evict_locked(0, &len);
 		pthread_mutex_unlock(&pool.lock);
 		if (!p)
 			return;
+		left -= MIN(left, (uint64_t)len);
 		unmap(p, len);
 	}
 }
