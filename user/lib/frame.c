@@ -424,30 +424,33 @@ void vfmig_payload_pool_grow(uint64_t bytes)
 /*
  * The pool cannot tell whose buffers it holds: a session that ends unmaps
  * everything pooled when it ends (its own buffers with the others'), so its
- * RSS falls back even while another session's room lives; then whatever is
- * still over the smaller cap.  Buffers pooled meanwhile by live sessions
- * stay (at most what was pooled at the start is taken for the first rule).
+ * RSS falls back even while another session's room lives.  The buffers are
+ * taken out and the cap lowered in one hold of the lock, so nobody ever sees
+ * a pool holding buffers over its cap; they are unmapped after it.
  */
 void vfmig_payload_pool_shrink(uint64_t bytes)
 {
-	uint64_t left;
-	void *p;
-	size_t len;
+	struct pool_buf *out[POOL_BINS];
+	size_t len[POOL_BINS];
 
 	pthread_mutex_lock(&pool.lock);
 	pool.st.cap -= MIN(bytes, pool.st.cap);
-	left = pool.st.pooled;
+	for (int i = 0; i < POOL_BINS; i++) {
+		out[i] = pool.bin[i].head;
+		len[i] = map_len(pool.bin[i].len);
+		pool.bin[i].head = NULL;
+		for (struct pool_buf *b = out[i]; b; b = b->next)
+			pool.st.evicted++;
+	}
+	pool.st.pooled = 0;
 	pthread_mutex_unlock(&pool.lock);
-	for (;;) {
-		p = NULL;
-		pthread_mutex_lock(&pool.lock);
-		if (pool.st.pooled && (left || pool.st.mapped > pool.st.cap))
-			p = evict_locked(0, &len);
-		pthread_mutex_unlock(&pool.lock);
-		if (!p)
-			return;
-		left -= MIN(left, (uint64_t)len);
-		unmap(p, len);
+	for (int i = 0; i < POOL_BINS; i++) {
+		while (out[i]) {
+			struct pool_buf *b = out[i];
+
+			out[i] = b->next;
+			unmap(b, len[i]);
+		}
 	}
 }
 

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "kselftest_harness.h"
+#include "reorder_wait.h"
 #include "test_util.h"
 
 #define WAIT_S 10
@@ -63,11 +64,7 @@ static int start(struct waiter *w)
 
 static struct timespec deadline(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += WAIT_S;
-	return ts;
+	return deadline_in(WAIT_S);
 }
 
 static int join(struct waiter *w)
@@ -77,25 +74,9 @@ static int join(struct waiter *w)
 	return pthread_timedjoin_np(w->t, NULL, &dl);
 }
 
-/* Bounded wait until device @dev's load thread waited @n times and @blocked producers wait. */
 static bool wait_for(struct vfmig_reorder *r, int dev, uint64_t n, unsigned blocked)
 {
-	struct timespec t0, now;
-
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	for (;;) {
-		bool ok;
-
-		pthread_mutex_lock(&r->lock);
-		ok = (dev < 0 || r->dev[dev].waits >= n) && r->blocked >= blocked;
-		pthread_mutex_unlock(&r->lock);
-		if (ok)
-			return true;
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		if (now.tv_sec - t0.tv_sec > WAIT_S)
-			return false;
-		sched_yield();
-	}
+	return reorder_wait_for(r, dev, n, blocked, WAIT_S);
 }
 
 static uint64_t waits(struct vfmig_reorder *r, unsigned dev)

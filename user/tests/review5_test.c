@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "kselftest_harness.h"
+#include "reorder_wait.h"
 #include "rogue.h"
 
 #define WAIT_S 20
@@ -37,11 +38,7 @@ static bool pool_ok(const struct vfmig_payload_pool_stats *st)
 
 static struct timespec deadline(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += WAIT_S;
-	return ts;
+	return deadline_in(WAIT_S);
 }
 
 static int join_by(pthread_t t, const struct timespec *dl)
@@ -79,25 +76,9 @@ static int pop_release(struct vfmig_reorder *r, uint32_t dev, uint32_t *idx, uin
 	return 0;
 }
 
-/* Bounded poll: device @dev's load thread waited @n times, @blocked producers wait. */
 static bool wait_for(struct vfmig_reorder *r, int dev, uint64_t n, unsigned blocked)
 {
-	struct timespec t0, now;
-
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	for (;;) {
-		bool ok;
-
-		pthread_mutex_lock(&r->lock);
-		ok = (dev < 0 || r->dev[dev].waits >= n) && r->blocked >= blocked;
-		pthread_mutex_unlock(&r->lock);
-		if (ok)
-			return true;
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		if (now.tv_sec - t0.tv_sec > WAIT_S)
-			return false;
-		sched_yield();
-	}
+	return reorder_wait_for(r, dev, n, blocked, WAIT_S);
 }
 
 struct popper {
